@@ -1,0 +1,5 @@
+"""Allow ``python -m keel``."""
+
+from keel.cli import main
+
+main()

@@ -1,0 +1,82 @@
+"""Loading the configured dataset: resolve sources, read tables, recode values, drop unlabelled rows (counted)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from keel.config import LoadedConfig, SourceConfig
+from keel.domain.schema import apply_recode, missing_column_message
+from keel.errors import DataError
+from keel.io.sources import ResolvedSource, fingerprint, resolve_source
+from keel.io.tables import read_table
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+
+@dataclass
+class LoadedData:
+    """The configured tables, read and recoded.
+
+    Attributes:
+        train: The table to learn from (split into train/valid/test unless ``test`` is set).
+        test: The explicit test table, if configured.
+        fingerprint: sha256 of every input file, keyed by file name.
+        sources: Where each table came from.
+        dropped: Reason → number of rows dropped (never silently).
+    """
+
+    train: pd.DataFrame
+    test: pd.DataFrame | None
+    fingerprint: dict[str, str]
+    sources: dict[str, ResolvedSource]
+    dropped: dict[str, int] = field(default_factory=dict)
+
+
+def read_source(source: SourceConfig, loaded: LoadedConfig) -> tuple[pd.DataFrame, ResolvedSource]:
+    """Resolve and read one configured table."""
+    resolved = resolve_source(source, data_dir=loaded.config.data.data_dir, base_dir=loaded.base_dir)
+    frame = read_table(resolved.path, fmt=source.format, csv=source.csv)
+    if frame.empty:
+        raise DataError(f"{resolved.label}: the table has no rows")
+    return frame, resolved
+
+
+def load_data(loaded: LoadedConfig) -> LoadedData:
+    """Read the training (and test) tables of a configuration.
+
+    Rows whose target is missing cannot be learned from or scored against; they are dropped and counted in
+    ``dropped``.
+
+    Raises:
+        DataError: A file is missing or unreadable, or the target column is absent.
+    """
+    data = loaded.config.data
+    train, train_source = read_source(data.train, loaded)
+    sources = {"train": train_source}
+    test = None
+    if data.test is not None:
+        test, sources["test"] = read_source(data.test, loaded)
+    dropped: dict[str, int] = {}
+    tables = {"train": train, "test": test}
+    for part, frame in list(tables.items()):
+        if frame is None:
+            continue
+        label = sources[part].label
+        frame = apply_recode(frame, data.recode, label=label)
+        if data.target not in frame.columns:
+            raise DataError(f"{label}: " + missing_column_message(data.target, "data.target", list(frame.columns)))
+        unlabelled = frame[data.target].isna()
+        if unlabelled.any():
+            dropped[f"{part}: missing target"] = int(unlabelled.sum())
+            frame = frame.loc[~unlabelled].reset_index(drop=True)
+        tables[part] = frame
+    assert tables["train"] is not None
+    return LoadedData(
+        train=tables["train"],
+        test=tables["test"],
+        fingerprint=fingerprint([s.path for s in sources.values()]),
+        sources=sources,
+        dropped=dropped,
+    )

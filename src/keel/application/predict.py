@@ -1,0 +1,162 @@
+"""Batch prediction: score a file in chunks, carry non-feature columns through, set invalid rows aside."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from keel.application.models import ModelHandle
+from keel.domain.model import FittedModel
+from keel.domain.validation import coerce_features
+from keel.errors import DataError
+from keel.io.tables import AtomicTableWriter, iter_table
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+DEFAULT_CHUNK_ROWS = 50_000
+PREDICTION_COLUMN = "prediction"
+PROBABILITY_PREFIX = "probability_"
+ERROR_COLUMN = "error"
+
+
+@dataclass
+class PredictResult:
+    """What a batch prediction did.
+
+    Attributes:
+        model: ``name:version`` used.
+        rows: Rows read.
+        predicted: Rows scored and written to the output.
+        invalid: Rows set aside in the errors file.
+        output: The predictions file.
+        errors: The errors file (``None`` when every row was valid).
+        unseen: Feature → rows with a category never seen in training (scored anyway).
+    """
+
+    model: str
+    rows: int = 0
+    predicted: int = 0
+    invalid: int = 0
+    output: Path | None = None
+    errors: Path | None = None
+    unseen: dict[str, int] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict."""
+        return {
+            "model": self.model,
+            "rows": self.rows,
+            "predicted": self.predicted,
+            "invalid": self.invalid,
+            "output": str(self.output) if self.output else None,
+            "errors": str(self.errors) if self.errors else None,
+            "unseen_categories": self.unseen,
+        }
+
+
+def default_errors_path(output: Path) -> Path:
+    """``predictions.csv`` → ``predictions.errors.csv``."""
+    return output.with_name(f"{output.stem}.errors{output.suffix}")
+
+
+def prediction_columns(model: FittedModel) -> list[str]:
+    """Names of the columns a prediction adds."""
+    if model.task == "regression":
+        return [PREDICTION_COLUMN]
+    return [PREDICTION_COLUMN] + [f"{PROBABILITY_PREFIX}{label}" for label in model.classes]
+
+
+def score_chunk(model: FittedModel, chunk: pd.DataFrame, *, label: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Score one chunk.
+
+    Args:
+        model: The fitted model.
+        chunk: Rows holding at least the feature columns.
+        label: How to name the input in errors.
+
+    Returns:
+        The scored valid rows (non-feature columns, then predictions) and the invalid rows (all input columns plus
+        ``error``).
+    """
+    import pandas as pd
+
+    coerced = coerce_features(chunk, model.schema, label=label)
+    valid = coerced.valid
+    features = set(model.schema.feature_names)
+    carried = [c for c in chunk.columns if c not in features]
+    added = prediction_columns(model)
+    clash = [c for c in added if c in carried]
+    if clash:
+        raise DataError(f"{label}: input column(s) {', '.join(clash)} would be overwritten by predictions; rename them")
+    kept = chunk.loc[valid, carried].reset_index(drop=True)
+    rows = coerced.frame.loc[valid].reset_index(drop=True)
+    if len(rows):
+        if model.task == "regression":
+            kept[PREDICTION_COLUMN] = model.predict_value(rows)
+        else:
+            proba = model.predict_proba(rows)
+            kept[PREDICTION_COLUMN] = model.predict_labels(proba)
+            for i, column in enumerate(added[1:]):
+                kept[column] = proba[:, i]
+    else:
+        for column in added:
+            kept[column] = pd.Series(dtype="float64")
+    invalid = chunk.loc[~valid].copy().reset_index(drop=True)
+    invalid[ERROR_COLUMN] = coerced.errors[~valid]
+    return kept, invalid
+
+
+def unseen_categories(model: FittedModel, chunk: pd.DataFrame) -> dict[str, int]:
+    """Rows per categorical feature holding a category never seen in training."""
+    result = {}
+    for column in model.schema.features:
+        if column.type != "categorical" or not column.categories or column.name not in chunk.columns:
+            continue
+        values = chunk[column.name].dropna().astype(str)
+        count = int((~values.isin(column.categories)).sum())
+        if count:
+            result[column.name] = count
+    return result
+
+
+def predict_file(
+    handle: ModelHandle,
+    input_path: Path,
+    output_path: Path,
+    *,
+    errors_path: Path | None = None,
+    chunk_rows: int = DEFAULT_CHUNK_ROWS,
+) -> PredictResult:
+    """Score a CSV/Parquet file (or a folder of Parquet parts) chunk by chunk.
+
+    The output and the errors file are written to temporary files and renamed when complete; the errors file
+    exists only when some rows were invalid.
+
+    Raises:
+        DataError: The input is missing, unreadable or lacks feature columns.
+    """
+    model = handle.loaded.model
+    errors_path = errors_path or default_errors_path(output_path)
+    result = PredictResult(model=handle.label)
+    if input_path.resolve() == output_path.resolve():
+        raise DataError(f"{output_path}: the output would overwrite the input; choose another --output")
+    label = str(input_path)
+    with AtomicTableWriter(output_path) as output, AtomicTableWriter(errors_path) as errors:
+        for chunk in iter_table(input_path, chunk_rows=chunk_rows):
+            scored, invalid = score_chunk(model, chunk, label=label)
+            result.rows += len(chunk)
+            for name, count in unseen_categories(model, chunk).items():
+                result.unseen[name] = result.unseen.get(name, 0) + count
+            if len(scored) or not output.written:
+                output.write(scored)
+            if len(invalid):
+                errors.write(invalid)
+        result.predicted = output.rows
+        result.invalid = errors.rows
+    if result.rows == 0:
+        raise DataError(f"{input_path}: the file has no rows")
+    result.output = output_path
+    result.errors = errors_path if result.invalid else None
+    return result

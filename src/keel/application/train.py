@@ -1,0 +1,389 @@
+"""The main job: load and validate data, split, fit, evaluate on held-out data, register, apply the gate."""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from keel.application.dataset import LoadedData, load_data
+from keel.application.progress import Reporter, SilentReporter
+from keel.application.scoring import labelled_predictions
+from keel.config import LoadedConfig, dump_yaml
+from keel.domain.metrics import (
+    Evaluation,
+    Predictions,
+    baseline_predictions,
+    check_metrics_fit_task,
+    compute_metrics,
+    default_metrics,
+    default_promotion_metric,
+    evaluate_predictions,
+)
+from keel.domain.model import FittedModel
+from keel.domain.promotion import PromotionDecision, decide_promotion
+from keel.domain.refs import DEFAULT_ALIAS
+from keel.domain.schema import FeatureSchema, infer_schema
+from keel.domain.splits import split_rows
+from keel.domain.training import FitReport, encode_target, fit_model
+from keel.domain.validation import check_not_all_missing, coerce_features, raise_for_invalid_training_rows
+from keel.errors import ConfigError, DataError, KeelError
+from keel.io import artifacts, plots
+from keel.io.provenance import git_commit, package_versions
+from keel.io.registry import Registry
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+
+@dataclass
+class TrainResult:
+    """What ``keel train`` did.
+
+    Attributes:
+        model_name: Registered model name.
+        version: The new version number.
+        run_id: The MLflow run.
+        task: ``binary``, ``multiclass`` or ``regression``.
+        evaluation: Test metrics, baseline, per-class and slices.
+        promotion: The gate's decision.
+        rows: Rows per part (train, valid, test).
+        dropped: Rows dropped, by reason.
+        best_iteration: Boosting rounds kept (LightGBM).
+        seconds: Wall time of the whole job.
+        notes: Inference and other notes shown to the user.
+    """
+
+    model_name: str
+    version: int
+    run_id: str
+    task: str
+    evaluation: Evaluation
+    promotion: PromotionDecision
+    rows: dict[str, int]
+    dropped: dict[str, int]
+    best_iteration: int | None
+    seconds: float
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON document ``keel train --json`` prints."""
+        return {
+            "model": self.model_name,
+            "version": self.version,
+            "run_id": self.run_id,
+            "task": self.task,
+            "champion": self.promotion.promote,
+            "promotion": {
+                "metric": self.promotion.metric,
+                "value": self.promotion.new_value,
+                "champion_value": self.promotion.champion_value,
+                "reason": self.promotion.reason,
+            },
+            "rows": self.rows,
+            "dropped": self.dropped,
+            "best_iteration": self.best_iteration,
+            "seconds": round(self.seconds, 3),
+            "test_rows": self.evaluation.rows,
+            "metrics": self.evaluation.metrics,
+            "baseline": self.evaluation.baseline,
+            "per_class": self.evaluation.per_class,
+            "slices": self.evaluation.slices,
+        }
+
+
+@dataclass
+class _Parts:
+    train: pd.DataFrame
+    valid: pd.DataFrame | None
+    test: pd.DataFrame
+
+
+def train(loaded: LoadedConfig, reporter: Reporter | None = None) -> TrainResult:
+    """Run the main job for a validated configuration.
+
+    Args:
+        loaded: The configuration and where it came from.
+        reporter: Receives progress; silent when ``None``.
+
+    Returns:
+        The registered version, its evaluation and the promotion decision.
+
+    Raises:
+        ConfigError: The configuration does not fit the data (e.g. a metric for another task).
+        DataError: The data fails validation; nothing is registered.
+        IntegrityError: A download did not match its checksum.
+    """
+    started = time.perf_counter()
+    reporter = reporter or SilentReporter()
+    config = loaded.config
+    with reporter.step("Loading data"):
+        data = load_data(loaded)
+        for reason, count in data.dropped.items():
+            reporter.note(f"dropped {count:,} row(s): {reason}")
+    with reporter.step("Splitting and validating"):
+        parts = _split(data, loaded)
+        schema = infer_schema(parts.train, config.data)
+        for column in schema.columns:
+            if column.inferred and column.role != "target":
+                reporter.note(f"{column.name}: {column.role}, {column.type} (inferred: {column.note})")
+            elif column.role != "feature":
+                reporter.note(f"{column.name}: {column.role}" + (f" ({column.note})" if column.note else ""))
+        task = schema.target.task
+        metric_names = list(config.evaluation.metrics) or default_metrics(task)
+        wrong = check_metrics_fit_task(metric_names, task)
+        promotion_metric = config.evaluation.promotion.metric or default_promotion_metric(task)
+        wrong += check_metrics_fit_task([promotion_metric], task)
+        if wrong:
+            raise ConfigError(
+                f"evaluation: metric(s) {', '.join(sorted(set(wrong)))} do not apply to a {task} task; "
+                f"use some of {', '.join(default_metrics(task))}"
+            )
+        if promotion_metric not in metric_names:
+            metric_names.append(promotion_metric)
+        for column in config.evaluation.slices:
+            if column not in parts.test.columns:
+                raise ConfigError(f"evaluation.slices: column {column!r} is not in the test data")
+        train_x, train_y = _features_and_target(parts.train, schema, "training rows")
+        check_not_all_missing(coerce_features(parts.train, schema), schema, label="training rows")
+        valid_x, valid_y = (None, None)
+        if parts.valid is not None and len(parts.valid):
+            valid_x, valid_y = _features_and_target(parts.valid, schema, "validation rows")
+        _features_and_target(parts.test, schema, "test rows")
+        rows = {"train": len(parts.train), "valid": 0 if parts.valid is None else len(parts.valid), "test": len(parts.test)}
+        reporter.note(
+            f"{task} task on {len(schema.feature_names)} features; rows: train {rows['train']:,}, "
+            f"valid {rows['valid']:,}, test {rows['test']:,}"
+        )
+    with reporter.step(f"Training {config.model.estimator}"):
+        model, fit_report = fit_model(
+            schema,
+            config.features,
+            config.model,
+            seed=config.split.seed,
+            train_x=train_x,
+            train_y=train_y,
+            valid_x=valid_x,
+            valid_y=valid_y,
+        )
+    with reporter.step("Evaluating on the test data"):
+        predictions = labelled_predictions(model, parts.test, label="test rows")
+        baseline = baseline_predictions(predictions.y_true, train_y, task, len(schema.target.classes or []))
+        evaluation = evaluate_predictions(
+            predictions,
+            baseline,
+            task,
+            metric_names,
+            classes=schema.target.classes or [],
+            frame=parts.test,
+            slices=config.evaluation.slices,
+            max_slice_values=config.evaluation.max_slice_values,
+            min_slice_rows=config.evaluation.min_slice_rows,
+        )
+    registry = Registry.open(config.registry.workspace, config.registry.tracking_uri)
+    with _staging(registry.workspace) as staging:
+        with reporter.step("Writing artifacts"):
+            _write_artifacts(staging, model, loaded, data, evaluation, predictions, fit_report, rows)
+        with reporter.step("Registering the model"):
+            version, run_id, decision = _register(
+                registry, staging, loaded, model, evaluation, fit_report, parts.test, promotion_metric
+            )
+    reporter.note(("promoted to champion: " if decision.promote else "not promoted: ") + decision.reason)
+    notes = list(getattr(reporter, "notes", []))
+    return TrainResult(
+        model_name=config.model_name,
+        version=version,
+        run_id=run_id,
+        task=task,
+        evaluation=evaluation,
+        promotion=decision,
+        rows=rows,
+        dropped=data.dropped,
+        best_iteration=fit_report.best_iteration,
+        seconds=time.perf_counter() - started,
+        notes=notes,
+    )
+
+
+def _split(data: LoadedData, loaded: LoadedConfig) -> _Parts:
+    from keel.domain.schema import infer_task
+
+    config = loaded.config
+    task = infer_task(data.train[config.data.target], config.data.task)
+    indices = split_rows(data.train, config.data.target, config.split, classification=task != "regression")
+    frame = data.train
+    valid = frame.iloc[indices.valid].reset_index(drop=True) if len(indices.valid) else None
+    if config.split.strategy == "explicit":
+        assert data.test is not None
+        test = data.test
+        missing = [c for c in frame.columns if c not in test.columns and c != config.data.target]
+        if missing:
+            raise DataError(f"{data.sources['test'].label}: the test table lacks column(s) {', '.join(missing)}")
+    else:
+        test = frame.iloc[indices.test].reset_index(drop=True)
+    if test.empty:
+        raise DataError("the test part is empty; check `split.test_size` or the test file")
+    return _Parts(train=frame.iloc[indices.train].reset_index(drop=True), valid=valid, test=test)
+
+
+def _features_and_target(frame: pd.DataFrame, schema: FeatureSchema, label: str) -> tuple[pd.DataFrame, Any]:
+    coerced = coerce_features(frame, schema, label=label)
+    raise_for_invalid_training_rows(frame, coerced, schema, label=label)
+    return coerced.frame, encode_target(frame[schema.target.name].reset_index(drop=True), schema)
+
+
+@contextlib.contextmanager
+def _staging(workspace: Path) -> Iterator[Path]:
+    """A private folder for the version's files, removed whatever happens."""
+    workspace.mkdir(parents=True, exist_ok=True)
+    folder = Path(tempfile.mkdtemp(prefix="staging-", dir=workspace))
+    try:
+        yield folder / "model"
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _write_artifacts(
+    directory: Path,
+    model: FittedModel,
+    loaded: LoadedConfig,
+    data: LoadedData,
+    evaluation: Evaluation,
+    predictions: Predictions,
+    fit_report: FitReport,
+    rows: dict[str, int],
+) -> None:
+    config = loaded.config
+    artifacts.save_model(directory, model)
+    (directory / artifacts.CONFIG_FILE).write_text(loaded.resolved_yaml(), encoding="utf-8")
+    artifacts.write_json(directory / artifacts.METRICS_FILE, {"test": evaluation.to_dict(), "rows": rows})
+    _write_plots(directory / "plots", model, predictions)
+    artifacts.write_manifest(
+        directory,
+        {
+            "project": config.project.name,
+            "model_name": config.model_name,
+            "estimator": config.model.estimator,
+            "task": model.task,
+            "feature_names": model.feature_names,
+            "categorical_indices": model.categorical_indices,
+            "best_iteration": fit_report.best_iteration,
+            "seed": config.split.seed,
+            "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "data_fingerprint": data.fingerprint,
+            "data_sources": {part: source.label for part, source in data.sources.items()},
+            "config_sources": loaded.sources,
+            "overrides": loaded.overrides,
+            "git_commit": git_commit(loaded.base_dir),
+            "packages": package_versions(),
+        },
+    )
+
+
+def _write_plots(folder: Path, model: FittedModel, predictions: Predictions) -> None:
+    if model.task == "regression":
+        assert predictions.values is not None
+        plots.residuals_plot(predictions.y_true, predictions.values, folder / "residuals.png")
+    else:
+        assert predictions.proba is not None
+        classes = model.classes
+        plots.confusion_matrix_plot(
+            predictions.y_true, predictions.proba.argmax(axis=1), classes, folder / "confusion_matrix.png"
+        )
+        plots.roc_plot(predictions.y_true, predictions.proba, classes, folder / "roc.png")
+        plots.calibration_plot(predictions.y_true, predictions.proba, folder / "calibration.png")
+    importance = model.feature_importance()
+    if importance:
+        plots.importance_plot(importance, folder / "feature_importance.png")
+
+
+def _flatten(prefix: str, value: Any, out: dict[str, Any]) -> dict[str, Any]:
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _flatten(f"{prefix}.{key}" if prefix else str(key), item, out)
+    else:
+        out[prefix] = value
+    return out
+
+
+def _register(
+    registry: Registry,
+    staging: Path,
+    loaded: LoadedConfig,
+    model: FittedModel,
+    evaluation: Evaluation,
+    fit_report: FitReport,
+    test: pd.DataFrame,
+    promotion_metric: str,
+) -> tuple[int, str, PromotionDecision]:
+    config = loaded.config
+    name = config.model_name
+    experiment = config.registry.experiment or config.project.name
+    params = _flatten("", config.model_dump(mode="json", exclude={"data"}), {})
+    params.update({"data.target": config.data.target, "data.task": model.task})
+    if fit_report.best_iteration is not None:
+        params["best_iteration"] = fit_report.best_iteration
+    with registry.run(experiment, run_name=f"train-{name}", tags={"keel.job": "train"}) as run_id:
+        registry.log_params(run_id, params)
+        registry.log_metrics(
+            run_id,
+            {f"test_{k}": v for k, v in evaluation.metrics.items()}
+            | {f"baseline_{k}": v for k, v in evaluation.baseline.items()},
+        )
+        source = registry.log_model_directory(run_id, staging)
+        version = registry.register(name, source, run_id, description=config.project.description)
+        manifest_sha = artifacts.sha256_file(staging / artifacts.MANIFEST)
+        # Check what the store holds before calling the version complete.
+        stored = registry.local_directory(_pending(registry, name, version))
+        artifacts.verify_directory(stored, manifest_sha256=manifest_sha)
+        new_value = evaluation.metrics[promotion_metric]
+        with registry.promotion_lock():
+            decision = _decide(registry, name, promotion_metric, new_value, config.evaluation.promotion.margin, test)
+            registry.mark_complete(
+                name,
+                version,
+                manifest_sha,
+                {
+                    "keel.task": model.task,
+                    "keel.estimator": config.model.estimator,
+                    f"keel.test.{promotion_metric}": f"{new_value:.6f}",
+                    "keel.promotion": decision.reason[:5000],
+                },
+            )
+            if decision.promote:
+                registry.set_alias(name, DEFAULT_ALIAS, version)
+    return version, run_id, decision
+
+
+def _pending(registry: Registry, name: str, version: int) -> Any:
+    from keel.domain.refs import ModelRef
+
+    return registry.get(ModelRef(name=name, version=version))
+
+
+def _decide(
+    registry: Registry, name: str, metric: str, new_value: float, margin: float, test: pd.DataFrame
+) -> PromotionDecision:
+    """The gate, with the champion scored on the same test rows as the new version."""
+    champion = registry.alias_version(name, DEFAULT_ALIAS)
+    if champion is None:
+        return decide_promotion(metric, new_value, None, margin)
+    from keel.domain.refs import ModelRef
+
+    label = f"version {champion}"
+    try:
+        info = registry.get(ModelRef(name=name, version=champion))
+        loaded = artifacts.load_model(registry.local_directory(info), manifest_sha256=info.manifest_sha256)
+        predictions = labelled_predictions(loaded.model, test, label=f"test rows scored by {label}")
+        champion_value = compute_metrics(predictions, loaded.model.task, [metric], len(loaded.model.classes))[metric]
+    except KeelError as exc:
+        return PromotionDecision(
+            True, f"the champion ({label}) cannot be scored on this test data ({exc}); replacing it", metric, new_value
+        )
+    return decide_promotion(metric, new_value, champion_value, margin, champion=label)

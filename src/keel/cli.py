@@ -1,0 +1,352 @@
+"""The ``keel`` command line: parse, call one application function, render the result.
+
+Heavy libraries (pandas, LightGBM, MLflow) are imported inside the commands, so ``keel --help`` stays instant.
+User mistakes raise :class:`~keel.errors.KeelError`: one clear message on stderr, no traceback, a non-zero exit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from keel import __version__
+from keel.errors import KeelError
+
+app = typer.Typer(
+    name="keel",
+    help="From a dataset to a production model service, driven by one YAML file.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+models_app = typer.Typer(help="List, inspect and promote registered model versions.", no_args_is_help=True)
+config_app = typer.Typer(help="Show the resolved configuration or its JSON schema.", no_args_is_help=True)
+app.add_typer(models_app, name="models")
+app.add_typer(config_app, name="config")
+
+_T = TypeVar("_T")
+
+ConfigArgs = Annotated[
+    list[str] | None,
+    typer.Argument(
+        help="Config files (merged left to right; default: the packaged Adult config) and key.path=value overrides.",
+        show_default=False,
+    ),
+]
+WorkspaceOption = Annotated[
+    Path | None,
+    typer.Option("--workspace", "-w", help="Workspace holding the embedded registry [env: KEEL_WORKSPACE; default: .keel]."),
+]
+ModelOption = Annotated[
+    str, typer.Option("--model", "-m", help="Model reference: NAME, NAME@ALIAS or NAME:VERSION.")
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document instead of tables.")]
+
+
+def _console(stderr: bool = False) -> Any:
+    from rich.console import Console
+
+    return Console(stderr=stderr, highlight=False)
+
+
+def _fail(error: KeelError) -> None:
+    console = _console(stderr=True)
+    console.print(f"[bold red]error:[/] {error}", markup=True, soft_wrap=True)
+    raise typer.Exit(error.exit_code)
+
+
+def _run(action: Callable[[], _T]) -> _T:
+    """Run an application call, turning user errors into a message and an exit code."""
+    try:
+        return action()
+    except KeelError as error:
+        _fail(error)
+    except KeyboardInterrupt:
+        _console(stderr=True).print("[yellow]interrupted[/]: nothing half-written was kept")
+        raise typer.Exit(130) from None
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+def _print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(_json_safe(data), indent=2, allow_nan=False) + "\n")
+
+
+class _RichReporter:
+    """Shows each step with a spinner and its duration, and notes as dim lines (on stderr)."""
+
+    def __init__(self, quiet: bool) -> None:
+        self.quiet = quiet
+        self.notes: list[str] = []
+        self.console = _console(stderr=True)
+
+    @contextlib.contextmanager
+    def step(self, title: str) -> Iterator[None]:
+        started = time.perf_counter()
+        if self.quiet:
+            yield
+            return
+        with self.console.status(f"{title}…"):
+            yield
+        self.console.print(f"[green]✓[/] {title} [dim]({time.perf_counter() - started:.1f}s)[/]")
+
+    def note(self, text: str) -> None:
+        self.notes.append(text)
+        if not self.quiet:
+            self.console.print(f"  [dim]{text}[/]", soft_wrap=True)
+
+
+def _metrics_table(title: str, metrics: dict[str, float], baseline: dict[str, float]) -> Any:
+    from rich.table import Table
+
+    from keel.domain.metrics import GREATER_IS_BETTER
+
+    table = Table(title=title, title_justify="left")
+    table.add_column("metric")
+    table.add_column("model", justify="right")
+    table.add_column("baseline", justify="right")
+    table.add_column("lift", justify="right")
+    for name, value in metrics.items():
+        base = baseline.get(name, math.nan)
+        lift = (value - base) if GREATER_IS_BETTER.get(name, True) else (base - value)
+        table.add_row(name, f"{value:.4f}", f"{base:.4f}", f"{lift:+.4f}")
+    return table
+
+
+def _slices_table(slices: dict[str, dict[str, dict[str, float]]], metric: str) -> Any:
+    from rich.table import Table
+
+    table = Table(title=f"Slices ({metric})", title_justify="left")
+    table.add_column("column")
+    table.add_column("value")
+    table.add_column("rows", justify="right")
+    table.add_column(metric, justify="right")
+    for column, values in slices.items():
+        for value, scores in values.items():
+            table.add_row(column, value, f"{int(scores['rows']):,}", f"{scores.get(metric, math.nan):.4f}")
+    return table
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    for noisy in ("mlflow", "alembic", "urllib3"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        typer.echo(f"keel {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log what keel does (downloads, cache hits).")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version_callback, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """From a dataset to a production model service, driven by one YAML file."""
+    _setup_logging(verbose)
+
+
+@app.command()
+def train(
+    args: ConfigArgs = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the final metrics.")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Train, evaluate on held-out data and register a model version (promoted if it beats the champion).
+
+    Examples: `keel train`, `keel train configs/adult.yaml model.params.n_estimators=300 split.seed=7`.
+    """
+    from keel.application.train import train as run_train
+    from keel.config import load_config, split_arguments
+
+    files, overrides = split_arguments(args or [])
+    loaded = _run(lambda: load_config(files, overrides))
+    reporter = _RichReporter(quiet=quiet or as_json)
+    result = _run(lambda: run_train(loaded, reporter))
+    if as_json:
+        _print_json(result.to_dict())
+        return
+    console = _console()
+    evaluation = result.evaluation
+    console.print(_metrics_table(f"Test metrics ({evaluation.rows:,} rows)", evaluation.metrics, evaluation.baseline))
+    if evaluation.slices and not quiet:
+        console.print(_slices_table(evaluation.slices, result.promotion.metric))
+    status = "[bold green]champion[/]" if result.promotion.promote else "[yellow]not promoted[/]"
+    console.print(
+        f"Registered [bold]{result.model_name}[/] version [bold]{result.version}[/] → {status}: "
+        f"{result.promotion.reason}",
+        soft_wrap=True,
+    )
+
+
+@app.command()
+def evaluate(
+    model: ModelOption,
+    data: Annotated[Path, typer.Option("--data", "-d", help="Labelled CSV or Parquet file.")],
+    workspace: WorkspaceOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Recompute a version's metrics on new labelled data, beside the naive baseline."""
+    from keel.application.evaluate import evaluate_file
+    from keel.application.models import load_version
+    from keel.io.registry import Registry
+
+    registry = Registry.open(workspace)
+    handle = _run(lambda: load_version(registry, model))
+    evaluation, dropped = _run(lambda: evaluate_file(handle, data))
+    if as_json:
+        _print_json({"model": handle.label, "data": str(data), "dropped": dropped, **evaluation.to_dict()})
+        return
+    console = _console()
+    for reason, count in dropped.items():
+        console.print(f"[yellow]dropped {count:,} row(s): {reason}[/]")
+    console.print(_metrics_table(f"{handle.label} on {data} ({evaluation.rows:,} rows)", evaluation.metrics, evaluation.baseline))
+    if evaluation.slices:
+        console.print(_slices_table(evaluation.slices, next(iter(evaluation.metrics))))
+
+
+@app.command()
+def predict(
+    input_path: Annotated[Path, typer.Option("--input", "-i", help="CSV or Parquet file, or a folder of Parquet parts.")],
+    output_path: Annotated[Path, typer.Option("--output", "-o", help="Predictions file (.csv or .parquet).")],
+    model: ModelOption = "adult-income@champion",
+    errors_path: Annotated[
+        Path | None, typer.Option("--errors", help="File for rows that fail validation [default: OUTPUT.errors.EXT].")
+    ] = None,
+    chunk_rows: Annotated[int, typer.Option("--chunk-rows", min=1, help="Rows scored at a time.")] = 50_000,
+    workspace: WorkspaceOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Score a file in chunks; columns that are not features are carried to the output unchanged."""
+    from keel.application.models import load_version
+    from keel.application.predict import predict_file
+    from keel.io.registry import Registry
+
+    registry = Registry.open(workspace)
+    handle = _run(lambda: load_version(registry, model))
+    result = _run(
+        lambda: predict_file(handle, input_path, output_path, errors_path=errors_path, chunk_rows=chunk_rows)
+    )
+    if as_json:
+        _print_json(result.to_dict())
+    else:
+        console = _console()
+        console.print(f"{handle.label}: scored {result.predicted:,} of {result.rows:,} rows → {result.output}")
+        for name, count in result.unseen.items():
+            console.print(f"  [yellow]{name}[/]: {count:,} row(s) with a category not seen in training (scored)")
+        if result.invalid:
+            console.print(f"  [yellow]{result.invalid:,} invalid row(s)[/] written to {result.errors} with the reason")
+    if result.invalid:
+        raise typer.Exit(1 if result.predicted == 0 else 0)
+
+
+@models_app.command("list")
+def models_list(
+    name: Annotated[str | None, typer.Argument(help="Only this model's versions.")] = None,
+    workspace: WorkspaceOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """List registered versions, newest first, with aliases and status."""
+    from keel.application.models import describe, list_versions
+    from keel.io.registry import Registry
+
+    registry = Registry.open(workspace)
+    versions = _run(lambda: list_versions(registry, name))
+    if as_json:
+        _print_json([describe(v) for v in versions])
+        return
+    from rich.table import Table
+
+    table = Table()
+    for column in ("model", "version", "aliases", "status", "estimator", "test metric", "created"):
+        table.add_column(column)
+    for info in versions:
+        summary = describe(info)
+        metric = ", ".join(f"{k} {v:.4f}" for k, v in summary["metrics"].items())
+        created = time.strftime("%Y-%m-%d %H:%M", time.localtime(info.created_at / 1000))
+        status = summary["status"] if info.complete else f"[red]{summary['status']}[/]"
+        table.add_row(
+            info.name, str(info.version), ", ".join(info.aliases), status, summary["estimator"] or "", metric, created
+        )
+    _console().print(table if versions else "no registered versions yet; run `keel train`")
+
+
+@models_app.command("show")
+def models_show(
+    reference: Annotated[str, typer.Argument(help="NAME, NAME@ALIAS or NAME:VERSION.")],
+    workspace: WorkspaceOption = None,
+) -> None:
+    """Show one version: aliases, metrics, promotion reason and its verified manifest (as JSON)."""
+    from keel.application.models import describe, load_version
+    from keel.io.registry import Registry
+
+    registry = Registry.open(workspace)
+    handle = _run(lambda: load_version(registry, reference))
+    manifest = {k: v for k, v in handle.loaded.manifest.items()}
+    _print_json({**describe(handle.info), "verified": True, "test": handle.loaded.metrics.get("test"), "manifest": manifest})
+
+
+@models_app.command("promote")
+def models_promote(
+    name: Annotated[str, typer.Argument(help="Registered model name.")],
+    version: Annotated[int, typer.Argument(help="Version to make champion.", min=1)],
+    reason: Annotated[str, typer.Option("--reason", "-r", help="Why (recorded with the version).")],
+    workspace: WorkspaceOption = None,
+) -> None:
+    """Make a version champion by hand, overriding the gate, with a recorded reason."""
+    from keel.application.models import promote
+    from keel.io.registry import Registry
+
+    registry = Registry.open(workspace)
+    info = _run(lambda: promote(registry, name, version, reason))
+    _console().print(f"{info.name} version {info.version} is now [bold green]champion[/] ({reason})")
+
+
+@config_app.command("show")
+def config_show(args: ConfigArgs = None) -> None:
+    """Print the resolved configuration (files merged, overrides applied, defaults filled in) as YAML."""
+    from keel.config import load_config, split_arguments
+
+    files, overrides = split_arguments(args or [])
+    loaded = _run(lambda: load_config(files, overrides))
+    sys.stdout.write(loaded.resolved_yaml())
+
+
+@config_app.command("schema")
+def config_schema() -> None:
+    """Print the configuration's JSON schema (for editors and validation)."""
+    from keel.config import KeelConfig
+
+    _print_json(KeelConfig.model_json_schema())
+
+
+def main() -> None:
+    """Entry point of the ``keel`` command."""
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,502 @@
+"""The configuration schema and its loader.
+
+A keel configuration is one or more YAML files merged left to right by OmegaConf, then ``key.path=value``
+overrides from the command line, then validated by the pydantic models below (frozen, ``extra="forbid"``). Any
+problem is a :class:`~keel.errors.ConfigError` naming the file, the key path, what was expected and, for unknown
+keys, the closest valid names.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+from collections.abc import Sequence
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from keel.errors import ConfigError
+
+DEFAULT_CONFIG = "adult.yaml"
+"""Name of the packaged configuration used when ``keel train`` is given no file."""
+
+PACKAGED_CONFIG_PREFIX = "package:"
+
+ColumnType = Literal["numeric", "categorical", "boolean", "text", "datetime"]
+TaskType = Literal["auto", "binary", "multiclass", "regression"]
+MetricName = Literal[
+    "accuracy", "balanced_accuracy", "f1_macro", "f1_weighted", "roc_auc", "log_loss", "rmse", "mae", "r2"
+]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ProjectConfig(_Model):
+    """Who the model is for.
+
+    Attributes:
+        name: Project name; also the registered model's name unless ``registry.model_name`` is set.
+        description: One line a person reads in ``keel models list`` and reports.
+    """
+
+    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
+    description: str = ""
+
+
+class CsvOptions(_Model):
+    """How a CSV file is parsed.
+
+    Attributes:
+        header: Whether the first (non-skipped) line holds the column names.
+        names: Column names to use; required when ``header`` is false.
+        delimiter: Field separator.
+        na_values: Extra strings read as missing (``?`` in the UCI files).
+        skip_rows: Lines skipped at the start of the file (comments such as the one opening ``adult.test``).
+        strip_whitespace: Strip spaces around fields (the UCI files put one after every comma).
+    """
+
+    header: bool = True
+    names: list[str] | None = None
+    delimiter: str = ","
+    na_values: list[str] = Field(default_factory=list)
+    skip_rows: Annotated[int, Field(ge=0)] = 0
+    strip_whitespace: bool = True
+
+    @model_validator(mode="after")
+    def _names_when_no_header(self) -> CsvOptions:
+        if not self.header and not self.names:
+            raise ValueError("a CSV file without a header needs `names`, the list of its column names")
+        return self
+
+
+class SourceConfig(_Model):
+    """Where a table comes from.
+
+    ``path`` is tried first: ``package:…`` names a file shipped inside keel, an absolute path is used as it is and
+    a relative path is looked up under the data directory (``KEEL_DATA_DIR`` or ``data.data_dir``). When the file
+    is not there and ``url`` is set, the file is downloaded once into the cache and checked against ``sha256``.
+
+    Attributes:
+        path: Local or packaged file (CSV, Parquet or Feather, optionally gzip-compressed CSV) or a folder of
+            Parquet part files.
+        url: HTTP(S) address to download from when ``path`` is not found locally.
+        sha256: Expected sha256 of the downloaded file; required with ``url``.
+        format: File format; ``auto`` decides from the file name.
+        csv: CSV parsing options.
+    """
+
+    path: str | None = None
+    url: Annotated[str | None, Field(pattern=r"^https?://")] = None
+    sha256: Annotated[str | None, Field(pattern=r"^[0-9a-fA-F]{64}$")] = None
+    format: Literal["auto", "csv", "parquet", "feather"] = "auto"
+    csv: CsvOptions = Field(default_factory=CsvOptions)
+
+    @model_validator(mode="after")
+    def _path_or_url(self) -> SourceConfig:
+        if self.path is None and self.url is None:
+            raise ValueError("a data source needs `path`, `url` or both")
+        if self.url is not None and self.sha256 is None:
+            raise ValueError("a download needs `sha256` so a corrupt or changed file is never used")
+        return self
+
+
+class DataConfig(_Model):
+    """The dataset, its target and its columns.
+
+    Attributes:
+        train: The table to learn from (and to split, unless ``test`` is given).
+        test: An explicit test table (used by ``split.strategy: explicit``).
+        data_dir: Folder that relative ``path`` values are looked up in; ``KEEL_DATA_DIR`` wins over it.
+        target: Column to predict.
+        task: ``binary``, ``multiclass`` or ``regression``; ``auto`` decides from the target.
+        features: Feature columns; when empty, every column that is not the target, an id or ignored.
+        id_columns: Columns carried through to predictions but never used as features.
+        ignore: Columns dropped before training (leaky or irrelevant ones).
+        types: Declared column types; undeclared ones are inferred and the inference is printed.
+        recode: Value replacements per column applied on load, e.g. ``{income: {">50K.": ">50K"}}``.
+    """
+
+    train: SourceConfig
+    test: SourceConfig | None = None
+    data_dir: str | None = None
+    target: str
+    task: TaskType = "auto"
+    features: list[str] = Field(default_factory=list)
+    id_columns: list[str] = Field(default_factory=list)
+    ignore: list[str] = Field(default_factory=list)
+    types: dict[str, ColumnType] = Field(default_factory=dict)
+    recode: dict[str, dict[str, str | int | float | bool]] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _roles_do_not_overlap(self) -> DataConfig:
+        roles = {"features": self.features, "id_columns": self.id_columns, "ignore": self.ignore}
+        for role, columns in roles.items():
+            if self.target in columns:
+                raise ValueError(f"the target {self.target!r} cannot also be listed in `{role}`")
+        seen: dict[str, str] = {}
+        for role, columns in roles.items():
+            for column in columns:
+                if column in seen and seen[column] != role:
+                    raise ValueError(f"column {column!r} is listed in both `{seen[column]}` and `{role}`")
+                seen[column] = role
+        return self
+
+
+class SplitConfig(_Model):
+    """How rows are divided into train, validation and test parts.
+
+    Attributes:
+        strategy: ``stratified`` (random, keeping class shares; plain random for regression), ``random``,
+            ``explicit`` (test rows come from ``data.test``) or ``chronological`` (ordered by ``time_column``).
+        test_size: Share (< 1) or count (≥ 1) of rows held out for testing; unused by ``explicit``.
+        valid_size: Share or count of the remaining rows used for early stopping; 0 disables it.
+        seed: Seed for the split and the estimator.
+        time_column: Column that orders rows for ``chronological``.
+        test_start: With ``chronological``: rows whose time is at least this value are the test part.
+        valid_start: With ``chronological``: rows from this value up to ``test_start`` are the validation part.
+    """
+
+    strategy: Literal["stratified", "random", "explicit", "chronological"] = "stratified"
+    test_size: Annotated[float, Field(gt=0)] = 0.2
+    valid_size: Annotated[float, Field(ge=0)] = 0.0
+    seed: int = 42
+    time_column: str | None = None
+    test_start: str | int | float | None = None
+    valid_start: str | int | float | None = None
+
+    @model_validator(mode="after")
+    def _chronological_needs_time(self) -> SplitConfig:
+        if self.strategy == "chronological" and not self.time_column:
+            raise ValueError("`strategy: chronological` needs `time_column`, the column that orders the rows")
+        if self.strategy != "chronological" and (self.test_start is not None or self.valid_start is not None):
+            raise ValueError("`test_start` and `valid_start` only apply to `strategy: chronological`")
+        return self
+
+
+class TextFeatures(_Model):
+    """TF-IDF settings for text columns.
+
+    Attributes:
+        word_ngrams: Smallest and largest word n-gram.
+        char_ngrams: Smallest and largest character n-gram (within word boundaries); ``null`` disables them.
+        max_features: Vocabulary size per kind of n-gram.
+        min_df: Minimum number of documents a term must appear in.
+    """
+
+    word_ngrams: tuple[int, int] = (1, 2)
+    char_ngrams: tuple[int, int] | None = (2, 5)
+    max_features: Annotated[int, Field(gt=0)] = 50_000
+    min_df: Annotated[int, Field(ge=1)] = 1
+
+
+class FeaturesConfig(_Model):
+    """How columns become model inputs.
+
+    Attributes:
+        encoding: ``ordinal`` (categories as integer codes; trees use them natively), ``onehot`` (with scaled
+            numerics; for linear models) or ``auto`` (ordinal for tree ensembles, onehot for linear models).
+        min_category_frequency: Categories seen fewer times are grouped as infrequent (one-hot only).
+        text: Settings for ``text`` columns.
+    """
+
+    encoding: Literal["auto", "ordinal", "onehot"] = "auto"
+    min_category_frequency: Annotated[int, Field(ge=1)] = 1
+    text: TextFeatures = Field(default_factory=TextFeatures)
+
+
+EstimatorName = Literal["lightgbm", "hist_gradient_boosting", "random_forest", "logistic_regression", "ridge"]
+
+
+class ModelConfig(_Model):
+    """The estimator.
+
+    Attributes:
+        estimator: Estimator family; classifier or regressor is chosen from the task.
+        params: Keyword arguments for the estimator (checked against its real parameters).
+        early_stopping_rounds: Stop boosting when the validation score has not improved for this many rounds
+            (LightGBM, needs ``split.valid_size`` > 0).
+    """
+
+    estimator: EstimatorName = "lightgbm"
+    params: dict[str, Any] = Field(default_factory=dict)
+    early_stopping_rounds: Annotated[int, Field(gt=0)] | None = None
+
+
+class PromotionConfig(_Model):
+    """When a new version becomes ``champion``.
+
+    Attributes:
+        metric: Metric compared on the same test data.
+        margin: How much better the new version must be (in the metric's units) to take the alias.
+    """
+
+    metric: MetricName | None = None
+    margin: Annotated[float, Field(ge=0)] = 0.0
+
+
+class EvaluationConfig(_Model):
+    """What is measured on the test part.
+
+    Attributes:
+        metrics: Metrics to compute; empty means the task's defaults.
+        slices: Columns whose values each get their own metrics (for fairness and error analysis).
+        max_slice_values: Largest number of values per slice column reported (most frequent first).
+        min_slice_rows: Slices with fewer test rows are skipped.
+        promotion: The promotion gate.
+    """
+
+    metrics: list[MetricName] = Field(default_factory=list)
+    slices: list[str] = Field(default_factory=list)
+    max_slice_values: Annotated[int, Field(gt=0)] = 10
+    min_slice_rows: Annotated[int, Field(gt=0)] = 30
+    promotion: PromotionConfig = Field(default_factory=PromotionConfig)
+
+
+class RegistryConfig(_Model):
+    """Where runs and model versions are recorded.
+
+    Attributes:
+        workspace: Folder holding the embedded MLflow store (``mlflow.db``) and artifacts; ``KEEL_WORKSPACE``
+            wins over it.
+        tracking_uri: An MLflow tracking URI; ``MLFLOW_TRACKING_URI`` wins over it; empty means the workspace's
+            SQLite store.
+        model_name: Registered model name; defaults to ``project.name``.
+        experiment: MLflow experiment name; defaults to ``project.name``.
+    """
+
+    workspace: str = ".keel"
+    tracking_uri: str | None = None
+    model_name: str | None = None
+    experiment: str | None = None
+
+
+class KeelConfig(_Model):
+    """A whole keel configuration."""
+
+    project: ProjectConfig
+    data: DataConfig
+    split: SplitConfig = Field(default_factory=SplitConfig)
+    features: FeaturesConfig = Field(default_factory=FeaturesConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
+    registry: RegistryConfig = Field(default_factory=RegistryConfig)
+
+    @field_validator("project", mode="before")
+    @classmethod
+    def _project_may_be_a_name(cls, value: Any) -> Any:
+        return {"name": value} if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> KeelConfig:
+        if self.split.strategy == "explicit" and self.data.test is None:
+            raise ValueError("`split.strategy: explicit` needs `data.test`, the file holding the test rows")
+        if self.model.early_stopping_rounds and self.split.valid_size == 0:
+            raise ValueError("`model.early_stopping_rounds` needs `split.valid_size` > 0 to have rows to stop on")
+        return self
+
+    @property
+    def model_name(self) -> str:
+        """The registered model's name."""
+        return self.registry.model_name or self.project.name
+
+
+class LoadedConfig(BaseModel):
+    """A validated configuration with where it came from.
+
+    Attributes:
+        config: The validated configuration.
+        sources: The files merged, in order (``package:adult.yaml`` for the packaged default).
+        overrides: The ``key=value`` overrides applied after the files.
+        base_dir: Folder of the last file, used to resolve relative paths when no data directory is set.
+    """
+
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+
+    config: KeelConfig
+    sources: list[str]
+    overrides: list[str]
+    base_dir: Path
+
+    def resolved_yaml(self) -> str:
+        """The configuration as YAML, every default filled in."""
+        return dump_yaml(self.config.model_dump(mode="json"))
+
+
+def dump_yaml(data: dict[str, Any]) -> str:
+    """Render a plain dict as YAML (keys in definition order)."""
+    from omegaconf import OmegaConf
+
+    return str(OmegaConf.to_yaml(OmegaConf.create(data)))
+
+
+_OVERRIDE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z0-9_]+)*=")
+
+
+def split_arguments(arguments: Sequence[str]) -> tuple[list[str], list[str]]:
+    """Separate config files from ``key.path=value`` overrides in a CLI argument list.
+
+    Args:
+        arguments: Arguments in the order the user gave them.
+
+    Returns:
+        The config file paths and the overrides, each in their original order.
+    """
+    files = [a for a in arguments if not _OVERRIDE.match(a)]
+    overrides = [a for a in arguments if _OVERRIDE.match(a)]
+    return files, overrides
+
+
+def load_config(files: Sequence[str | Path] = (), overrides: Sequence[str] = ()) -> LoadedConfig:
+    """Load, merge, override and validate a configuration.
+
+    Args:
+        files: YAML files merged left to right; none means the packaged default (Adult income).
+            ``package:NAME.yaml`` names one of the packaged configurations.
+        overrides: ``key.path=value`` strings applied after the files (OmegaConf dot-list syntax).
+
+    Returns:
+        The validated configuration and where it came from.
+
+    Raises:
+        ConfigError: A file is missing or not valid YAML, an override is malformed, or the result does not
+            match the schema.
+    """
+    from omegaconf import DictConfig, OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    sources = [str(f) for f in files] or [PACKAGED_CONFIG_PREFIX + DEFAULT_CONFIG]
+    layers: list[tuple[str, Any]] = []
+    base_dir = Path.cwd()
+    for source in sources:
+        text, base = _read_config_text(source)
+        try:
+            layer = OmegaConf.create(text)
+        except (OmegaConfBaseException, ValueError) as exc:  # yaml errors surface as ValueError subclasses
+            raise ConfigError(f"{source}: not valid YAML: {_first_line(exc)}") from None
+        if not isinstance(layer, DictConfig):
+            raise ConfigError(f"{source}: expected a mapping of sections (project, data, …) at the top level")
+        layers.append((source, layer))
+        base_dir = base
+    for override in overrides:
+        if "=" not in override:
+            raise ConfigError(f"override {override!r}: expected key.path=value, e.g. model.params.n_estimators=300")
+        try:
+            layers.append((f"override {override!r}", OmegaConf.from_dotlist([override])))
+        except OmegaConfBaseException as exc:
+            raise ConfigError(f"override {override!r}: {_first_line(exc)}") from None
+    try:
+        merged = OmegaConf.merge(*(layer for _, layer in layers)) if layers else OmegaConf.create({})
+        data = OmegaConf.to_container(merged, resolve=True)
+    except OmegaConfBaseException as exc:
+        raise ConfigError(f"{', '.join(sources)}: {_first_line(exc)}") from None
+    try:
+        config = KeelConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_describe_validation_error(exc, layers)) from None
+    return LoadedConfig(config=config, sources=sources, overrides=list(overrides), base_dir=base_dir)
+
+
+def packaged_config_names() -> list[str]:
+    """Names of the configurations shipped inside keel."""
+    folder = resources.files("keel") / "configs"
+    return sorted(p.name for p in folder.iterdir() if p.name.endswith(".yaml"))
+
+
+def _read_config_text(source: str) -> tuple[str, Path]:
+    if source.startswith(PACKAGED_CONFIG_PREFIX):
+        name = source.removeprefix(PACKAGED_CONFIG_PREFIX)
+        resource = resources.files("keel") / "configs" / name
+        if not resource.is_file():
+            known = ", ".join(packaged_config_names())
+            raise ConfigError(f"{source}: no packaged configuration of that name (packaged: {known})")
+        return resource.read_text(encoding="utf-8"), Path.cwd()
+    path = Path(source).expanduser()
+    if not path.is_file():
+        hint = " (it is a folder)" if path.is_dir() else ""
+        raise ConfigError(f"{source}: config file not found{hint}; give the path to a YAML file")
+    try:
+        return path.read_text(encoding="utf-8"), path.resolve().parent
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{source}: cannot read config file: {exc}") from None
+
+
+def _describe_validation_error(exc: ValidationError, layers: list[tuple[str, Any]]) -> str:
+    problems = []
+    for error in exc.errors():
+        location = [str(part) for part in error["loc"]]
+        key = ".".join(location) or "(top level)"
+        origin = _origin_of(location, layers)
+        if error["type"] == "extra_forbidden":
+            valid = _valid_keys(location[:-1])
+            close = difflib.get_close_matches(location[-1], valid, n=3, cutoff=0.5)
+            hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+            listing = f" Valid keys here: {', '.join(valid)}." if valid else ""
+            problems.append(f"{origin}: unknown key `{key}`{hint}{listing}")
+        elif error["type"] == "missing":
+            problems.append(f"{origin}: missing required key `{key}`")
+        else:
+            message = error["msg"].removeprefix("Value error, ")
+            received = error.get("input")
+            shown = "" if isinstance(received, dict | list) or received is None else f" (got {received!r})"
+            problems.append(f"{origin}: `{key}`: {message}{shown}")
+    header = "invalid configuration" if len(problems) == 1 else f"invalid configuration ({len(problems)} problems)"
+    return header + ":\n  " + "\n  ".join(problems)
+
+
+def _origin_of(location: list[str], layers: list[tuple[str, Any]]) -> str:
+    """The last file or override that sets the key at ``location`` (or its nearest parent)."""
+    from omegaconf import OmegaConf
+
+    for depth in range(len(location), 0, -1):
+        dotted = ".".join(location[:depth])
+        for source, layer in reversed(layers):
+            try:
+                if OmegaConf.select(layer, dotted, default=_MISSING) is not _MISSING:
+                    return source
+            except Exception:  # noqa: BLE001 - a key that cannot be selected simply is not in this layer
+                continue
+    return ", ".join(source for source, _ in layers if not source.startswith("override")) or "configuration"
+
+
+_MISSING = object()
+
+
+def _valid_keys(location: list[str]) -> list[str]:
+    """Field names of the model found at ``location`` in :class:`KeelConfig` (empty when it is not a model)."""
+    model: Any = KeelConfig
+    for part in location:
+        fields = getattr(model, "model_fields", None)
+        if fields is None or part not in fields:
+            return []
+        model = _model_type(fields[part].annotation)
+        if model is None:
+            return []
+    fields = getattr(model, "model_fields", None)
+    return sorted(fields) if fields else []
+
+
+def _model_type(annotation: Any) -> Any:
+    import typing
+
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in typing.get_args(annotation):
+        found = _model_type(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+
+
+def data_dir_from_env() -> Path | None:
+    """The data directory set by ``KEEL_DATA_DIR``, if any."""
+    value = os.environ.get("KEEL_DATA_DIR")
+    return Path(value).expanduser() if value else None

@@ -1,0 +1,1 @@
+"""Pure, deterministic logic: configuration-driven schemas, features, estimators, metrics and splits."""

@@ -1,0 +1,131 @@
+"""Estimators by name, with their parameters checked against the real estimator's."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from keel.domain.schema import Task
+from keel.errors import ConfigError
+
+_CLASSES: dict[str, tuple[str, str]] = {
+    # name: (classifier, regressor) as "module:Class"
+    "lightgbm": ("lightgbm:LGBMClassifier", "lightgbm:LGBMRegressor"),
+    "hist_gradient_boosting": (
+        "sklearn.ensemble:HistGradientBoostingClassifier",
+        "sklearn.ensemble:HistGradientBoostingRegressor",
+    ),
+    "random_forest": ("sklearn.ensemble:RandomForestClassifier", "sklearn.ensemble:RandomForestRegressor"),
+    "logistic_regression": ("sklearn.linear_model:LogisticRegression", ""),
+    "ridge": ("", "sklearn.linear_model:Ridge"),
+}
+
+_DEFAULTS: dict[str, dict[str, Any]] = {
+    # Quiet, reproducible defaults; a user's params win.
+    "lightgbm": {"verbose": -1, "deterministic": True, "force_col_wise": True},
+    "random_forest": {"n_estimators": 300, "n_jobs": -1, "min_samples_leaf": 2},
+    "logistic_regression": {"max_iter": 2000, "C": 1.0},
+    "hist_gradient_boosting": {},
+    "ridge": {},
+}
+
+
+@dataclass(frozen=True)
+class EstimatorSpec:
+    """An unfitted estimator and how to fit it.
+
+    Attributes:
+        name: The configured estimator name.
+        estimator: The scikit-learn compatible estimator.
+    """
+
+    name: str
+    estimator: Any
+
+
+def estimator_names() -> list[str]:
+    """Names accepted in ``model.estimator``."""
+    return sorted(_CLASSES)
+
+
+def build_estimator(
+    name: str,
+    task: Task,
+    params: Mapping[str, Any],
+    *,
+    seed: int,
+    categorical_indices: Sequence[int] = (),
+) -> EstimatorSpec:
+    """Create the estimator for a task.
+
+    Args:
+        name: Estimator name (``lightgbm``, ``hist_gradient_boosting``, ``random_forest``, ``logistic_regression``,
+            ``ridge``).
+        task: ``binary``, ``multiclass`` or ``regression``.
+        params: User parameters (``model.params``).
+        seed: Random seed.
+        categorical_indices: Output columns of the feature pipeline that hold category codes.
+
+    Returns:
+        The unfitted estimator.
+
+    Raises:
+        ConfigError: The estimator does not support the task, or a parameter is unknown.
+    """
+    import importlib
+
+    if name not in _CLASSES:
+        raise ConfigError(f"model.estimator: unknown estimator {name!r}; choose one of {', '.join(_CLASSES)}")
+    classifier, regressor = _CLASSES[name]
+    target = regressor if task == "regression" else classifier
+    if not target:
+        other = "ridge" if task == "regression" else "logistic_regression"
+        raise ConfigError(
+            f"model.estimator: {name!r} cannot do {task}; use {other!r} or lightgbm for a {task} target"
+        )
+    module, _, class_name = target.partition(":")
+    cls = getattr(importlib.import_module(module), class_name)
+    settings = dict(_DEFAULTS.get(name, {}))
+    settings.update(params)
+    _check_params(name, cls, settings)
+    if "random_state" in cls().get_params() and "random_state" not in params:
+        settings["random_state"] = seed
+    if name == "hist_gradient_boosting" and categorical_indices and "categorical_features" not in params:
+        settings["categorical_features"] = list(categorical_indices)
+    return EstimatorSpec(name=name, estimator=cls(**settings))
+
+
+def _check_params(name: str, cls: type, params: Mapping[str, Any]) -> None:
+    valid = set(cls().get_params())
+    if name == "lightgbm":
+        valid |= _lightgbm_core_params()
+    unknown = [key for key in params if key not in valid]
+    if not unknown:
+        return
+    problems = []
+    for key in unknown:
+        close = difflib.get_close_matches(key, sorted(valid), n=3, cutoff=0.6)
+        hint = f" (did you mean {' or '.join(repr(c) for c in close)}?)" if close else ""
+        problems.append(f"`model.params.{key}`{hint}")
+    raise ConfigError(f"unknown parameter(s) for {cls.__name__}: {', '.join(problems)}")
+
+
+def _lightgbm_core_params() -> set[str]:
+    """Every LightGBM parameter name and alias (the sklearn API passes them through to the booster)."""
+    try:
+        from lightgbm.basic import _ConfigAliases
+
+        aliases: dict[str, list[str]] = _ConfigAliases._get_all_param_aliases()
+    except (ImportError, AttributeError):  # a LightGBM without the table: accept any name
+        return _AnyName()
+    names = set(aliases)
+    for values in aliases.values():
+        names.update(values)
+    return names
+
+
+class _AnyName(set[str]):
+    def __contains__(self, item: object) -> bool:
+        return True

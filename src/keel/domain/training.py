@@ -1,0 +1,127 @@
+"""Fitting a feature pipeline and estimator on coerced training columns."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from keel.config import FeaturesConfig, ModelConfig
+from keel.domain.estimators import build_estimator
+from keel.domain.features import build_feature_plan, output_names
+from keel.domain.model import FittedModel
+from keel.domain.schema import FeatureSchema
+from keel.errors import DataError
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+
+
+@dataclass
+class FitReport:
+    """What happened during fitting.
+
+    Attributes:
+        best_iteration: Boosting rounds kept after early stopping (LightGBM), else ``None``.
+        params: The estimator's effective parameters.
+    """
+
+    best_iteration: int | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+def encode_target(target: pd.Series, schema: FeatureSchema) -> np.ndarray:
+    """Class indices (classification) or float values (regression) for a target column.
+
+    Raises:
+        DataError: A label is not one of the classes seen in training.
+    """
+    import numpy as np
+    import pandas as pd
+
+    if schema.target.task == "regression":
+        return pd.to_numeric(target, errors="raise").to_numpy(dtype=np.float64)
+    index = {label: i for i, label in enumerate(schema.target.classes or [])}
+    codes = target.map(index)
+    if codes.isna().any():
+        unknown = target[codes.isna()].astype(str).unique()[:5].tolist()
+        raise DataError(
+            f"target {schema.target.name!r} has {int(codes.isna().sum()):,} value(s) that are not classes seen in "
+            f"training (for example {unknown}); known classes: {schema.target.classes}"
+        )
+    return codes.to_numpy(dtype=np.int64)
+
+
+def fit_model(
+    schema: FeatureSchema,
+    features: FeaturesConfig,
+    model: ModelConfig,
+    *,
+    seed: int,
+    train_x: pd.DataFrame,
+    train_y: np.ndarray,
+    valid_x: pd.DataFrame | None = None,
+    valid_y: np.ndarray | None = None,
+) -> tuple[FittedModel, FitReport]:
+    """Fit the feature pipeline and the estimator.
+
+    Args:
+        schema: Feature schema of the training split.
+        features: Features section of the configuration.
+        model: Model section of the configuration.
+        seed: Random seed.
+        train_x: Coerced training feature columns.
+        train_y: Encoded training target (see :func:`encode_target`).
+        valid_x: Coerced validation feature columns, for early stopping.
+        valid_y: Encoded validation target.
+
+    Returns:
+        The fitted model and a report of the fit.
+    """
+    plan = build_feature_plan(schema, features, model.estimator)
+    preprocessor = plan.transformer
+    matrix = preprocessor.fit_transform(train_x)
+    names = output_names(preprocessor)
+    categorical = [i for i, name in enumerate(names) if name in set(plan.categorical_columns)]
+    spec = build_estimator(model.estimator, schema.target.task, model.params, seed=seed, categorical_indices=categorical)
+    estimator = spec.estimator
+    report = FitReport()
+    if model.estimator == "lightgbm":
+        import lightgbm
+
+        fit_kwargs: dict[str, Any] = {"categorical_feature": categorical or "auto", "feature_name": _safe_names(names)}
+        if valid_x is not None and valid_y is not None and len(valid_x) and model.early_stopping_rounds:
+            fit_kwargs["eval_X"] = (preprocessor.transform(valid_x),)
+            fit_kwargs["eval_y"] = (valid_y,)
+            fit_kwargs["callbacks"] = [lightgbm.early_stopping(model.early_stopping_rounds, verbose=False)]
+        estimator.fit(matrix, train_y, **fit_kwargs)
+        booster = estimator.booster_
+        best = booster.best_iteration if booster.best_iteration > 0 else booster.current_iteration()
+        report.best_iteration = int(best)
+        # Keep only the rounds early stopping chose, so the stored model and every prediction use the same trees.
+        booster = lightgbm.Booster(model_str=booster.model_to_string(num_iteration=best))
+        fitted: Any = booster
+    else:
+        estimator.fit(matrix, train_y)
+        fitted = estimator
+    report.params = {k: v for k, v in estimator.get_params().items() if _is_plain(v)}
+    fitted_model = FittedModel(
+        schema=schema,
+        preprocessor=preprocessor,
+        estimator=fitted,
+        estimator_name=model.estimator,
+        feature_names=names,
+        categorical_indices=categorical,
+    )
+    return fitted_model, report
+
+
+def _safe_names(names: list[str]) -> list[str]:
+    # LightGBM refuses some characters in feature names (JSON specials); keep them readable otherwise.
+    import re
+
+    return [re.sub(r'[\[\]{}":,]', "_", name) for name in names]
+
+
+def _is_plain(value: Any) -> bool:
+    return value is None or isinstance(value, str | int | float | bool)

@@ -1,0 +1,197 @@
+"""Validating tables against a feature schema and bringing columns to the types the model was trained on.
+
+The same coercion runs at training and at prediction time, so a model never sees a column typed differently from
+how it learned it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from keel.domain.schema import FeatureSchema
+from keel.errors import DataError
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+
+MISSING_CATEGORY = None
+
+
+@dataclass
+class Coerced:
+    """Feature columns coerced to their schema types.
+
+    Attributes:
+        frame: The feature columns (in schema order), typed: numeric and boolean as float64, categorical and text as
+            object with ``None`` for missing, datetime as datetime64.
+        errors: Per row, why it is invalid (an empty string when it is valid).
+    """
+
+    frame: pd.DataFrame
+    errors: np.ndarray
+
+    @property
+    def valid(self) -> np.ndarray:
+        """Boolean mask of valid rows."""
+        return self.errors == ""
+
+
+def check_columns(frame: pd.DataFrame, schema: FeatureSchema, *, label: str) -> None:
+    """Check that every feature column is present.
+
+    Raises:
+        DataError: Naming the missing columns and the columns the file has.
+    """
+    missing = [name for name in schema.feature_names if name not in frame.columns]
+    if missing:
+        have = ", ".join(map(str, frame.columns[:30]))
+        raise DataError(f"{label}: missing feature column(s) {', '.join(missing)}; the file has: {have}")
+
+
+def coerce_features(frame: pd.DataFrame, schema: FeatureSchema, *, label: str = "input") -> Coerced:
+    """Bring the feature columns to their schema types and find invalid rows.
+
+    A value that cannot be read as its column's type (text in a numeric column, infinity) makes its row invalid;
+    a missing value does not (models handle missing values). Unseen categories are allowed.
+
+    Args:
+        frame: A table holding at least the feature columns.
+        schema: The model's feature schema.
+        label: How to name the table in errors.
+
+    Returns:
+        The coerced feature columns and per-row error reasons.
+
+    Raises:
+        DataError: A feature column is missing.
+    """
+    import numpy as np
+    import pandas as pd
+
+    check_columns(frame, schema, label=label)
+    errors = np.full(len(frame), "", dtype=object)
+    columns: dict[str, pd.Series] = {}
+    for column in schema.features:
+        raw = frame[column.name]
+        if column.type in ("numeric", "boolean"):
+            values, bad = _to_float(raw, boolean=column.type == "boolean")
+            _note(errors, bad, f"{column.name}: not a {'boolean' if column.type == 'boolean' else 'number'}")
+            columns[column.name] = values
+        elif column.type == "datetime":
+            parsed = pd.to_datetime(raw, errors="coerce", format="mixed")
+            bad = (parsed.isna() & raw.notna()).to_numpy()
+            _note(errors, bad, f"{column.name}: not a date")
+            columns[column.name] = parsed
+        else:
+            columns[column.name] = _to_text(raw, text=column.type == "text")
+    coerced = pd.DataFrame(columns, index=frame.index)
+    return Coerced(frame=coerced.reset_index(drop=True), errors=errors)
+
+
+def _to_float(raw: pd.Series, *, boolean: bool) -> tuple[pd.Series, np.ndarray]:
+    import numpy as np
+    import pandas as pd
+
+    if boolean and not pd.api.types.is_numeric_dtype(raw) and not pd.api.types.is_bool_dtype(raw):
+        mapping = {"true": 1.0, "false": 0.0, "1": 1.0, "0": 0.0, "yes": 1.0, "no": 0.0}
+        text = raw.astype("string").str.strip().str.lower()
+        values = text.map(mapping).astype("float64")
+    elif pd.api.types.is_bool_dtype(raw):
+        values = raw.astype("float64")
+    elif pd.api.types.is_numeric_dtype(raw):
+        values = raw.astype("float64")
+    else:
+        values = pd.to_numeric(raw.astype("string").str.strip(), errors="coerce").astype("float64")
+    values = values.reset_index(drop=True)
+    present = raw.notna().to_numpy()
+    array = values.to_numpy()
+    bad = present & (np.isnan(array) | np.isinf(array))
+    return values.where(~np.isinf(array), np.nan), bad
+
+
+def _to_text(raw: pd.Series, *, text: bool) -> pd.Series:
+    import numpy as np
+    import pandas as pd
+
+    present = raw.notna()
+    if pd.api.types.is_float_dtype(raw):
+        # A categorical column read as floats (codes such as 1.0) is keyed by its integer spelling, as in training.
+        as_text = raw.map(lambda v: str(int(v)) if float(v).is_integer() else str(v), na_action="ignore")
+    else:
+        as_text = raw.astype("string").astype(object)
+    values = as_text.where(present, "" if text else None).astype(object)
+    values = values.where(pd.notna(values), None) if not text else values
+    return pd.Series(np.asarray(values, dtype=object), name=raw.name).reset_index(drop=True)
+
+
+def _note(errors: np.ndarray, bad: np.ndarray, reason: str) -> None:
+    for index in bad.nonzero()[0]:
+        errors[index] = f"{errors[index]}; {reason}" if errors[index] else reason
+
+
+def raise_for_invalid_training_rows(frame: pd.DataFrame, coerced: Coerced, schema: FeatureSchema, *, label: str) -> (
+    None
+):
+    """Refuse training data with unreadable values, naming the columns, the row count and examples.
+
+    Raises:
+        DataError: Some rows hold values that cannot be read as their column's type.
+    """
+    import numpy as np
+
+    invalid = ~coerced.valid
+    if not invalid.any():
+        return
+    problems = []
+    for column in schema.features:
+        if column.type not in ("numeric", "boolean", "datetime"):
+            continue
+        raw = frame[column.name].reset_index(drop=True)
+        coerced_column = coerced.frame[column.name]
+        bad = raw.notna().to_numpy() & coerced_column.isna().to_numpy()
+        if column.type != "datetime":
+            bad |= np.isinf(_safe_float(raw))
+        if bad.any():
+            examples = ", ".join(repr(v) for v in raw[bad].astype(str).unique()[:5])
+            problems.append(
+                f"column {column.name!r} ({column.type}): {int(bad.sum()):,} row(s) cannot be read, e.g. {examples}"
+            )
+    raise DataError(
+        f"{label}: {int(invalid.sum()):,} row(s) hold values of the wrong type:\n  "
+        + "\n  ".join(problems)
+        + "\nFix the data, or declare the column's type in `data.types` (e.g. categorical)."
+    )
+
+
+def _safe_float(raw: pd.Series) -> np.ndarray:
+    import pandas as pd
+
+    values = pd.to_numeric(raw.astype("string").str.strip(), errors="coerce") if raw.dtype == object else raw
+    try:
+        return values.astype("float64").to_numpy()
+    except (TypeError, ValueError):
+        import numpy as np
+
+        return np.zeros(len(raw))
+
+
+def check_not_all_missing(coerced: Coerced, schema: FeatureSchema, *, label: str) -> None:
+    """Refuse a feature column with no values at all.
+
+    Raises:
+        DataError: Naming the empty columns.
+    """
+    empty = [name for name in schema.feature_names if coerced.frame[name].isna().all()]
+    if empty:
+        raise DataError(
+            f"{label}: feature column(s) {', '.join(empty)} have no values at all; add them to `data.ignore` or fix "
+            "the data"
+        )
+
+
+def is_finite_number(value: object) -> bool:
+    """Whether ``value`` is a real, finite number (not a bool)."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)

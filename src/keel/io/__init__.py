@@ -1,0 +1,1 @@
+"""Side effects: data sources and files, the model registry, artifacts and plots."""

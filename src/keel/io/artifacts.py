@@ -1,0 +1,243 @@
+"""Storing a fitted model as files that load without running code, each sha256-checked on load.
+
+A model directory holds:
+
+- ``model.lgb.txt``: a LightGBM booster in LightGBM's own text format (parsed, never executed), or
+  ``estimator.skops`` for scikit-learn estimators;
+- ``preprocessor.skops``: the fitted ``ColumnTransformer`` in skops format, loaded with keel's own list of trusted
+  types (:data:`TRUSTED_TYPES`); a file naming any other type is refused, so no pickle runs on any load path;
+- ``schema.json``, ``config.yaml``, ``metrics.json``, ``plots/*.png`` and any other files written by training;
+- ``manifest.json``: the sha256 of every other file, plus provenance (data fingerprint, git commit, package
+  versions, seed). Its own sha256 is recorded in the registry, so a changed manifest is caught too.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from keel.domain.model import FittedModel
+from keel.domain.schema import FeatureSchema
+from keel.errors import IntegrityError
+from keel.io.sources import file_sha256 as sha256_file
+
+MANIFEST = "manifest.json"
+FORMAT = "keel-model/1"
+BOOSTER_FILE = "model.lgb.txt"
+ESTIMATOR_FILE = "estimator.skops"
+PREPROCESSOR_FILE = "preprocessor.skops"
+SCHEMA_FILE = "schema.json"
+METRICS_FILE = "metrics.json"
+CONFIG_FILE = "config.yaml"
+
+TRUSTED_TYPES: tuple[str, ...] = (
+    # Types outside skops' default trusted set that keel's own pipelines contain. This list is keel's constant:
+    # it is never read from an artifact, so a crafted file cannot widen what gets constructed on load.
+    "numpy.dtype",
+    "sklearn.tree._tree.Tree",
+    "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
+    "sklearn.ensemble._hist_gradient_boosting.binning._BinMapper",
+    "sklearn._loss.link.Interval",
+    "sklearn._loss.link.LogitLink",
+    "sklearn._loss.link.MultinomialLogit",
+    "sklearn._loss.link.IdentityLink",
+    "sklearn._loss.loss.HalfBinomialLoss",
+    "sklearn._loss.loss.HalfMultinomialLoss",
+    "sklearn._loss.loss.HalfSquaredError",
+    "sklearn._loss._loss.CyHalfBinomialLoss",
+    "sklearn._loss._loss.CyHalfMultinomialLoss",
+    "sklearn._loss._loss.CyHalfSquaredError",
+    "keel.domain.features.DatetimeParts",
+)
+
+
+@dataclass
+class LoadedModel:
+    """A verified model directory.
+
+    Attributes:
+        model: The fitted model, ready to predict.
+        manifest: The manifest (provenance and file hashes).
+        metrics: The evaluation recorded at training time.
+        directory: Where the files are.
+    """
+
+    model: FittedModel
+    manifest: dict[str, Any]
+    metrics: dict[str, Any]
+    directory: Path
+
+    @property
+    def schema(self) -> FeatureSchema:
+        """The feature schema."""
+        return self.model.schema
+
+
+def write_json(path: Path, data: Any) -> None:
+    """Write JSON atomically (temporary file, then rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as out:
+            json.dump(data, out, indent=2, sort_keys=False, default=_json_default, allow_nan=True)
+            out.write("\n")
+        os.replace(name, path)
+    except BaseException:
+        Path(name).unlink(missing_ok=True)
+        raise
+
+
+def _json_default(value: Any) -> Any:
+    if hasattr(value, "item"):
+        return value.item()
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"cannot serialise {type(value).__name__} to JSON")
+
+
+def save_model(directory: Path, model: FittedModel) -> list[str]:
+    """Write the model's own files (estimator, preprocessor, schema) into ``directory``.
+
+    Returns:
+        The file names written.
+    """
+    import skops.io as sio
+
+    directory.mkdir(parents=True, exist_ok=True)
+    written = []
+    if model.is_booster:
+        model.estimator.save_model(str(directory / BOOSTER_FILE))
+        written.append(BOOSTER_FILE)
+    else:
+        sio.dump(model.estimator, directory / ESTIMATOR_FILE)
+        written.append(ESTIMATOR_FILE)
+    sio.dump(model.preprocessor, directory / PREPROCESSOR_FILE)
+    written.append(PREPROCESSOR_FILE)
+    write_json(directory / SCHEMA_FILE, model.schema.model_dump(mode="json"))
+    written.append(SCHEMA_FILE)
+    return written
+
+
+def write_manifest(directory: Path, provenance: dict[str, Any]) -> str:
+    """Hash every file in ``directory`` and write ``manifest.json``.
+
+    Args:
+        directory: The model directory, complete but for the manifest.
+        provenance: Extra fields (estimator, data fingerprint, git commit, package versions, seed, …).
+
+    Returns:
+        The sha256 of the manifest file.
+    """
+    files = {
+        str(path.relative_to(directory)): sha256_file(path)
+        for path in sorted(directory.rglob("*"))
+        if path.is_file() and path.name != MANIFEST
+    }
+    manifest = {"format": FORMAT, **provenance, "files": files}
+    write_json(directory / MANIFEST, manifest)
+    return sha256_file(directory / MANIFEST)
+
+
+def verify_directory(directory: Path, *, manifest_sha256: str | None = None) -> dict[str, Any]:
+    """Check every file of a model directory against its manifest.
+
+    Args:
+        directory: The model directory.
+        manifest_sha256: The manifest's own expected sha256 (recorded in the registry), if known.
+
+    Returns:
+        The manifest.
+
+    Raises:
+        IntegrityError: The manifest or a file is missing or does not match its recorded sha256.
+    """
+    manifest_path = directory / MANIFEST
+    if not manifest_path.is_file():
+        raise IntegrityError(f"{manifest_path}: the model's manifest is missing; the version is incomplete")
+    if manifest_sha256 is not None:
+        actual = sha256_file(manifest_path)
+        if actual != manifest_sha256:
+            raise IntegrityError(
+                f"{manifest_path}: sha256 {actual} does not match the registry's {manifest_sha256}; "
+                "the manifest was changed after registration"
+            )
+    try:
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise IntegrityError(f"{manifest_path}: not a readable manifest ({exc})") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT or not isinstance(manifest.get("files"), dict):
+        raise IntegrityError(f"{manifest_path}: not a keel model manifest (expected format {FORMAT})")
+    for name, expected in manifest["files"].items():
+        path = (directory / name).resolve()
+        if directory.resolve() not in path.parents:
+            raise IntegrityError(f"{manifest_path}: file entry {name!r} points outside the model directory")
+        if not path.is_file():
+            raise IntegrityError(f"{directory / name}: missing; the manifest lists it with sha256 {expected}")
+        actual = sha256_file(path)
+        if actual != expected:
+            raise IntegrityError(
+                f"{directory / name}: sha256 {actual} does not match the manifest's {expected}; "
+                "the file was changed or corrupted after training"
+            )
+    return manifest
+
+
+def load_model(directory: Path, *, manifest_sha256: str | None = None) -> LoadedModel:
+    """Verify and load a model directory.
+
+    Args:
+        directory: The model directory.
+        manifest_sha256: The manifest's expected sha256 (from the registry).
+
+    Returns:
+        The loaded model.
+
+    Raises:
+        IntegrityError: A file fails verification or holds a type keel does not trust.
+    """
+    manifest = verify_directory(directory, manifest_sha256=manifest_sha256)
+    schema = FeatureSchema.model_validate_json((directory / SCHEMA_FILE).read_text(encoding="utf-8"))
+    preprocessor = _load_skops(directory / PREPROCESSOR_FILE)
+    if (directory / BOOSTER_FILE).is_file() and BOOSTER_FILE in manifest["files"]:
+        import lightgbm
+
+        estimator: Any = lightgbm.Booster(model_file=str(directory / BOOSTER_FILE))
+    elif ESTIMATOR_FILE in manifest["files"]:
+        estimator = _load_skops(directory / ESTIMATOR_FILE)
+    else:
+        raise IntegrityError(f"{directory}: no model file ({BOOSTER_FILE} or {ESTIMATOR_FILE}) in the manifest")
+    metrics_path = directory / METRICS_FILE
+    metrics = json.loads(metrics_path.read_text(encoding="utf-8")) if metrics_path.is_file() else {}
+    model = FittedModel(
+        schema=schema,
+        preprocessor=preprocessor,
+        estimator=estimator,
+        estimator_name=str(manifest.get("estimator", "unknown")),
+        feature_names=list(manifest.get("feature_names", [])),
+        categorical_indices=list(manifest.get("categorical_indices", [])),
+    )
+    return LoadedModel(model=model, manifest=manifest, metrics=metrics, directory=directory)
+
+
+def _load_skops(path: Path) -> Any:
+    import skops.io as sio
+
+    try:
+        untrusted = set(sio.get_untrusted_types(file=path))
+    except Exception as exc:  # noqa: BLE001 - any parse failure means the file is not a valid skops archive
+        raise IntegrityError(f"{path}: not a valid skops file ({type(exc).__name__}: {exc})") from None
+    refused = sorted(untrusted - set(TRUSTED_TYPES))
+    if refused:
+        raise IntegrityError(
+            f"{path}: refers to type(s) keel does not trust: {', '.join(refused)}; it was not loaded"
+        )
+    try:
+        return sio.load(path, trusted=list(TRUSTED_TYPES))
+    except Exception as exc:  # noqa: BLE001 - skops raises many kinds for a malformed archive
+        raise IntegrityError(f"{path}: could not be loaded ({type(exc).__name__}: {exc})") from None

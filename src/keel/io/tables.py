@@ -1,0 +1,242 @@
+"""Reading and writing tables: CSV (optionally compressed), Parquet (a file or a folder of parts) and Feather.
+
+Whole tables are read for training; prediction reads in chunks so memory does not grow with the file, and writes
+its outputs to temporary files that are renamed into place only when complete.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from keel.config import CsvOptions
+from keel.errors import DataError
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import pyarrow as pa
+
+Format = Literal["csv", "parquet", "feather"]
+_CSV_SUFFIXES = (".csv", ".data", ".test", ".txt", ".tsv")
+_COMPRESSIONS = (".gz", ".bz2", ".xz", ".zst", ".zip")
+
+
+def detect_format(path: Path, declared: str = "auto") -> Format:
+    """Decide a file's format from ``declared`` or, when ``auto``, from its name.
+
+    Raises:
+        DataError: The format cannot be told from the name.
+    """
+    if declared != "auto":
+        return declared  # type: ignore[return-value]  # validated by the config's Literal
+    if path.is_dir() or any(ch in str(path) for ch in "*?["):
+        return "parquet"
+    name = path.name.lower()
+    for suffix in _COMPRESSIONS:
+        name = name.removesuffix(suffix)
+    if name.endswith((".parquet", ".pq")):
+        return "parquet"
+    if name.endswith((".feather", ".arrow", ".ipc")):
+        return "feather"
+    if name.endswith(_CSV_SUFFIXES):
+        return "csv"
+    raise DataError(f"{path}: cannot tell the file format from its name; set `format` to csv, parquet or feather")
+
+
+def read_table(path: Path, *, fmt: str = "auto", csv: CsvOptions | None = None) -> pd.DataFrame:
+    """Read a whole table.
+
+    Args:
+        path: File, folder of Parquet parts, or glob.
+        fmt: ``auto``, ``csv``, ``parquet`` or ``feather``.
+        csv: CSV options (defaults: header row, comma separated).
+
+    Returns:
+        The table with its columns as read.
+
+    Raises:
+        DataError: The file is missing, empty or cannot be parsed.
+    """
+    import pandas as pd
+
+    kind = detect_format(path, fmt)
+    try:
+        if kind == "csv":
+            return pd.read_csv(path, **_csv_kwargs(csv or CsvOptions()))
+        if kind == "parquet":
+            return pd.concat(list(_parquet_batches(path, None)), ignore_index=True)
+        return pd.read_feather(path)
+    except DataError:
+        raise
+    except FileNotFoundError:
+        raise DataError(f"{path}: file not found") from None
+    except pd.errors.EmptyDataError:
+        raise DataError(f"{path}: the file is empty") from None
+    except (ValueError, OSError, pd.errors.ParserError) as exc:
+        raise DataError(f"{path}: cannot read it as {kind}: {str(exc).splitlines()[0]}") from None
+
+
+def iter_table(path: Path, *, chunk_rows: int, fmt: str = "auto", csv: CsvOptions | None = None) -> (
+    Iterator[pd.DataFrame]
+):
+    """Yield a table in chunks of at most ``chunk_rows`` rows.
+
+    Raises:
+        DataError: The file is missing or cannot be parsed.
+    """
+    import pandas as pd
+
+    kind = detect_format(path, fmt)
+    try:
+        if kind == "csv":
+            with pd.read_csv(path, chunksize=chunk_rows, **_csv_kwargs(csv or CsvOptions())) as reader:
+                yield from reader
+        elif kind == "parquet":
+            yield from _parquet_batches(path, chunk_rows)
+        else:
+            table = pd.read_feather(path)
+            for start in range(0, len(table), chunk_rows):
+                yield table.iloc[start : start + chunk_rows].reset_index(drop=True)
+    except DataError:
+        raise
+    except FileNotFoundError:
+        raise DataError(f"{path}: file not found") from None
+    except pd.errors.EmptyDataError:
+        raise DataError(f"{path}: the file is empty") from None
+    except (ValueError, OSError, pd.errors.ParserError) as exc:
+        raise DataError(f"{path}: cannot read it as {kind}: {str(exc).splitlines()[0]}") from None
+
+
+def parquet_parts(path: Path) -> list[Path]:
+    """The Parquet files behind a file, a folder of part files, or a glob pattern.
+
+    Raises:
+        DataError: Nothing matches.
+    """
+    text = str(path)
+    if any(ch in text for ch in "*?["):
+        parts = sorted(Path(p) for p in glob.glob(text, recursive=True) if Path(p).is_file())
+    elif path.is_dir():
+        parts = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix in (".parquet", ".pq"))
+    elif path.is_file():
+        parts = [path]
+    else:
+        raise DataError(f"{path}: file not found")
+    if not parts:
+        raise DataError(f"{path}: no Parquet files found (expected *.parquet part files)")
+    return parts
+
+
+def _parquet_batches(path: Path, chunk_rows: int | None) -> Iterator[pd.DataFrame]:
+    import pyarrow.parquet as pq
+
+    for part in parquet_parts(path):
+        handle = pq.ParquetFile(part)
+        if chunk_rows is None:
+            yield handle.read().to_pandas()
+            continue
+        for batch in handle.iter_batches(batch_size=chunk_rows):
+            yield batch.to_pandas()
+
+
+def _csv_kwargs(options: CsvOptions) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {
+        "sep": options.delimiter,
+        "skiprows": options.skip_rows,
+        "skipinitialspace": options.strip_whitespace,
+        "na_values": options.na_values or None,
+        "low_memory": False,
+    }
+    if not options.header:
+        kwargs["header"] = None
+        kwargs["names"] = options.names
+    elif options.names:
+        kwargs["header"] = 0
+        kwargs["names"] = options.names
+    return kwargs
+
+
+class AtomicTableWriter:
+    """Write a table chunk by chunk to a temporary file and rename it into place on success.
+
+    Used as a context manager: if the block raises, the temporary file is removed and ``path`` is untouched.
+    CSV and Parquet are supported (decided from the file name).
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.format: Format = detect_format(path)
+        if self.format == "feather":
+            raise DataError(f"{path}: write predictions as .csv or .parquet")
+        self.rows = 0
+        self._temporary: Path | None = None
+        self._parquet: Any = None
+        self._schema: pa.Schema | None = None
+        self._csv_handle: Any = None
+
+    def __enter__(self) -> AtomicTableWriter:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        handle, name = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".part")
+        os.close(handle)
+        self._temporary = Path(name)
+        return self
+
+    def write(self, frame: pd.DataFrame) -> None:
+        """Append a chunk (all chunks must have the same columns)."""
+        assert self._temporary is not None, "use AtomicTableWriter as a context manager"
+        if self.format == "csv":
+            if self._csv_handle is None:
+                self._csv_handle = self._temporary.open("w", encoding="utf-8", newline="")
+                frame.to_csv(self._csv_handle, index=False)
+            else:
+                frame.to_csv(self._csv_handle, index=False, header=False)
+        else:
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            table = pa.Table.from_pandas(frame, preserve_index=False)
+            if self._parquet is None:
+                self._schema = table.schema
+                self._parquet = pq.ParquetWriter(self._temporary, self._schema)
+            else:
+                table = table.cast(self._schema)
+            self._parquet.write_table(table)
+        self.rows += len(frame)
+
+    def __exit__(self, exc_type: object, exc: object, traceback: object) -> None:
+        assert self._temporary is not None
+        with contextlib.suppress(Exception):
+            if self._csv_handle is not None:
+                self._csv_handle.close()
+            if self._parquet is not None:
+                self._parquet.close()
+        if exc_type is not None:
+            self._temporary.unlink(missing_ok=True)
+            return
+        if self._csv_handle is None and self._parquet is None:
+            self._temporary.unlink(missing_ok=True)
+            return
+        os.replace(self._temporary, self.path)
+
+    @property
+    def written(self) -> bool:
+        """Whether anything was written (an empty writer leaves no file)."""
+        return self.rows > 0
+
+
+def write_text_atomically(path: Path, text: str) -> None:
+    """Write a text file so that ``path`` is either absent, unchanged or complete."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as out:
+            out.write(text)
+        os.replace(name, path)
+    except BaseException:
+        Path(name).unlink(missing_ok=True)
+        raise
