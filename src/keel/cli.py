@@ -45,11 +45,11 @@ ConfigArgs = Annotated[
 ]
 WorkspaceOption = Annotated[
     Path | None,
-    typer.Option("--workspace", "-w", help="Workspace holding the embedded registry [env: KEEL_WORKSPACE; default: .keel]."),
+    typer.Option(
+        "--workspace", "-w", help="Workspace holding the embedded registry [env: KEEL_WORKSPACE; default: .keel]."
+    ),
 ]
-ModelOption = Annotated[
-    str, typer.Option("--model", "-m", help="Model reference: NAME, NAME@ALIAS or NAME:VERSION.")
-]
+ModelOption = Annotated[str, typer.Option("--model", "-m", help="Model reference: NAME, NAME@ALIAS or NAME:VERSION.")]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document instead of tables.")]
 
 
@@ -147,7 +147,9 @@ def _slices_table(slices: dict[str, dict[str, dict[str, float]]], metric: str) -
 
 
 def _setup_logging(verbose: bool) -> None:
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
     for noisy in ("mlflow", "alembic", "urllib3"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
@@ -160,7 +162,9 @@ def _version_callback(value: bool) -> None:
 
 @app.callback()
 def _main(
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log what keel does (downloads, cache hits).")] = False,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Log what keel does (downloads, cache hits).")
+    ] = False,
     version: Annotated[
         bool, typer.Option("--version", callback=_version_callback, is_eager=True, help="Print the version and exit.")
     ] = False,
@@ -223,14 +227,18 @@ def evaluate(
     console = _console()
     for reason, count in dropped.items():
         console.print(f"[yellow]dropped {count:,} row(s): {reason}[/]")
-    console.print(_metrics_table(f"{handle.label} on {data} ({evaluation.rows:,} rows)", evaluation.metrics, evaluation.baseline))
+    console.print(
+        _metrics_table(f"{handle.label} on {data} ({evaluation.rows:,} rows)", evaluation.metrics, evaluation.baseline)
+    )
     if evaluation.slices:
         console.print(_slices_table(evaluation.slices, next(iter(evaluation.metrics))))
 
 
 @app.command()
 def predict(
-    input_path: Annotated[Path, typer.Option("--input", "-i", help="CSV or Parquet file, or a folder of Parquet parts.")],
+    input_path: Annotated[
+        Path, typer.Option("--input", "-i", help="CSV or Parquet file, or a folder of Parquet parts.")
+    ],
     output_path: Annotated[Path, typer.Option("--output", "-o", help="Predictions file (.csv or .parquet).")],
     model: ModelOption = "adult-income@champion",
     errors_path: Annotated[
@@ -247,9 +255,7 @@ def predict(
 
     registry = Registry.open(workspace)
     handle = _run(lambda: load_version(registry, model))
-    result = _run(
-        lambda: predict_file(handle, input_path, output_path, errors_path=errors_path, chunk_rows=chunk_rows)
-    )
+    result = _run(lambda: predict_file(handle, input_path, output_path, errors_path=errors_path, chunk_rows=chunk_rows))
     if as_json:
         _print_json(result.to_dict())
     else:
@@ -306,7 +312,9 @@ def models_show(
     registry = Registry.open(workspace)
     handle = _run(lambda: load_version(registry, reference))
     manifest = {k: v for k, v in handle.loaded.manifest.items()}
-    _print_json({**describe(handle.info), "verified": True, "test": handle.loaded.metrics.get("test"), "manifest": manifest})
+    _print_json(
+        {**describe(handle.info), "verified": True, "test": handle.loaded.metrics.get("test"), "manifest": manifest}
+    )
 
 
 @models_app.command("promote")

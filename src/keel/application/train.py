@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from keel.application.dataset import LoadedData, load_data
 from keel.application.progress import Reporter, SilentReporter
 from keel.application.scoring import labelled_predictions
-from keel.config import LoadedConfig, dump_yaml
+from keel.config import LoadedConfig
 from keel.domain.metrics import (
     Evaluation,
     Predictions,
@@ -156,7 +156,11 @@ def train(loaded: LoadedConfig, reporter: Reporter | None = None) -> TrainResult
         if parts.valid is not None and len(parts.valid):
             valid_x, valid_y = _features_and_target(parts.valid, schema, "validation rows")
         _features_and_target(parts.test, schema, "test rows")
-        rows = {"train": len(parts.train), "valid": 0 if parts.valid is None else len(parts.valid), "test": len(parts.test)}
+        rows = {
+            "train": len(parts.train),
+            "valid": 0 if parts.valid is None else len(parts.valid),
+            "test": len(parts.test),
+        }
         reporter.note(
             f"{task} task on {len(schema.feature_names)} features; rows: train {rows['train']:,}, "
             f"valid {rows['valid']:,}, test {rows['test']:,}"

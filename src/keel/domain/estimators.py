@@ -82,9 +82,7 @@ def build_estimator(
     target = regressor if task == "regression" else classifier
     if not target:
         other = "ridge" if task == "regression" else "logistic_regression"
-        raise ConfigError(
-            f"model.estimator: {name!r} cannot do {task}; use {other!r} or lightgbm for a {task} target"
-        )
+        raise ConfigError(f"model.estimator: {name!r} cannot do {task}; use {other!r} or lightgbm for a {task} target")
     module, _, class_name = target.partition(":")
     cls = getattr(importlib.import_module(module), class_name)
     settings = dict(_DEFAULTS.get(name, {}))

@@ -96,9 +96,7 @@ class Evaluation:
         }
 
 
-def compute_metrics(predictions: Predictions, task: Task, names: Sequence[str], n_classes: int = 0) -> (
-    dict[str, float]
-):
+def compute_metrics(predictions: Predictions, task: Task, names: Sequence[str], n_classes: int = 0) -> dict[str, float]:
     """Compute the named metrics.
 
     A metric that is undefined on these rows (ROC AUC when only one class is present) is reported as NaN.

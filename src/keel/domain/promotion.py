@@ -52,10 +52,16 @@ def decide_promotion(
     comparison = f"{metric} {new_value:.5f} vs {champion_value:.5f} for {who} ({direction} is better)"
     if math.isnan(champion_value) or gain > margin:
         return PromotionDecision(
-            True, f"better than {who}: {comparison}, gain {gain:+.5f} > margin {margin}", metric, new_value,
+            True,
+            f"better than {who}: {comparison}, gain {gain:+.5f} > margin {margin}",
+            metric,
+            new_value,
             champion_value,
         )
     return PromotionDecision(
-        False, f"not better than {who} by the margin: {comparison}, gain {gain:+.5f} ≤ margin {margin}", metric,
-        new_value, champion_value,
+        False,
+        f"not better than {who} by the margin: {comparison}, gain {gain:+.5f} ≤ margin {margin}",
+        metric,
+        new_value,
+        champion_value,
     )

@@ -291,9 +291,9 @@ def _looks_like_identifier(series: pd.Series) -> bool:
     return False
 
 
-def _describe(series: pd.Series, name: str, role: Role, column_type: ColumnType, *, inferred: bool, note: str) -> (
-    ColumnSchema
-):
+def _describe(
+    series: pd.Series, name: str, role: Role, column_type: ColumnType, *, inferred: bool, note: str
+) -> ColumnSchema:
     import pandas as pd
 
     column = ColumnSchema(

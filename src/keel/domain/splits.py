@@ -106,7 +106,7 @@ def _chronological(frame: pd.DataFrame, config: SplitConfig) -> SplitIndices:
         start = _as_time_like(config.test_start, time)
         test_mask = (time >= start).to_numpy()
         if config.valid_start is not None:
-            valid_mask = ((time >= _as_time_like(config.valid_start, time)) & ~pd.Series(test_mask, index=time.index))
+            valid_mask = (time >= _as_time_like(config.valid_start, time)) & ~pd.Series(test_mask, index=time.index)
             valid_mask_array = valid_mask.to_numpy()
         else:
             valid_mask_array = np.zeros(rows, dtype=bool)

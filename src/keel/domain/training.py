@@ -83,7 +83,9 @@ def fit_model(
     matrix = preprocessor.fit_transform(train_x)
     names = output_names(preprocessor)
     categorical = [i for i, name in enumerate(names) if name in set(plan.categorical_columns)]
-    spec = build_estimator(model.estimator, schema.target.task, model.params, seed=seed, categorical_indices=categorical)
+    spec = build_estimator(
+        model.estimator, schema.target.task, model.params, seed=seed, categorical_indices=categorical
+    )
     estimator = spec.estimator
     report = FitReport()
     if model.estimator == "lightgbm":

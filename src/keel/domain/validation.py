@@ -99,9 +99,7 @@ def _to_float(raw: pd.Series, *, boolean: bool) -> tuple[pd.Series, np.ndarray]:
         mapping = {"true": 1.0, "false": 0.0, "1": 1.0, "0": 0.0, "yes": 1.0, "no": 0.0}
         text = raw.astype("string").str.strip().str.lower()
         values = text.map(mapping).astype("float64")
-    elif pd.api.types.is_bool_dtype(raw):
-        values = raw.astype("float64")
-    elif pd.api.types.is_numeric_dtype(raw):
+    elif pd.api.types.is_bool_dtype(raw) or pd.api.types.is_numeric_dtype(raw):
         values = raw.astype("float64")
     else:
         values = pd.to_numeric(raw.astype("string").str.strip(), errors="coerce").astype("float64")
@@ -132,9 +130,9 @@ def _note(errors: np.ndarray, bad: np.ndarray, reason: str) -> None:
         errors[index] = f"{errors[index]}; {reason}" if errors[index] else reason
 
 
-def raise_for_invalid_training_rows(frame: pd.DataFrame, coerced: Coerced, schema: FeatureSchema, *, label: str) -> (
-    None
-):
+def raise_for_invalid_training_rows(
+    frame: pd.DataFrame, coerced: Coerced, schema: FeatureSchema, *, label: str
+) -> None:
     """Refuse training data with unreadable values, naming the columns, the row count and examples.
 
     Raises:

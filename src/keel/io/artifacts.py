@@ -171,7 +171,11 @@ def verify_directory(directory: Path, *, manifest_sha256: str | None = None) -> 
         manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise IntegrityError(f"{manifest_path}: not a readable manifest ({exc})") from None
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT or not isinstance(manifest.get("files"), dict):
+    if (
+        not isinstance(manifest, dict)
+        or manifest.get("format") != FORMAT
+        or not isinstance(manifest.get("files"), dict)
+    ):
         raise IntegrityError(f"{manifest_path}: not a keel model manifest (expected format {FORMAT})")
     for name, expected in manifest["files"].items():
         path = (directory / name).resolve()
@@ -234,9 +238,7 @@ def _load_skops(path: Path) -> Any:
         raise IntegrityError(f"{path}: not a valid skops file ({type(exc).__name__}: {exc})") from None
     refused = sorted(untrusted - set(TRUSTED_TYPES))
     if refused:
-        raise IntegrityError(
-            f"{path}: refers to type(s) keel does not trust: {', '.join(refused)}; it was not loaded"
-        )
+        raise IntegrityError(f"{path}: refers to type(s) keel does not trust: {', '.join(refused)}; it was not loaded")
     try:
         return sio.load(path, trusted=list(TRUSTED_TYPES))
     except Exception as exc:  # noqa: BLE001 - skops raises many kinds for a malformed archive

@@ -49,7 +49,9 @@ def confusion_matrix_plot(y_true: np.ndarray, predicted: np.ndarray, classes: Se
     axes.set_ylabel("true")
     for i in labels:
         for j in labels:
-            axes.text(j, i, f"{matrix[i, j]:,}", ha="center", va="center", color="white" if shares[i, j] > 0.5 else "black")
+            axes.text(
+                j, i, f"{matrix[i, j]:,}", ha="center", va="center", color="white" if shares[i, j] > 0.5 else "black"
+            )
     axes.set_title("Confusion matrix (test)")
     return _save(figure, path)
 

@@ -168,9 +168,7 @@ class Registry:
         """An MLflow run that ends FINISHED, FAILED or KILLED (Ctrl-C) as the block does."""
         client = self.client
         experiment_id = self.experiment_id(experiment)
-        run = _retry(
-            lambda: client.create_run(experiment_id, run_name=run_name, tags=tags or {}), what="start the run"
-        )
+        run = _retry(lambda: client.create_run(experiment_id, run_name=run_name, tags=tags or {}), what="start the run")
         run_id = str(run.info.run_id)
         try:
             yield run_id

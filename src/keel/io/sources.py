@@ -51,9 +51,9 @@ def cache_dir() -> Path:
     return (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "keel"
 
 
-def resolve_source(source: SourceConfig, *, data_dir: str | Path | None = None, base_dir: Path | None = None) -> (
-    ResolvedSource
-):
+def resolve_source(
+    source: SourceConfig, *, data_dir: str | Path | None = None, base_dir: Path | None = None
+) -> ResolvedSource:
     """Find the file a source names, downloading it when it is only available remotely.
 
     Args:

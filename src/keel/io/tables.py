@@ -81,9 +81,9 @@ def read_table(path: Path, *, fmt: str = "auto", csv: CsvOptions | None = None) 
         raise DataError(f"{path}: cannot read it as {kind}: {str(exc).splitlines()[0]}") from None
 
 
-def iter_table(path: Path, *, chunk_rows: int, fmt: str = "auto", csv: CsvOptions | None = None) -> (
-    Iterator[pd.DataFrame]
-):
+def iter_table(
+    path: Path, *, chunk_rows: int, fmt: str = "auto", csv: CsvOptions | None = None
+) -> Iterator[pd.DataFrame]:
     """Yield a table in chunks of at most ``chunk_rows`` rows.
 
     Raises:
