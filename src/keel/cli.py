@@ -7,6 +7,7 @@ User mistakes raise :class:`~keel.errors.KeelError`: one clear message on stderr
 from __future__ import annotations
 
 import contextlib
+import enum
 import json
 import logging
 import math
@@ -51,6 +52,13 @@ WorkspaceOption = Annotated[
 ]
 ModelOption = Annotated[str, typer.Option("--model", "-m", help="Model reference: NAME, NAME@ALIAS or NAME:VERSION.")]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document instead of tables.")]
+
+
+class Engine(str, enum.Enum):
+    """Where a command computes: in this process, or on a Dask cluster."""
+
+    local = "local"
+    dask = "dask"
 
 
 def _console(stderr: bool = False) -> Any:
@@ -245,6 +253,17 @@ def predict(
         Path | None, typer.Option("--errors", help="File for rows that fail validation [default: OUTPUT.errors.EXT].")
     ] = None,
     chunk_rows: Annotated[int, typer.Option("--chunk-rows", min=1, help="Rows scored at a time.")] = 50_000,
+    engine: Annotated[
+        Engine,
+        typer.Option("--engine", help="`local` (in-process) or `dask` (Parquet input; OUTPUT is a folder of parts)."),
+    ] = Engine.local,
+    scheduler: Annotated[
+        str | None,
+        typer.Option("--scheduler", help="Dask scheduler address (tcp://host:8786) [default: a LocalCluster]."),
+    ] = None,
+    workers: Annotated[
+        int | None, typer.Option("--workers", min=1, help="LocalCluster workers [default: one per core].")
+    ] = None,
     workspace: WorkspaceOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -253,9 +272,31 @@ def predict(
     from keel.application.predict import predict_file
     from keel.io.registry import Registry
 
+    if engine is Engine.local and (scheduler or workers):
+        _fail(KeelError("--scheduler and --workers apply only with --engine dask"))
     registry = Registry.open(workspace)
     handle = _run(lambda: load_version(registry, model))
-    result = _run(lambda: predict_file(handle, input_path, output_path, errors_path=errors_path, chunk_rows=chunk_rows))
+    if engine is Engine.dask:
+        from keel.io.cluster import require_extra
+
+        _run(lambda: require_extra("dask"))
+        from keel.application.dask_predict import predict_dask
+
+        result = _run(
+            lambda: predict_dask(
+                handle,
+                input_path,
+                output_path,
+                errors_path=errors_path,
+                chunk_rows=chunk_rows,
+                scheduler=scheduler,
+                workers=workers,
+            )
+        )
+    else:
+        result = _run(
+            lambda: predict_file(handle, input_path, output_path, errors_path=errors_path, chunk_rows=chunk_rows)
+        )
     if as_json:
         _print_json(result.to_dict())
     else:

@@ -275,6 +275,66 @@ class RegistryConfig(_Model):
     experiment: str | None = None
 
 
+class ParamSpace(_Model):
+    """The range one hyper-parameter is searched over by ``keel tune``.
+
+    Attributes:
+        type: ``int``, ``float`` or ``categorical``.
+        low: Smallest value (``int`` and ``float``).
+        high: Largest value (``int`` and ``float``).
+        log: Sample on a log scale (positive ranges spanning orders of magnitude, e.g. a learning rate).
+        step: Spacing between values (``int`` and ``float``; not with ``log``).
+        choices: The values to choose from (``categorical``).
+    """
+
+    type: Literal["int", "float", "categorical"]
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    step: Annotated[float, Field(gt=0)] | None = None
+    choices: list[str | int | float | bool | None] | None = None
+
+    @model_validator(mode="after")
+    def _range_or_choices(self) -> ParamSpace:
+        if self.type == "categorical":
+            if not self.choices:
+                raise ValueError("a `categorical` search space needs a non-empty `choices` list")
+            return self
+        if self.low is None or self.high is None:
+            raise ValueError(f"an `{self.type}` search space needs `low` and `high`")
+        if self.low > self.high:
+            raise ValueError(f"`low` ({self.low}) is above `high` ({self.high})")
+        if self.log and self.low <= 0:
+            raise ValueError(f"`log: true` needs `low` > 0 (got {self.low})")
+        if self.log and self.step is not None:
+            raise ValueError("`step` and `log: true` cannot be combined")
+        return self
+
+
+class TuningConfig(_Model):
+    """How ``keel tune`` searches hyper-parameters (on the validation split; the test split is never used).
+
+    Attributes:
+        metric: Validation metric to optimise; defaults to the promotion metric (or the task's default).
+        space: ``model.params`` name → search space; empty means the estimator's default space.
+        pruning: Stop unpromising LightGBM trials early on the validation split (median pruner).
+        warmup_rounds: Boosting rounds every trial runs before it can be pruned.
+        study: Study name; defaults to ``tune-<model name>``.
+        storage: Optuna storage URL (``sqlite:///…``, ``postgresql://…``); defaults to ``optuna.db`` in the
+            workspace. ``KEEL_TUNE_STORAGE`` wins over it (so secrets stay out of files).
+    """
+
+    metric: MetricName | None = None
+    space: dict[str, ParamSpace] = Field(default_factory=dict)
+    pruning: bool = True
+    warmup_rounds: Annotated[int, Field(ge=0)] = 20
+    study: Annotated[str, Field(min_length=1)] | None = None
+    storage: str | None = None
+
+
+EngineName = Literal["local", "dask"]
+
+
 class KeelConfig(_Model):
     """A whole keel configuration."""
 
@@ -285,6 +345,13 @@ class KeelConfig(_Model):
     model: ModelConfig = Field(default_factory=ModelConfig)
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
     registry: RegistryConfig = Field(default_factory=RegistryConfig)
+    tuning: TuningConfig = Field(default_factory=TuningConfig)
+    engine: EngineName = "local"
+    """Where training runs: ``local`` (in-process) or ``dask`` (``lightgbm.dask`` on a Dask cluster)."""
+    scheduler: Annotated[str, Field(pattern=r"^(tcp|tls|ucx|inproc)://")] | None = None
+    """Dask scheduler address for ``engine: dask``; empty starts a ``LocalCluster`` on this machine."""
+    dask_workers: Annotated[int, Field(ge=1)] | None = None
+    """Workers of the ``LocalCluster`` started when ``scheduler`` is empty (default: sized to the machine)."""
 
     @field_validator("project", mode="before")
     @classmethod
@@ -297,6 +364,13 @@ class KeelConfig(_Model):
             raise ValueError("`split.strategy: explicit` needs `data.test`, the file holding the test rows")
         if self.model.early_stopping_rounds and self.split.valid_size == 0:
             raise ValueError("`model.early_stopping_rounds` needs `split.valid_size` > 0 to have rows to stop on")
+        if self.engine == "dask" and self.model.estimator != "lightgbm":
+            raise ValueError(
+                f"`engine: dask` trains with lightgbm.dask; `model.estimator: {self.model.estimator}` only trains "
+                "in-process (use engine: local)"
+            )
+        if self.engine == "local" and (self.scheduler is not None or self.dask_workers is not None):
+            raise ValueError("`scheduler` and `dask_workers` apply only with `engine: dask`; add engine=dask")
         return self
 
     @property

@@ -1,0 +1,208 @@
+"""Batch prediction on Dask: score the partitions of a Parquet dataset in parallel, one model per worker.
+
+The model version's files travel to every worker once, inside a worker plugin; each worker writes them to a private
+folder, verifies every sha256 against the manifest recorded in the registry and loads the model once. Each task
+then reads one partition, scores it in chunks with :func:`keel.application.predict.score_chunk` (the same function
+in-process prediction uses, so both engines give the same rows) and writes its own part file, so no partition ever
+travels back to the client and memory stays bounded by the partition size.
+
+This module imports ``distributed``; import it only after :func:`keel.io.cluster.require_extra` said Dask is there.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from distributed import WorkerPlugin, get_worker
+
+from keel.application.models import ModelHandle
+from keel.application.predict import DEFAULT_CHUNK_ROWS, PredictResult, score_chunk, unseen_categories
+from keel.errors import DataError
+from keel.io import artifacts
+from keel.io.cluster import dask_client
+from keel.io.tables import AtomicTableWriter, parquet_parts
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from keel.domain.model import FittedModel
+
+
+class ModelPlugin(WorkerPlugin):  # type: ignore[misc]  # distributed is untyped
+    """Carries a model version to each worker and loads it there once, verified.
+
+    Args:
+        directory: The model version's local directory (on the client).
+        manifest_sha256: The manifest's sha256 recorded in the registry.
+    """
+
+    def __init__(self, directory: Path, manifest_sha256: str | None) -> None:
+        self.files = {
+            str(path.relative_to(directory)): path.read_bytes() for path in directory.rglob("*") if path.is_file()
+        }
+        self.manifest_sha256 = manifest_sha256
+        self.name = plugin_name(manifest_sha256 or uuid.uuid4().hex)
+        self.model: FittedModel | None = None
+        self._folder: str | None = None
+
+    def setup(self, worker: Any) -> None:
+        """Write the files to a private folder, verify every sha256 and load the model."""
+        self._folder = tempfile.mkdtemp(prefix="keel-model-")
+        folder = Path(self._folder)
+        for name, content in self.files.items():
+            target = folder / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(content)
+        self.model = artifacts.load_model(folder, manifest_sha256=self.manifest_sha256).model
+        self.files = {}  # the loaded model is all the worker needs from now on
+
+    def teardown(self, worker: Any) -> None:
+        """Remove the private folder."""
+        if self._folder:
+            shutil.rmtree(self._folder, ignore_errors=True)
+
+
+def plugin_name(manifest_sha256: str) -> str:
+    """The worker plugin's name for a model version (one plugin per version, whatever the number of runs)."""
+    return f"keel-model-{manifest_sha256[:16]}"
+
+
+@dataclass
+class _PartSummary:
+    rows: int = 0
+    predicted: int = 0
+    invalid: int = 0
+    unseen: dict[str, int] = field(default_factory=dict)
+
+
+def _score_partition(
+    frame: pd.DataFrame, index: int, *, plugin: str, output: str, errors: str, chunk_rows: int, label: str
+) -> _PartSummary:
+    """Score one partition on a worker and write its part files (runs on the worker)."""
+    model = get_worker().plugins[plugin].model
+    summary = _PartSummary(rows=len(frame))
+    name = f"part-{index:05d}.parquet"
+    frame = frame.reset_index(drop=True)
+    with AtomicTableWriter(Path(output) / name) as scored_out, AtomicTableWriter(Path(errors) / name) as errors_out:
+        for start in range(0, max(len(frame), 1), chunk_rows):
+            chunk = frame.iloc[start : start + chunk_rows].reset_index(drop=True)
+            scored, invalid = score_chunk(model, chunk, label=label)
+            for column, count in unseen_categories(model, chunk).items():
+                summary.unseen[column] = summary.unseen.get(column, 0) + count
+            if len(scored):
+                scored_out.write(scored)
+            if len(invalid):
+                errors_out.write(invalid)
+        summary.predicted = scored_out.rows
+        summary.invalid = errors_out.rows
+    return summary
+
+
+def default_errors_dir(output: Path) -> Path:
+    """``predictions/`` → ``predictions.errors/``."""
+    return output.with_name(f"{output.name}.errors")
+
+
+def predict_dask(
+    handle: ModelHandle,
+    input_path: Path,
+    output_path: Path,
+    *,
+    errors_path: Path | None = None,
+    chunk_rows: int = DEFAULT_CHUNK_ROWS,
+    scheduler: str | None = None,
+    workers: int | None = None,
+) -> PredictResult:
+    """Score a Parquet dataset on a Dask cluster into a partitioned Parquet dataset.
+
+    Args:
+        handle: The verified model version.
+        input_path: A Parquet file, a folder of part files, or a glob.
+        output_path: Folder for the predictions (``part-NNNNN.parquet``, one per input partition, in order).
+        errors_path: Folder for invalid rows with their reason (default: ``OUTPUT.errors``); created only when
+            some rows are invalid.
+        chunk_rows: Rows scored at a time within a partition.
+        scheduler: Address of a running Dask scheduler; ``None`` starts a ``LocalCluster`` on loopback.
+        workers: Workers of the local cluster (default: one per core).
+
+    Returns:
+        Counts and the output folders. Workers write the part files themselves, so with a remote scheduler
+        ``output_path`` must be on storage every worker can reach.
+
+    Raises:
+        DataError: The input is missing, not Parquet, or lacks feature columns.
+    """
+    import dask
+    import dask.dataframe as dd
+
+    errors_path = errors_path or default_errors_dir(output_path)
+    if input_path.resolve() == output_path.resolve():
+        raise DataError(f"{output_path}: the output would overwrite the input; choose another --output")
+    if output_path.suffix in (".csv", ".parquet", ".pq"):
+        raise DataError(f"{output_path}: with --engine dask the output is a folder of Parquet parts; drop the suffix")
+    files = [str(p) for p in parquet_parts(input_path)]
+    for path in (output_path, errors_path):
+        if path.exists() and not path.is_dir():
+            raise DataError(f"{path}: exists and is not a folder; choose another path")
+    result = PredictResult(model=handle.label)
+    output_path.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{output_path.name}.", dir=output_path.parent))
+    try:
+        # Keep pandas' own dtypes (no string[pyarrow] conversion) so rows look exactly as in-process reading gives.
+        with dask.config.set({"dataframe.convert-string": False}):
+            try:
+                frame = dd.read_parquet(files, index=False)
+            except (ValueError, OSError) as exc:
+                raise DataError(f"{input_path}: cannot read it as Parquet: {str(exc).splitlines()[0]}") from None
+            parts = frame.to_delayed()
+        plugin = ModelPlugin(handle.loaded.directory, handle.info.manifest_sha256)
+        with dask_client(scheduler, workers=workers) as client:
+            client.register_plugin(plugin, name=plugin.name)
+            tasks = [
+                dask.delayed(_score_partition)(
+                    part,
+                    index,
+                    plugin=plugin.name,
+                    output=str(staging / "output"),
+                    errors=str(staging / "errors"),
+                    chunk_rows=chunk_rows,
+                    label=str(input_path),
+                )
+                for index, part in enumerate(parts)
+            ]
+            summaries: list[_PartSummary] = client.gather(client.compute(tasks))
+            client.unregister_worker_plugin(plugin.name)
+        for summary in summaries:
+            result.rows += summary.rows
+            result.predicted += summary.predicted
+            result.invalid += summary.invalid
+            for column, count in summary.unseen.items():
+                result.unseen[column] = result.unseen.get(column, 0) + count
+        if result.rows == 0:
+            raise DataError(f"{input_path}: the dataset has no rows")
+        _move_into_place(staging / "output", output_path)
+        if result.invalid:
+            _move_into_place(staging / "errors", errors_path)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    result.output = output_path
+    result.errors = errors_path if result.invalid else None
+    return result
+
+
+def _move_into_place(folder: Path, target: Path) -> None:
+    """Replace ``target`` (a folder from an earlier run, if any) with ``folder`` in two renames."""
+    folder.mkdir(parents=True, exist_ok=True)
+    old = None
+    if target.exists():
+        old = target.with_name(f".{target.name}.old-{uuid.uuid4().hex[:8]}")
+        os.replace(target, old)
+    os.replace(folder, target)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
