@@ -374,6 +374,30 @@ def models_promote(
     _console().print(f"{info.name} version {info.version} is now [bold green]champion[/] ({reason})")
 
 
+@models_app.command("export")
+def models_export(
+    reference: Annotated[str, typer.Argument(help="NAME, NAME@ALIAS or NAME:VERSION.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Folder to create (must not exist, or be empty).")],
+    workspace: WorkspaceOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Copy a verified version and its registry record into a folder that needs no registry.
+
+    The folder serves with `keel serve --model-dir DIR` and bakes into the image with `--build-arg MODEL=DIR`.
+    """
+    from keel.application.models import export_version
+    from keel.io.registry import Registry
+
+    registry = Registry.open(workspace)
+    result = _run(lambda: export_version(registry, reference, output))
+    if as_json:
+        _print_json({"directory": str(result.directory), **result.metadata})
+        return
+    meta = result.metadata
+    aliases = f" ({', '.join(meta['aliases'])})" if meta["aliases"] else ""
+    _console().print(f"exported {meta['name']}:{meta['version']}{aliases} → {result.directory}", soft_wrap=True)
+
+
 @config_app.command("show")
 def config_show(args: ConfigArgs = None) -> None:
     """Print the resolved configuration (files merged, overrides applied, defaults filled in) as YAML."""

@@ -72,9 +72,11 @@ def load_data(loaded: LoadedConfig) -> LoadedData:
             dropped[f"{part}: missing target"] = int(unlabelled.sum())
             frame = frame.loc[~unlabelled].reset_index(drop=True)
         tables[part] = frame
-    assert tables["train"] is not None
+    train_table = tables["train"]
+    if train_table is None:  # read_source always returns a table; checked so the type is narrowed
+        raise DataError(f"{sources['train'].label}: no training table was read")
     return LoadedData(
-        train=tables["train"],
+        train=train_table,
         test=tables["test"],
         fingerprint=fingerprint([s.path for s in sources.values()]),
         sources=sources,

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from keel.domain.refs import DEFAULT_ALIAS, ModelRef, parse_ref
 from keel.errors import RegistryError
-from keel.io import artifacts
+from keel.io import artifacts, exports
 from keel.io.registry import Registry, VersionInfo
 
 PROMOTION_REASON_TAG = "keel.promotion"
@@ -95,3 +98,74 @@ def promote(registry: Registry, name: str, version: int, reason: str, alias: str
     if previous is not None and previous != version:
         registry.set_tag(name, previous, "keel.replaced_by", f"{version} (manual: {reason.strip()})"[:5000])
     return registry.get(ModelRef(name=name, version=handle.info.version))
+
+
+@dataclass
+class ExportResult:
+    """A version copied out of the registry into a self-contained folder.
+
+    Attributes:
+        directory: The folder: the model directory (loadable with :func:`keel.io.artifacts.load_model`, or with
+            :func:`keel.io.exports.load_exported`, which also checks the manifest against ``registry.json``) plus
+            ``registry.json``.
+        metadata: What ``registry.json`` holds (name, version, aliases, manifest sha256, …).
+    """
+
+    directory: Path
+    metadata: dict[str, Any]
+
+
+def export_version(registry: Registry, reference: str | ModelRef, output: Path) -> ExportResult:
+    """Copy a verified version's artifacts and its registry record into ``output``.
+
+    The folder needs no registry to be used: ``keel serve --model-dir`` and a container image (``MODEL`` build
+    argument) load it directly, and the files are checked again against the manifest, whose own sha256 is kept in
+    ``registry.json``. The copy is written beside ``output`` and renamed into place, so a failed export leaves
+    nothing behind.
+
+    Args:
+        registry: The registry holding the version.
+        reference: ``NAME``, ``NAME@ALIAS`` or ``NAME:VERSION``.
+        output: The folder to create; it must not exist, or be empty.
+
+    Returns:
+        Where the export is and its metadata.
+
+    Raises:
+        RegistryError: The version does not exist or is incomplete, or ``output`` is a file or a non-empty folder.
+        IntegrityError: An artifact fails verification, in the registry or in the copy.
+    """
+    output = output.expanduser().absolute()
+    if output.is_file() or (output.is_dir() and any(output.iterdir())):
+        raise RegistryError(f"{output} already exists and is not an empty folder; choose a new --output")
+    handle = load_version(registry, reference)
+    info = handle.info
+    metadata: dict[str, Any] = {
+        "name": info.name,
+        "version": info.version,
+        "aliases": list(info.aliases),
+        "manifest_sha256": info.manifest_sha256,
+        "run_id": info.run_id,
+        "created_at": info.created_at,
+        "description": info.description,
+        "source": info.source,
+        "tags": dict(info.tags),
+    }
+    output.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=output.parent, prefix=f".{output.name}.", suffix=".part"))
+    try:
+        shutil.copytree(handle.loaded.directory, staging, dirs_exist_ok=True)
+        exports.write_metadata(staging, metadata)
+        # Readable by all: the folder is meant to be shipped (an image runs its service as a non-root user), and
+        # mkdtemp/mkstemp would leave it 0700/0600.
+        for path in [staging, *staging.rglob("*")]:
+            path.chmod(0o755 if path.is_dir() else 0o644)
+        # Check the copy, not only the source: what ships is what gets verified.
+        exports.load_exported(staging)
+        if output.is_dir():
+            output.rmdir()
+        staging.rename(output)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return ExportResult(directory=output, metadata=metadata)

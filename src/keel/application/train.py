@@ -37,6 +37,7 @@ from keel.errors import ConfigError, DataError, KeelError
 from keel.io import artifacts, plots
 from keel.io.provenance import git_commit, package_versions
 from keel.io.registry import Registry
+from keel.io.sources import file_sha256
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -136,7 +137,7 @@ def train(loaded: LoadedConfig, reporter: Reporter | None = None) -> TrainResult
             elif column.role != "feature":
                 reporter.note(f"{column.name}: {column.role}" + (f" ({column.note})" if column.note else ""))
         task = schema.target.task
-        metric_names = list(config.evaluation.metrics) or default_metrics(task)
+        metric_names: list[str] = [*config.evaluation.metrics] or default_metrics(task)
         wrong = check_metrics_fit_task(metric_names, task)
         promotion_metric = config.evaluation.promotion.metric or default_promotion_metric(task)
         wrong += check_metrics_fit_task([promotion_metric], task)
@@ -147,9 +148,9 @@ def train(loaded: LoadedConfig, reporter: Reporter | None = None) -> TrainResult
             )
         if promotion_metric not in metric_names:
             metric_names.append(promotion_metric)
-        for column in config.evaluation.slices:
-            if column not in parts.test.columns:
-                raise ConfigError(f"evaluation.slices: column {column!r} is not in the test data")
+        for slice_column in config.evaluation.slices:
+            if slice_column not in parts.test.columns:
+                raise ConfigError(f"evaluation.slices: column {slice_column!r} is not in the test data")
         train_x, train_y = _features_and_target(parts.train, schema, "training rows")
         check_not_all_missing(coerce_features(parts.train, schema), schema, label="training rows")
         valid_x, valid_y = (None, None)
@@ -224,7 +225,8 @@ def _split(data: LoadedData, loaded: LoadedConfig) -> _Parts:
     frame = data.train
     valid = frame.iloc[indices.valid].reset_index(drop=True) if len(indices.valid) else None
     if config.split.strategy == "explicit":
-        assert data.test is not None
+        if data.test is None:
+            raise ConfigError("split.strategy is `explicit` but no data.test table is configured")
         test = data.test
         missing = [c for c in frame.columns if c not in test.columns and c != config.data.target]
         if missing:
@@ -292,10 +294,12 @@ def _write_artifacts(
 
 def _write_plots(folder: Path, model: FittedModel, predictions: Predictions) -> None:
     if model.task == "regression":
-        assert predictions.values is not None
+        if predictions.values is None:
+            raise ValueError("regression predictions carry no values to plot")
         plots.residuals_plot(predictions.y_true, predictions.values, folder / "residuals.png")
     else:
-        assert predictions.proba is not None
+        if predictions.proba is None:
+            raise ValueError("classification predictions carry no probabilities to plot")
         classes = model.classes
         plots.confusion_matrix_plot(
             predictions.y_true, predictions.proba.argmax(axis=1), classes, folder / "confusion_matrix.png"
@@ -342,7 +346,7 @@ def _register(
         )
         source = registry.log_model_directory(run_id, staging)
         version = registry.register(name, source, run_id, description=config.project.description)
-        manifest_sha = artifacts.sha256_file(staging / artifacts.MANIFEST)
+        manifest_sha = file_sha256(staging / artifacts.MANIFEST)
         # Check what the store holds before calling the version complete.
         stored = registry.local_directory(_pending(registry, name, version))
         artifacts.verify_directory(stored, manifest_sha256=manifest_sha)

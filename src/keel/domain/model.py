@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from keel.domain.schema import FeatureSchema
+from keel.domain.schema import FeatureSchema, Task
 
 if TYPE_CHECKING:
     import numpy as np
@@ -38,7 +38,7 @@ class FittedModel:
     categorical_indices: list[int]
 
     @property
-    def task(self) -> str:
+    def task(self) -> Task:
         """``binary``, ``multiclass`` or ``regression``."""
         return self.schema.target.task
 

@@ -29,7 +29,7 @@ class SplitIndices:
 
 
 def _count(size: float, rows: int, key: str) -> int:
-    count = int(round(size * rows)) if size < 1 else int(size)
+    count = round(size * rows) if size < 1 else int(size)
     if count >= rows:
         raise ConfigError(f"`split.{key}` ({size}) leaves no rows to train on out of {rows:,}")
     return count
@@ -91,7 +91,8 @@ def _chronological(frame: pd.DataFrame, config: SplitConfig) -> SplitIndices:
     import numpy as np
     import pandas as pd
 
-    assert config.time_column is not None
+    if config.time_column is None:  # SplitConfig requires it for this strategy
+        raise ConfigError("`split.time_column` is required by the chronological split")
     if config.time_column not in frame.columns:
         raise DataError(f"`split.time_column` {config.time_column!r} is not a column of the data")
     time = frame[config.time_column]

@@ -22,7 +22,7 @@ def package_versions() -> dict[str, str]:
 
 
 def git_commit(folder: Path | None = None) -> str | None:
-    """The commit checked out in ``folder`` (``+dirty`` when there are uncommitted changes), if it is a git work tree."""
+    """The commit checked out in ``folder`` (``+dirty`` with uncommitted changes), if it is a git work tree."""
     git = shutil.which("git")
     if git is None:
         return None

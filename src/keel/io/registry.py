@@ -11,6 +11,7 @@ crash at any point leaves nothing that looks complete.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import random
@@ -189,7 +190,7 @@ class Registry:
         items = [Param(str(k)[:250], str(v)[:6000]) for k, v in params.items()]
         for start in range(0, len(items), 100):
             chunk = items[start : start + 100]
-            _retry(lambda chunk=chunk: self.client.log_batch(run_id, params=chunk), what="log parameters")
+            _retry(functools.partial(self.client.log_batch, run_id, params=chunk), what="log parameters")
 
     def log_metrics(self, run_id: str, metrics: dict[str, float]) -> None:
         """Log metrics (NaN values are skipped)."""
@@ -199,7 +200,7 @@ class Registry:
         items = [Metric(k, float(v), stamp, 0) for k, v in metrics.items() if v == v]
         for start in range(0, len(items), 500):
             chunk = items[start : start + 500]
-            _retry(lambda chunk=chunk: self.client.log_batch(run_id, metrics=chunk), what="log metrics")
+            _retry(functools.partial(self.client.log_batch, run_id, metrics=chunk), what="log metrics")
 
     def log_model_directory(self, run_id: str, directory: Path) -> str:
         """Upload a model directory as the run's ``model`` artifacts and return their URI."""
@@ -244,7 +245,7 @@ class Registry:
         """Record the manifest hash and extra tags, then mark the version complete (last)."""
         client = self.client
         for key, value in {**tags, MANIFEST_TAG: manifest_sha256}.items():
-            _retry(lambda k=key, v=value: client.set_model_version_tag(name, str(version), k, v), what="tag")
+            _retry(functools.partial(client.set_model_version_tag, name, str(version), key, value), what="tag")
         _retry(lambda: client.set_model_version_tag(name, str(version), STATUS_TAG, COMPLETE), what="tag")
 
     def set_tag(self, name: str, version: int, key: str, value: str) -> None:
@@ -364,7 +365,7 @@ class Registry:
         target = Path(tempfile.mkdtemp(prefix=f"keel-{info.name}-{info.version}-"))
         try:
             return Path(download_artifacts(artifact_uri=info.source, dst_path=str(target)))
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - MLflow's stores raise many kinds for a failed download
             shutil.rmtree(target, ignore_errors=True)
             raise RegistryError(f"{info.name}:{info.version}: could not download its artifacts: {exc}") from None
 

@@ -77,7 +77,8 @@ def resolve_source(
                 return ResolvedSource(candidate, source.path, "local")
             tried.append(str(candidate))
     if source.url is not None:
-        assert source.sha256 is not None  # guaranteed by SourceConfig
+        if source.sha256 is None:  # SourceConfig requires it with a url; checked again before downloading
+            raise IntegrityError(f"{source.url}: no sha256 is configured, so the download cannot be verified")
         return ResolvedSource(download(source.url, source.sha256), source.url, "download")
     where = "; tried " + ", ".join(tried) if tried else ""
     raise DataError(

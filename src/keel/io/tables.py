@@ -67,7 +67,8 @@ def read_table(path: Path, *, fmt: str = "auto", csv: CsvOptions | None = None) 
     kind = detect_format(path, fmt)
     try:
         if kind == "csv":
-            return pd.read_csv(path, **_csv_kwargs(csv or CsvOptions()))
+            frame: pd.DataFrame = pd.read_csv(path, **_csv_kwargs(csv or CsvOptions()))
+            return frame
         if kind == "parquet":
             return pd.concat(list(_parquet_batches(path, None)), ignore_index=True)
         return pd.read_feather(path)
@@ -188,7 +189,8 @@ class AtomicTableWriter:
 
     def write(self, frame: pd.DataFrame) -> None:
         """Append a chunk (all chunks must have the same columns)."""
-        assert self._temporary is not None, "use AtomicTableWriter as a context manager"
+        if self._temporary is None:
+            raise RuntimeError("use AtomicTableWriter as a context manager")
         if self.format == "csv":
             if self._csv_handle is None:
                 self._csv_handle = self._temporary.open("w", encoding="utf-8", newline="")
@@ -209,7 +211,8 @@ class AtomicTableWriter:
         self.rows += len(frame)
 
     def __exit__(self, exc_type: object, exc: object, traceback: object) -> None:
-        assert self._temporary is not None
+        if self._temporary is None:  # __enter__ never ran
+            return
         with contextlib.suppress(Exception):
             if self._csv_handle is not None:
                 self._csv_handle.close()
