@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -166,8 +167,9 @@ def train(loaded: LoadedConfig, reporter: Reporter | None = None) -> TrainResult
             f"{task} task on {len(schema.feature_names)} features; rows: train {rows['train']:,}, "
             f"valid {rows['valid']:,}, test {rows['test']:,}"
         )
-    with reporter.step(f"Training {config.model.estimator}"):
-        model, fit_report = fit_model(
+    where = "" if config.engine == "local" else f" on Dask ({config.scheduler or 'local cluster'})"
+    with reporter.step(f"Training {config.model.estimator}{where}"):
+        model, fit_report = _fitter(loaded)(
             schema,
             config.features,
             config.model,
@@ -214,6 +216,19 @@ def train(loaded: LoadedConfig, reporter: Reporter | None = None) -> TrainResult
         seconds=time.perf_counter() - started,
         notes=notes,
     )
+
+
+def _fitter(loaded: LoadedConfig) -> Callable[..., tuple[FittedModel, FitReport]]:
+    """The fitting function for the configured engine; both take :func:`keel.domain.training.fit_model`'s arguments."""
+    config = loaded.config
+    if config.engine == "local":
+        return fit_model
+    from keel.io.cluster import require_extra
+
+    require_extra("dask")
+    from keel.application.dask_train import fit_on_dask
+
+    return functools.partial(fit_on_dask, scheduler=config.scheduler, workers=config.dask_workers)
 
 
 def _split(data: LoadedData, loaded: LoadedConfig) -> _Parts:
