@@ -1,0 +1,150 @@
+"""Serving a registered model over HTTP: the registry as the service's model source, and running uvicorn."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from keel.application.models import load_version
+from keel.domain.refs import ModelRef, parse_ref
+from keel.errors import RegistryError
+from keel.io.registry import Registry
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+    from keel.serving.swap import ModelVersion
+
+DEFAULT_REFERENCE = "adult-income@champion"
+SETTINGS_ENV = "KEEL_SERVE_SETTINGS"
+"""How ``keel serve --workers N`` hands its settings to the worker processes uvicorn starts."""
+
+
+class RegistrySource:
+    """A model reference in the registry, as the service's model source.
+
+    Args:
+        registry: The registry.
+        reference: ``NAME``, ``NAME@ALIAS`` or ``NAME:VERSION``.
+    """
+
+    def __init__(self, registry: Registry, reference: str | ModelRef) -> None:
+        self.registry = registry
+        self.ref = parse_ref(reference) if isinstance(reference, str) else reference
+
+    @property
+    def reference(self) -> str:
+        """The reference as ``name@alias`` or ``name:version``."""
+        return str(self.ref)
+
+    @property
+    def alias(self) -> str | None:
+        """The alias followed (``None`` for a fixed version)."""
+        return None if self.ref.version is not None else self.ref.alias
+
+    def pointed_version(self) -> int:
+        """The version the reference points at now.
+
+        Raises:
+            RegistryError: The model or alias does not exist.
+        """
+        if self.ref.version is not None:
+            return self.ref.version
+        assert self.ref.alias is not None  # noqa: S101 - parse_ref gives a bare name the default alias
+        number = self.registry.alias_version(self.ref.name, self.ref.alias)
+        if number is None:
+            raise RegistryError(f"model {self.ref.name!r} has no version with alias {self.ref.alias!r}")
+        return number
+
+    def load(self, version: int) -> ModelVersion:
+        """Load and verify one version (every artifact's sha256 is checked).
+
+        Raises:
+            RegistryError: The version does not exist or is incomplete.
+            IntegrityError: An artifact fails verification.
+        """
+        from keel.serving.swap import ModelVersion
+
+        handle = load_version(self.registry, ModelRef(name=self.ref.name, version=version))
+        loaded = handle.loaded
+        return ModelVersion(
+            name=handle.info.name,
+            version=handle.info.version,
+            aliases=list(handle.info.aliases),
+            model=loaded.model,
+            manifest=loaded.manifest,
+            metrics=loaded.metrics,
+        )
+
+
+@dataclass(frozen=True)
+class ServeSettings:
+    """What ``keel serve`` was asked for.
+
+    Attributes:
+        reference: The model reference.
+        workspace: The workspace (``None``: ``KEEL_WORKSPACE`` or ``.keel``).
+        host: Interface to bind.
+        port: TCP port.
+        workers: Worker processes.
+        poll_interval: Seconds between checks for a new version of the alias (0: never).
+        access_log: Whether uvicorn logs each request line (never bodies or keys).
+    """
+
+    reference: str = DEFAULT_REFERENCE
+    workspace: str | None = None
+    host: str = "127.0.0.1"
+    port: int = 8000
+    workers: int = 1
+    poll_interval: float = 10.0
+    access_log: bool = True
+
+
+def build_app(settings: ServeSettings) -> FastAPI:
+    """The service for ``settings.reference``, with its model loaded and verified.
+
+    Raises:
+        KeelError: The model cannot be found or fails verification.
+    """
+    from keel.serving.app import create_app
+
+    registry = Registry.open(Path(settings.workspace) if settings.workspace else None)
+    if not registry.exists():
+        raise RegistryError(f"no registry at {registry.workspace}; run `keel train` first or pass --workspace")
+    return create_app(RegistrySource(registry, settings.reference), poll_interval=settings.poll_interval)
+
+
+def app_from_environment() -> FastAPI:
+    """The factory uvicorn calls for worker processes: the settings come from ``KEEL_SERVE_SETTINGS``."""
+    settings = ServeSettings(**json.loads(os.environ[SETTINGS_ENV]))
+    return build_app(settings)
+
+
+def serve(settings: ServeSettings) -> None:
+    """Load and verify the model, then answer HTTP requests until interrupted.
+
+    With one worker the app is built here; with several, uvicorn starts worker processes that each build it
+    (the model was verified here first, so a broken version fails before any port is opened).
+
+    Raises:
+        KeelError: The model cannot be found or fails verification.
+    """
+    import uvicorn
+
+    parse_ref(settings.reference)
+    app = build_app(settings)
+    common = {"host": settings.host, "port": settings.port, "access_log": settings.access_log, "log_level": "info"}
+    if settings.workers <= 1:
+        uvicorn.run(app, **common)  # type: ignore[arg-type]
+        return
+    del app
+    os.environ[SETTINGS_ENV] = json.dumps(asdict(settings))
+    uvicorn.run(
+        "keel.application.serve:app_from_environment",
+        factory=True,
+        workers=settings.workers,
+        **common,  # type: ignore[arg-type]
+    )

@@ -1,0 +1,422 @@
+"""The prediction service: a FastAPI app built around one :class:`~keel.serving.swap.ModelSource`.
+
+Routes: ``POST /v1/predict``, ``GET /v1/model``, ``POST /v1/admin/reload``, ``GET /health``, ``GET /ready``,
+``GET /metrics`` (plus ``/docs`` and ``/openapi.json``, whose request model follows the served version).
+
+Client mistakes are always 4xx with the field path and what to do: malformed JSON 400, missing or wrong API key
+401, body over the limit 413, invalid fields or too many records 422. Request bodies and keys are never logged.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hmac
+import json
+import logging
+import os
+import re
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import Response
+from pydantic import ValidationError
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from keel import __version__
+from keel.errors import KeelError
+from keel.serving.contract import (
+    BatchPrediction,
+    ErrorResponse,
+    ReloadResponse,
+    SinglePrediction,
+)
+from keel.serving.contract import _kind as body_kind
+from keel.serving.monitoring import CONTENT_TYPE, ServiceMetrics
+from keel.serving.swap import DEFAULT_MAX_RECORDS, ModelSource, ModelSwapper, ModelVersion, ServedModel, serve_model
+
+log = logging.getLogger(__name__)
+
+API_KEYS_ENV = "KEEL_API_KEYS"
+DEFAULT_MAX_BODY_BYTES = 8 * 1024 * 1024
+DEFAULT_POLL_SECONDS = 10.0
+THREADPOOL_RECORDS = 256
+"""Requests with at least this many records are scored in a worker thread, so small requests are not held up."""
+OPEN_PATHS = frozenset({"/health", "/ready"})
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+_REQUEST_ID_KEY = "keel.request_id"
+_JSON = "application/json"
+
+
+class ClientError(Exception):
+    """A request the client must change; becomes a 4xx response.
+
+    Args:
+        status: HTTP status.
+        error: One sentence saying what was wrong and what to do.
+        detail: Field-level problems.
+    """
+
+    def __init__(self, status: int, error: str, detail: list[dict[str, str]] | None = None) -> None:
+        super().__init__(error)
+        self.status = status
+        self.error = error
+        self.detail = detail or []
+
+
+def api_keys_from_environment() -> list[str]:
+    """Keys listed (comma-separated) in ``KEEL_API_KEYS``; empty means authentication is off."""
+    return [key.strip() for key in os.environ.get(API_KEYS_ENV, "").split(",") if key.strip()]
+
+
+def create_app(
+    source: ModelSource,
+    *,
+    api_keys: Sequence[str] | None = None,
+    poll_interval: float = DEFAULT_POLL_SECONDS,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    max_records: int = DEFAULT_MAX_RECORDS,
+    explain_top: int = 5,
+) -> FastAPI:
+    """Build the service for the model ``source`` points at, loading and verifying it now.
+
+    Args:
+        source: Where the model comes from.
+        api_keys: Accepted keys; ``None`` reads ``KEEL_API_KEYS``; empty turns authentication off.
+        poll_interval: Seconds between checks for a new version of the followed alias (0 turns polling off).
+        max_body_bytes: Largest request body accepted (413 above).
+        max_records: Most records in one request (422 above).
+        explain_top: Feature contributions reported per record with ``?explain=true``.
+
+    Returns:
+        The app; polling starts and stops with its lifespan.
+
+    Raises:
+        KeelError: The model cannot be found or fails verification.
+    """
+    keys = [k.encode() for k in (api_keys_from_environment() if api_keys is None else api_keys) if k]
+    metrics = ServiceMetrics()
+
+    def build(version: ModelVersion) -> ServedModel:
+        return serve_model(version, alias=source.alias, max_records=max_records)
+
+    def swapped(served: ServedModel) -> None:
+        metrics.served(served.name, served.version, served.alias)
+
+    swapper = ModelSwapper(source=source, build=build, on_swap=swapped)
+    swapper.load_initial()
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        swapper.start(poll_interval)
+        try:
+            yield
+        finally:
+            swapper.stop()
+
+    app = FastAPI(
+        title="keel prediction service",
+        version=__version__,
+        description=f"Predictions from `{source.reference}`. Fields are typed from the model's feature schema.",
+        lifespan=lifespan,
+    )
+    app.state.swapper = swapper
+    app.state.metrics = metrics
+
+    def served_now() -> ServedModel:
+        current = swapper.current
+        assert current is not None  # noqa: S101 - loaded above, before the app exists
+        return current
+
+    errors = {
+        400: {"model": ErrorResponse, "description": "The body is not valid JSON"},
+        401: {"model": ErrorResponse, "description": "Missing or wrong API key (when keys are set)"},
+        413: {"model": ErrorResponse, "description": "The body is over the size limit"},
+        422: {"model": ErrorResponse, "description": "A field is missing, unknown, of the wrong type or not finite"},
+    }
+
+    @app.post(
+        "/v1/predict",
+        response_model=SinglePrediction | BatchPrediction,
+        responses=errors,  # type: ignore[arg-type]
+        summary='Predict one record, or many as {"records": [...]}',
+    )
+    async def predict(request: Request, explain: bool = False) -> Response:
+        """Predict one record (a JSON object) or many (``{"records": [...]}``).
+
+        Values outside the training data (an unseen category, a number out of the training range) are scored and
+        reported in ``warnings``. ``?explain=true`` adds each record's largest feature contributions.
+        """
+        served = served_now()
+        body = await _read_body(request, max_body_bytes)
+        data = _parse_json(body)
+        try:
+            payload = served.request.adapter.validate_python(data)
+        except ValidationError as error:
+            raise ClientError(422, "the request has invalid fields; see detail", _problems(error, served)) from None
+        batch = body_kind(data) == "batch"
+        records = payload["records"] if batch else [payload]
+        predictor = served.predictor
+        if len(records) >= THREADPOOL_RECORDS:
+            results = await run_in_threadpool(predictor.predict, records, explain=explain, top=explain_top)
+        else:
+            results = predictor.predict(records, explain=explain, top=explain_top)
+        if explain and not predictor.can_explain:
+            note = {"field": "explain", "problem": "this model's estimator has no per-feature contributions"}
+            for result in results:
+                result["warnings"].append(note)
+        metrics.predicted(served.name, served.version, results)
+        meta = {"model": served.name, "version": served.version, "request_id": request.scope[_REQUEST_ID_KEY]}
+        document = {**meta, "predictions": results} if batch else {**results[0], **meta}
+        return Response(json.dumps(document, default=_json_default), media_type=_JSON)
+
+    @app.get("/v1/model", summary="The served model: version, metrics, feature schema, provenance")
+    async def model_info() -> dict[str, Any]:
+        """Name, version, alias, metrics, feature schema, trained-at and data fingerprint of the served model."""
+        return served_now().describe()
+
+    @app.post(
+        "/v1/admin/reload",
+        response_model=ReloadResponse,
+        responses={409: {"model": ReloadResponse, "description": "The new version failed verification"}},
+        summary="Check the registry for a new version now",
+    )
+    async def reload() -> Response:
+        """Load the version the alias points at now; a version that fails verification is refused (409)."""
+        try:
+            outcome = await run_in_threadpool(swapper.check, force=True)
+        except KeelError as error:
+            raise ClientError(409, f"could not check the registry: {error}") from None
+        if outcome.status != "unchanged":
+            metrics.swaps.labels(outcome.status).inc()
+        document = ReloadResponse(
+            status=outcome.status, version=outcome.version, previous=outcome.previous, reason=outcome.reason
+        )
+        return Response(document.model_dump_json(), status_code=409 if outcome.status == "refused" else 200)
+
+    @app.get("/health", summary="The process is alive")
+    async def health() -> dict[str, str]:
+        """Always 200 while the process answers."""
+        return {"status": "alive"}
+
+    @app.get("/ready", summary="A verified model is loaded")
+    async def ready() -> Response:
+        """200 when a verified model is loaded, else 503."""
+        current = swapper.current
+        if current is None:
+            return Response(json.dumps({"status": "not ready"}), status_code=503, media_type=_JSON)
+        document = {"status": "ready", "model": current.name, "version": current.version}
+        return Response(json.dumps(document), media_type=_JSON)
+
+    @app.get("/metrics", summary="Prometheus metrics")
+    async def prometheus() -> Response:
+        """Requests by route and status, latency, predictions per class, records per request, model version."""
+        return Response(metrics.render(), media_type=CONTENT_TYPE)
+
+    _install_error_handlers(app)
+    _install_openapi(app, served_now)
+    known = frozenset(getattr(route, "path", "") for route in app.routes)
+    app.add_middleware(_Gateway, keys=keys, metrics=metrics, known=known)
+    return app
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    too_large = ClientError(413, f"the body is over the {limit:,}-byte limit; send fewer records per request")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise too_large
+    chunks = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise too_large
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _parse_json(body: bytes) -> Any:
+    hint = 'send one record as a JSON object, or several as {"records": [...]}'
+    if not body.strip():
+        raise ClientError(400, f"the body is empty; {hint}")
+    try:
+        return json.loads(body)
+    except json.JSONDecodeError as error:
+        raise ClientError(
+            400, f"the body is not valid JSON: {error.msg} (line {error.lineno}, column {error.colno}); {hint}"
+        ) from None
+    except (ValueError, RecursionError) as error:
+        raise ClientError(400, f"the body is not valid JSON ({error}); {hint}") from None
+
+
+def _json_default(value: Any) -> Any:
+    if hasattr(value, "item"):
+        return value.item()
+    return str(value)
+
+
+def _problems(error: ValidationError, served: ServedModel) -> list[dict[str, str]]:
+    fields = served.predictor.feature_names + served.predictor.id_names
+    problems = []
+    for item in error.errors(include_url=False):
+        loc = list(item["loc"])
+        if loc and loc[0] in ("record", "batch"):
+            loc = loc[1:]
+        path = _path(loc)
+        kind = item["type"]
+        if kind == "missing":
+            problem = "required field is missing"
+        elif kind == "extra_forbidden":
+            close = difflib.get_close_matches(str(loc[-1]), fields, n=1) if loc else []
+            problem = "unknown field" + (
+                f"; did you mean {close[0]!r}?" if close else f"; the fields are: {', '.join(fields)}"
+            )
+        elif kind in ("dict_type", "model_type", "typed_dict_type") and not loc:
+            problem = 'the body must be one record (a JSON object) or {"records": [...]}'
+        elif item.get("input", "") is None:
+            problem = "null is not allowed here (the field had no missing values in training); send a value"
+        else:
+            problem = f"{item['msg']}, got {_shown(item.get('input'))}"
+        problems.append({"field": path, "problem": problem, "type": kind})
+    return problems
+
+
+def _path(loc: Sequence[Any]) -> str:
+    text = ""
+    for part in loc:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        else:
+            text += f".{part}" if text else str(part)
+    return text
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, float | int | bool) or value is None:
+        return json.dumps(value)
+    if isinstance(value, str):
+        text = json.dumps(value)
+        return text if len(text) <= 60 else text[:57] + '…"'
+    return f"a JSON {'array' if isinstance(value, list) else 'object' if isinstance(value, dict) else 'value'}"
+
+
+def _error_response(status: int, error: str, detail: list[dict[str, str]], scope: Scope) -> Response:
+    document = {"error": error, "detail": detail, "request_id": scope.get(_REQUEST_ID_KEY)}
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    return Response(json.dumps(document), status_code=status, media_type=_JSON, headers=headers)
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    async def client_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, ClientError)  # noqa: S101 - registered for this type only
+        return _error_response(exc.status, exc.error, exc.detail, request.scope)
+
+    async def query_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, RequestValidationError)  # noqa: S101 - registered for this type only
+        detail = [
+            {"field": _path(list(e["loc"])), "problem": str(e["msg"]), "type": str(e["type"])} for e in exc.errors()
+        ]
+        return _error_response(422, "the request has invalid parameters; see detail", detail, request.scope)
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, StarletteHTTPException)  # noqa: S101 - registered for this type only
+        messages = {404: f"no route {request.url.path}; see /docs", 405: f"{request.method} is not allowed here"}
+        error = messages.get(exc.status_code, str(exc.detail))
+        response = _error_response(exc.status_code, error, [], request.scope)
+        if exc.headers:
+            response.headers.update(exc.headers)
+        return response
+
+    app.add_exception_handler(ClientError, client_error)
+    app.add_exception_handler(RequestValidationError, query_error)
+    app.add_exception_handler(StarletteHTTPException, http_error)
+
+
+def _install_openapi(app: FastAPI, served_now: Callable[[], ServedModel]) -> None:
+    cache: dict[int, dict[str, Any]] = {}
+
+    def openapi() -> dict[str, Any]:
+        served = served_now()
+        if served.version in cache:
+            return cache[served.version]
+        document = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+        body = dict(served.request.json_schema)
+        document.setdefault("components", {}).setdefault("schemas", {}).update(body.pop("$defs", {}))
+        example = dict(served.source.model.schema.example)
+        document["paths"]["/v1/predict"]["post"]["requestBody"] = {
+            "required": True,
+            "content": {
+                _JSON: {
+                    "schema": body,
+                    "examples": {
+                        "one record": {"summary": "One record (a real training row)", "value": example},
+                        "a batch": {"summary": "Several records", "value": {"records": [example, example]}},
+                    },
+                }
+            },
+        }
+        cache.clear()
+        cache[served.version] = document
+        return document
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+class _Gateway:
+    """Pure ASGI middleware: request ids, API keys, and request metrics (cheaper than ``BaseHTTPMiddleware``)."""
+
+    def __init__(self, app: ASGIApp, keys: list[bytes], metrics: ServiceMetrics, known: frozenset[str]) -> None:
+        self.app = app
+        self.keys = keys
+        self.metrics = metrics
+        self.known = known
+
+    def _authorised(self, scope: Scope) -> bool:
+        offered: bytes | None = None
+        for name, value in scope["headers"]:
+            if name == b"authorization" and value[:7].lower() == b"bearer ":
+                offered = value[7:].strip()
+            elif name == b"x-api-key":
+                offered = value.strip()
+        if offered is None:
+            return False
+        matched = False
+        for key in self.keys:  # every key is compared, so the time taken does not tell which one matched
+            matched |= hmac.compare_digest(offered, key)
+        return matched
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        incoming = next((v for k, v in scope["headers"] if k == b"x-request-id"), b"").decode("latin-1")
+        request_id = incoming if _REQUEST_ID.match(incoming) else uuid.uuid4().hex
+        scope[_REQUEST_ID_KEY] = request_id
+        status = 500
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [*message.get("headers", []), (b"x-request-id", request_id.encode())]
+            await send(message)
+
+        path = scope["path"]
+        try:
+            if self.keys and path not in OPEN_PATHS and not self._authorised(scope):
+                error = "a valid API key is required: send 'Authorization: Bearer KEY' or 'X-API-Key: KEY'"
+                await _error_response(401, error, [], scope)(scope, receive, send_with_id)
+            else:
+                await self.app(scope, receive, send_with_id)
+        finally:
+            route = scope.get("route")
+            label = getattr(route, "path", None) or (path if path in self.known else "other")
+            self.metrics.request(label, scope["method"], status, time.perf_counter() - started)

@@ -1,0 +1,350 @@
+"""The hot-path predictor: JSON records in, predictions out, with no DataFrame and no pipeline call per request.
+
+A fitted ordinal ``ColumnTransformer`` (categories → integer codes, numbers passed through) is compiled once into a
+plan of per-column dict lookups; a request's records are written straight into a float64 matrix that goes to the
+model's own ``predict`` (a bare LightGBM booster, or a scikit-learn estimator's ``predict_proba``). The matrix is
+bit-for-bit the one the training-time pipeline produces, so predictions are identical to ``keel predict``.
+
+Pipelines the compiler does not understand (one-hot encoding, text, dates) fall back to the batch path
+(:func:`~keel.domain.validation.coerce_features` and the fitted pipeline): slower, equally correct.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from keel.domain.model import FittedModel
+
+if TYPE_CHECKING:
+    import numpy as np
+
+NAN = math.nan
+DEFAULT_TOP_CONTRIBUTIONS = 5
+Record = Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class _Column:
+    """How one output column of the preprocessor is computed from a record.
+
+    Attributes:
+        name: The input feature it reads.
+        codes: Category → code for an encoded categorical; ``None`` for a number passed through.
+    """
+
+    name: str
+    codes: dict[Any, float] | None
+
+
+@dataclass(frozen=True)
+class _Check:
+    """What the training data looked like for one feature, to warn about values outside it.
+
+    Attributes:
+        name: Feature name.
+        known: Categories the model knows (categorical features).
+        low: Smallest training value (numeric features).
+        high: Largest training value (numeric features).
+    """
+
+    name: str
+    known: frozenset[Any] | None = None
+    low: float | None = None
+    high: float | None = None
+
+
+def compile_plan(model: FittedModel) -> list[_Column] | None:
+    """Compile the fitted preprocessor into per-column lookups, or ``None`` when it cannot be compiled.
+
+    Only what :func:`keel.domain.features.build_feature_plan` builds for tree models is compiled: an
+    ``OrdinalEncoder`` (unknown and missing categories → NaN) and numeric passthrough columns.
+    """
+    from sklearn.preprocessing import FunctionTransformer, OrdinalEncoder
+
+    preprocessor = model.preprocessor
+    transformers = getattr(preprocessor, "transformers_", None)
+    slices = getattr(preprocessor, "output_indices_", None)
+    if transformers is None or slices is None:
+        return None
+    width = sum(s.stop - s.start for s in slices.values())
+    plan: list[_Column | None] = [None] * width
+    for name, transformer, columns in transformers:
+        if isinstance(transformer, str) and transformer == "drop":
+            continue
+        names = [columns] if isinstance(columns, str) else list(columns)
+        if not all(isinstance(c, str) for c in names):
+            return None
+        where = slices[name]
+        if where.stop - where.start == 0:
+            continue
+        if where.stop - where.start != len(names):
+            return None
+        if isinstance(transformer, OrdinalEncoder):
+            if not _plain_ordinal(transformer):
+                return None
+            for offset, (column, categories) in enumerate(zip(names, transformer.categories_, strict=True)):
+                plan[where.start + offset] = _Column(column, _codes(list(categories)))
+        elif transformer == "passthrough" or (
+            isinstance(transformer, FunctionTransformer) and transformer.func is None and transformer.validate is False
+        ):
+            for offset, column in enumerate(names):
+                plan[where.start + offset] = _Column(column, None)
+        else:
+            return None
+    if any(column is None for column in plan):
+        return None
+    numeric = {c.name for c in model.schema.features if c.type in ("numeric", "boolean")}
+    categorical = {c.name for c in model.schema.features if c.type == "categorical"}
+    for column in plan:
+        assert column is not None  # noqa: S101 - checked just above; narrows the type
+        if column.codes is None and column.name not in numeric:
+            return None
+        if column.codes is not None and column.name not in categorical:
+            return None
+    return [column for column in plan if column is not None]
+
+
+def _plain_ordinal(encoder: Any) -> bool:
+    """Whether an ``OrdinalEncoder`` maps unknown and missing values to NaN and keeps every category."""
+    return (
+        encoder.handle_unknown == "use_encoded_value"
+        and _is_nan(encoder.unknown_value)
+        and _is_nan(encoder.encoded_missing_value)
+        and getattr(encoder, "infrequent_categories_", None) is None
+        and getattr(encoder, "_infrequent_enabled", False) is False
+    )
+
+
+def _is_nan(value: Any) -> bool:
+    return isinstance(value, float) and math.isnan(value)
+
+
+def _codes(categories: list[Any]) -> dict[Any, float]:
+    """Category → code, as the fitted encoder assigns them; missing values (None, NaN) are not keys.
+
+    Categories that spell an integer (``"7"``) are also keyed by the integer, as the batch path turns an integer
+    column into text before encoding.
+    """
+    codes: dict[Any, float] = {}
+    for index, category in enumerate(categories):
+        if category is None or (isinstance(category, float) and math.isnan(category)):
+            continue
+        codes[category] = float(index)
+        if isinstance(category, str) and category.lstrip("-").isdigit() and str(int(category)) == category:
+            codes[int(category)] = float(index)
+    return codes
+
+
+class Predictor:
+    """Scores JSON-like records with a fitted model.
+
+    Args:
+        model: The fitted model.
+        threads: Threads LightGBM may use per call (1 keeps the latency of small requests low and leaves the other
+            cores to other requests and workers).
+
+    Attributes:
+        compiled: Whether the preprocessor was compiled (otherwise each request runs the fitted pipeline).
+    """
+
+    def __init__(self, model: FittedModel, *, threads: int = 1) -> None:
+        self.model = model
+        self.threads = threads
+        self.schema = model.schema
+        self.feature_names = model.schema.feature_names
+        self.id_names = model.schema.id_names
+        self.task = model.task
+        self.classes = model.classes
+        self.class_keys = [str(c) for c in self.classes]
+        self._plan = compile_plan(model)
+        self.compiled = self._plan is not None
+        self._checks = self._make_checks()
+        self._contribution_names = list(model.feature_names) or (
+            [c.name for c in self._plan] if self._plan else list(self.feature_names)
+        )
+
+    @property
+    def can_explain(self) -> bool:
+        """Whether per-feature contributions are available (LightGBM models)."""
+        return self.model.is_booster
+
+    def _make_checks(self) -> list[_Check]:
+        known: dict[str, set[Any]] = {}
+        for column in self._plan or []:
+            if column.codes is not None:
+                known[column.name] = set(column.codes)
+        checks = []
+        for feature in self.schema.features:
+            if feature.type == "categorical" and (feature.categories or feature.name in known):
+                categories = known.get(feature.name, set()) | set(feature.categories or [])
+                checks.append(_Check(feature.name, known=frozenset(categories)))
+            elif feature.type == "numeric" and feature.min is not None and feature.max is not None:
+                checks.append(_Check(feature.name, low=feature.min, high=feature.max))
+        return checks
+
+    # -- encoding ----------------------------------------------------------------------------------------------
+
+    def encode(self, records: Sequence[Record]) -> Any:
+        """The model's input matrix for ``records`` (what the fitted preprocessor would produce)."""
+        import numpy as np
+
+        plan = self._plan
+        if plan is None:
+            return self._encode_with_pipeline(records)
+        if len(records) == 1:
+            record = records[0]
+            row = [
+                (NAN if (value := record.get(column.name)) is None else value)
+                if column.codes is None
+                else column.codes.get(record.get(column.name), NAN)
+                for column in plan
+            ]
+            return np.array([row], dtype=np.float64)
+        matrix = np.empty((len(records), len(plan)), dtype=np.float64)
+        for j, column in enumerate(plan):
+            name = column.name
+            codes = column.codes
+            if codes is None:
+                matrix[:, j] = [NAN if (value := r.get(name)) is None else value for r in records]
+            else:
+                lookup = codes.get
+                matrix[:, j] = [lookup(r.get(name), NAN) for r in records]
+        return matrix
+
+    def _encode_with_pipeline(self, records: Sequence[Record]) -> Any:
+        import pandas as pd
+
+        from keel.domain.validation import coerce_features
+
+        frame = pd.DataFrame.from_records(
+            [{name: record.get(name) for name in self.feature_names} for record in records],
+            columns=self.feature_names,
+        )
+        coerced = coerce_features(frame, self.schema, label="request")
+        return self.model.transform(coerced.frame)
+
+    # -- scoring -----------------------------------------------------------------------------------------------
+
+    def raw(self, matrix: Any) -> np.ndarray:
+        """Class probabilities (classification) or values (regression) for an encoded matrix."""
+        import numpy as np
+
+        model = self.model
+        if model.is_booster:
+            output = np.asarray(model.estimator.predict(matrix, num_threads=self.threads))
+            if self.task == "regression":
+                return output.astype(np.float64, copy=False)
+            return np.column_stack([1.0 - output, output]) if output.ndim == 1 else output
+        if self.task == "regression":
+            return np.asarray(model.estimator.predict(matrix), dtype=np.float64)
+        return np.asarray(model.estimator.predict_proba(matrix))
+
+    def predict(
+        self, records: Sequence[Record], *, explain: bool = False, top: int = DEFAULT_TOP_CONTRIBUTIONS
+    ) -> list[dict[str, Any]]:
+        """Predict every record.
+
+        Args:
+            records: Validated records (feature name → value; missing or ``None`` for a missing value).
+            explain: Add the ``top`` largest feature contributions of each record (LightGBM models).
+            top: How many contributions to report.
+
+        Returns:
+            One dict per record: ``label`` and ``probabilities`` (classification) or ``value`` (regression),
+            ``warnings`` (values outside what the model saw in training), ``ids`` when the schema has id columns,
+            and ``explanation`` when asked for.
+        """
+        matrix = self.encode(records)
+        output = self.raw(matrix)
+        warnings = self.warnings(records)
+        results: list[dict[str, Any]]
+        if self.task == "regression":
+            results = [{"value": value} for value in output.tolist()]
+        else:
+            classes, keys = self.classes, self.class_keys
+            best = output.argmax(axis=1).tolist()
+            results = [
+                {"label": classes[b], "probabilities": dict(zip(keys, row, strict=True))}
+                for b, row in zip(best, output.tolist(), strict=True)
+            ]
+        for i, result in enumerate(results):
+            result["warnings"] = warnings.get(i, [])
+        if self.id_names:
+            for record, result in zip(records, results, strict=True):
+                result["ids"] = {name: record.get(name) for name in self.id_names}
+        if explain and self.can_explain:
+            for result, explanation in zip(results, self.explain(records, matrix, output, top), strict=True):
+                result["explanation"] = explanation
+        return results
+
+    def warnings(self, records: Sequence[Record]) -> dict[int, list[dict[str, str]]]:
+        """Per record index, the fields whose value lies outside the training data (unseen category, range)."""
+        found: dict[int, list[dict[str, str]]] = {}
+        for check in self._checks:
+            name = check.name
+            if check.known is not None:
+                known = check.known
+                for i, record in enumerate(records):
+                    value = record.get(name)
+                    if value is not None and value not in known:
+                        found.setdefault(i, []).append(
+                            {
+                                "field": name,
+                                "problem": f"category {value!r} was not seen in training; it was scored as missing",
+                            }
+                        )
+            else:
+                low, high = check.low, check.high
+                assert low is not None  # noqa: S101 - numeric checks always have both bounds
+                assert high is not None  # noqa: S101
+                for i, record in enumerate(records):
+                    value = record.get(name)
+                    if value is None or low <= value <= high:
+                        continue
+                    side, bound = (
+                        ("below the training minimum", low) if value < low else ("above the training maximum", high)
+                    )
+                    found.setdefault(i, []).append(
+                        {
+                            "field": name,
+                            "problem": f"{_number(value)} is {side} {_number(bound)}; the prediction may be poor",
+                        }
+                    )
+        return found
+
+    def explain(self, records: Sequence[Record], matrix: Any, output: np.ndarray, top: int) -> list[dict[str, Any]]:
+        """The ``top`` largest feature contributions (LightGBM's SHAP values, in raw-score units) of each record.
+
+        For a multiclass model the contributions are those towards the predicted class.
+        """
+        import numpy as np
+
+        contributions = np.asarray(self.model.estimator.predict(matrix, pred_contrib=True, num_threads=self.threads))
+        width = len(self._contribution_names) + 1
+        if self.task == "multiclass":
+            per_class = contributions.reshape(len(records), len(self.classes), width)
+            contributions = per_class[np.arange(len(records)), output.argmax(axis=1)]
+        unit = "log-odds" if self.task != "regression" else "target units"
+        names = self._contribution_names
+        explanations = []
+        for record, row in zip(records, contributions, strict=True):
+            values = row[:-1]
+            order = np.argsort(-np.abs(values), kind="stable")[:top]
+            explanations.append(
+                {
+                    "base_value": float(row[-1]),
+                    "unit": unit,
+                    "contributions": [
+                        {"feature": names[k], "value": record.get(names[k]), "contribution": float(values[k])}
+                        for k in order.tolist()
+                    ],
+                }
+            )
+        return explanations
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"
