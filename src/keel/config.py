@@ -74,6 +74,9 @@ class CsvOptions(_Model):
         return self
 
 
+Sha256 = Annotated[str, Field(pattern=r"^[0-9a-fA-F]{64}$")]
+
+
 class SourceConfig(_Model):
     """Where a table comes from.
 
@@ -85,16 +88,22 @@ class SourceConfig(_Model):
         path: Local or packaged file (CSV, Parquet or Feather, optionally gzip-compressed CSV) or a folder of
             Parquet part files.
         url: HTTP(S) address to download from when ``path`` is not found locally.
-        sha256: Expected sha256 of the downloaded file; required with ``url``.
+        sha256: Expected sha256 of the downloaded file (of ``member`` when that is set); required with ``url``.
+            With ``years``, a mapping ``{year: sha256}`` with one entry per year.
         format: File format; ``auto`` decides from the file name.
         csv: CSV parsing options.
+        member: File to read inside a zip archive (e.g. ``hour.csv`` in the UCI Bike Sharing zip).
+        years: ``[first, last]``: the source is one file per year; ``{year}`` in ``path`` and ``url`` is replaced by
+            each year and the yearly tables are read and stacked in order.
     """
 
     path: str | None = None
     url: Annotated[str | None, Field(pattern=r"^https?://")] = None
-    sha256: Annotated[str | None, Field(pattern=r"^[0-9a-fA-F]{64}$")] = None
+    sha256: Sha256 | dict[int, Sha256] | None = None
     format: Literal["auto", "csv", "parquet", "feather"] = "auto"
     csv: CsvOptions = Field(default_factory=CsvOptions)
+    member: str | None = None
+    years: tuple[int, int] | None = None
 
     @model_validator(mode="after")
     def _path_or_url(self) -> SourceConfig:
@@ -102,7 +111,50 @@ class SourceConfig(_Model):
             raise ValueError("a data source needs `path`, `url` or both")
         if self.url is not None and self.sha256 is None:
             raise ValueError("a download needs `sha256` so a corrupt or changed file is never used")
+        if self.years is None:
+            if isinstance(self.sha256, dict):
+                raise ValueError("`sha256` is a mapping of years only with `years`; give one sha256 for the file")
+            return self
+        first, last = self.years
+        if first > last:
+            raise ValueError(f"`years` must be [first, last] with first <= last (got [{first}, {last}])")
+        for key in ("path", "url"):
+            value = getattr(self, key)
+            if value is not None and "{year}" not in value:
+                raise ValueError(f"with `years`, `{key}` must contain {{year}}, e.g. matches_{{year}}.csv")
+        if self.url is not None:
+            hashes = self.sha256 if isinstance(self.sha256, dict) else {}
+            missing = [year for year in range(first, last + 1) if year not in hashes]
+            if missing:
+                raise ValueError(
+                    f"with `years` and `url`, `sha256` must map every year to its file's sha256; missing: {missing}"
+                )
         return self
+
+    def per_year(self) -> list[tuple[int | None, SourceConfig]]:
+        """The plain (single-file) sources behind this one: one per year with ``years``, else itself.
+
+        Returns:
+            ``(year, source)`` pairs in year order (``year`` is ``None`` without ``years``).
+        """
+        if self.years is None:
+            return [(None, self)]
+        hashes = self.sha256 if isinstance(self.sha256, dict) else {}
+        first, last = self.years
+        return [
+            (
+                year,
+                self.model_copy(
+                    update={
+                        "path": None if self.path is None else self.path.replace("{year}", str(year)),
+                        "url": None if self.url is None else self.url.replace("{year}", str(year)),
+                        "sha256": hashes.get(year),
+                        "years": None,
+                    }
+                ),
+            )
+            for year in range(first, last + 1)
+        ]
 
 
 class DataConfig(_Model):
@@ -119,6 +171,10 @@ class DataConfig(_Model):
         ignore: Columns dropped before training (leaky or irrelevant ones).
         types: Declared column types; undeclared ones are inferred and the inference is printed.
         recode: Value replacements per column applied on load, e.g. ``{income: {">50K.": ">50K"}}``.
+        recipe: A dataset recipe turning the raw tables into the model table: a registered name (``tennis``,
+            ``tags``; see ``keel.domain.recipes``) or ``module:function`` for a user's own.
+        recipe_params: Keyword arguments for the recipe.
+        leakage_check: Refuse features that reproduce the target exactly or nearly (on by default).
     """
 
     train: SourceConfig
@@ -131,6 +187,9 @@ class DataConfig(_Model):
     ignore: list[str] = Field(default_factory=list)
     types: dict[str, ColumnType] = Field(default_factory=dict)
     recode: dict[str, dict[str, str | int | float | bool]] = Field(default_factory=dict)
+    recipe: Annotated[str, Field(pattern=r"^[A-Za-z_][\w.]*(:[A-Za-z_]\w*)?$")] | None = None
+    recipe_params: dict[str, Any] = Field(default_factory=dict)
+    leakage_check: bool = True
 
     @model_validator(mode="after")
     def _roles_do_not_overlap(self) -> DataConfig:
@@ -202,11 +261,15 @@ class FeaturesConfig(_Model):
             numerics; for linear models) or ``auto`` (ordinal for tree ensembles, onehot for linear models).
         min_category_frequency: Categories seen fewer times are grouped as infrequent (one-hot only).
         text: Settings for ``text`` columns.
+        derived: Extra numeric features computed inside the feature pipeline (so prediction and serving compute
+            them too): name → arithmetic over numeric columns with ``+ - * / **``, ``abs()`` and ``sqrt()``, e.g.
+            ``{hydrology_distance: "sqrt(Horizontal_Distance_To_Hydrology**2 + Vertical_Distance_To_Hydrology**2)"}``.
     """
 
     encoding: Literal["auto", "ordinal", "onehot"] = "auto"
     min_category_frequency: Annotated[int, Field(ge=1)] = 1
     text: TextFeatures = Field(default_factory=TextFeatures)
+    derived: dict[str, str] = Field(default_factory=dict)
 
 
 EstimatorName = Literal["lightgbm", "hist_gradient_boosting", "random_forest", "logistic_regression", "ridge"]
@@ -239,6 +302,21 @@ class PromotionConfig(_Model):
     margin: Annotated[float, Field(ge=0)] = 0.0
 
 
+class BaselineConfig(_Model):
+    """A named baseline whose predictions are a column of the test table (e.g. one a recipe computes).
+
+    Attributes:
+        name: Name shown beside the model's metrics.
+        column: Column holding the baseline's prediction for each row.
+        kind: ``probability`` (binary: probability of the positive class, the last of the sorted classes),
+            ``label`` (a predicted class; probability metrics are not reported) or ``value`` (regression).
+    """
+
+    name: Annotated[str, Field(min_length=1)]
+    column: str
+    kind: Literal["probability", "label", "value"] = "probability"
+
+
 class EvaluationConfig(_Model):
     """What is measured on the test part.
 
@@ -248,6 +326,7 @@ class EvaluationConfig(_Model):
         max_slice_values: Largest number of values per slice column reported (most frequent first).
         min_slice_rows: Slices with fewer test rows are skipped.
         promotion: The promotion gate.
+        baselines: Extra baselines read from columns of the test table, reported beside the naive one.
     """
 
     metrics: list[MetricName] = Field(default_factory=list)
@@ -255,6 +334,7 @@ class EvaluationConfig(_Model):
     max_slice_values: Annotated[int, Field(gt=0)] = 10
     min_slice_rows: Annotated[int, Field(gt=0)] = 30
     promotion: PromotionConfig = Field(default_factory=PromotionConfig)
+    baselines: list[BaselineConfig] = Field(default_factory=list)
 
 
 class RegistryConfig(_Model):
@@ -408,11 +488,11 @@ def dump_yaml(data: dict[str, Any]) -> str:
     return str(OmegaConf.to_yaml(OmegaConf.create(data)))
 
 
-_OVERRIDE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z0-9_]+)*=")
+_OVERRIDE = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z0-9_]+)*=|~[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z0-9_]+)*$)")
 
 
 def split_arguments(arguments: Sequence[str]) -> tuple[list[str], list[str]]:
-    """Separate config files from ``key.path=value`` overrides in a CLI argument list.
+    """Separate config files from ``key.path=value`` (set) and ``~key.path`` (remove) overrides.
 
     Args:
         arguments: Arguments in the order the user gave them.
@@ -431,7 +511,8 @@ def load_config(files: Sequence[str | Path] = (), overrides: Sequence[str] = ())
     Args:
         files: YAML files merged left to right; none means the packaged default (Adult income).
             ``package:NAME.yaml`` names one of the packaged configurations.
-        overrides: ``key.path=value`` strings applied after the files (OmegaConf dot-list syntax).
+        overrides: ``key.path=value`` strings applied after the files (OmegaConf dot-list syntax), and
+            ``~key.path`` to remove a key (e.g. ``~model.params`` before switching ``model.estimator``).
 
     Returns:
         The validated configuration and where it came from.
@@ -440,6 +521,7 @@ def load_config(files: Sequence[str | Path] = (), overrides: Sequence[str] = ())
         ConfigError: A file is missing or not valid YAML, an override is malformed, or the result does not
             match the schema.
     """
+    import yaml
     from omegaconf import DictConfig, OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
@@ -450,21 +532,30 @@ def load_config(files: Sequence[str | Path] = (), overrides: Sequence[str] = ())
         text, base = _read_config_text(source)
         try:
             layer = OmegaConf.create(text)
-        except (OmegaConfBaseException, ValueError) as exc:  # yaml errors surface as ValueError subclasses
-            raise ConfigError(f"{source}: not valid YAML: {_first_line(exc)}") from None
+        except (OmegaConfBaseException, ValueError, yaml.YAMLError) as exc:
+            detail = " ".join(str(exc).split())
+            raise ConfigError(f"{source}: not valid YAML: {detail}") from None
         if not isinstance(layer, DictConfig):
             raise ConfigError(f"{source}: expected a mapping of sections (project, data, …) at the top level")
         layers.append((source, layer))
         base_dir = base
+    try:
+        merged = OmegaConf.merge(*(layer for _, layer in layers)) if layers else OmegaConf.create({})
+    except OmegaConfBaseException as exc:
+        raise ConfigError(f"{', '.join(sources)}: {_first_line(exc)}") from None
     for override in overrides:
+        if override.startswith("~"):
+            merged = _remove_key(merged, override)
+            continue
         if "=" not in override:
             raise ConfigError(f"override {override!r}: expected key.path=value, e.g. model.params.n_estimators=300")
         try:
-            layers.append((f"override {override!r}", OmegaConf.from_dotlist([override])))
+            layer = OmegaConf.from_dotlist([override])
+            merged = OmegaConf.merge(merged, layer)
         except OmegaConfBaseException as exc:
             raise ConfigError(f"override {override!r}: {_first_line(exc)}") from None
+        layers.append((f"override {override!r}", layer))
     try:
-        merged = OmegaConf.merge(*(layer for _, layer in layers)) if layers else OmegaConf.create({})
         data = OmegaConf.to_container(merged, resolve=True)
     except OmegaConfBaseException as exc:
         raise ConfigError(f"{', '.join(sources)}: {_first_line(exc)}") from None
@@ -473,6 +564,21 @@ def load_config(files: Sequence[str | Path] = (), overrides: Sequence[str] = ())
     except ValidationError as exc:
         raise ConfigError(_describe_validation_error(exc, layers)) from None
     return LoadedConfig(config=config, sources=sources, overrides=list(overrides), base_dir=base_dir)
+
+
+def _remove_key(merged: Any, override: str) -> Any:
+    """Apply a ``~key.path`` override: remove the key (an error names it when it is not there)."""
+    from omegaconf import OmegaConf
+
+    path = override[1:].split(".")
+    container = OmegaConf.to_container(merged, resolve=False)
+    node: Any = container
+    for part in path[:-1]:
+        node = node.get(part) if isinstance(node, dict) else None
+    if not isinstance(node, dict) or path[-1] not in node:
+        raise ConfigError(f"override {override!r}: there is no key `{override[1:]}` to remove")
+    del node[path[-1]]
+    return OmegaConf.create(container)
 
 
 def packaged_config_names() -> list[str]:

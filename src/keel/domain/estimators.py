@@ -92,7 +92,42 @@ def build_estimator(
         settings["random_state"] = seed
     if name == "hist_gradient_boosting" and categorical_indices and "categorical_features" not in params:
         settings["categorical_features"] = list(categorical_indices)
-    return EstimatorSpec(name=name, estimator=cls(**settings))
+    estimator = cls(**settings)
+    _check_values(cls, estimator, params)
+    return EstimatorSpec(name=name, estimator=estimator)
+
+
+def _check_values(cls: type, estimator: Any, params: Mapping[str, Any]) -> None:
+    """Refuse parameter values of the wrong type before fitting, naming the parameter."""
+    defaults = cls().get_params()
+    for key, value in params.items():
+        default = defaults.get(key)
+        if default is None or value is None or key not in defaults:
+            continue
+        expected: tuple[type, ...]
+        if isinstance(default, bool):
+            expected = (bool,)
+        elif isinstance(default, int):
+            expected = (int,)
+        elif isinstance(default, float):
+            expected = (int, float)
+        elif isinstance(default, str):
+            expected = (str,)
+        else:
+            continue
+        if isinstance(value, bool) and bool not in expected:
+            expected_ok = False
+        else:
+            expected_ok = isinstance(value, expected)
+        if not expected_ok:
+            kind = " or ".join(t.__name__ for t in expected)
+            raise ConfigError(f"`model.params.{key}`: expected {kind} (like the default {default!r}), got {value!r}")
+    validate = getattr(estimator, "_validate_params", None)
+    if validate is not None and hasattr(estimator, "_parameter_constraints"):
+        try:
+            validate()
+        except ValueError as exc:  # scikit-learn's InvalidParameterError names the parameter and the allowed values
+            raise ConfigError(f"model.params: {exc}") from None
 
 
 def _check_params(name: str, cls: type, params: Mapping[str, Any]) -> None:

@@ -150,8 +150,10 @@ def _roc_auc(y: np.ndarray, proba: np.ndarray, labels: list[int]) -> float:
         # One-vs-rest over the classes present, renormalised, so a slice missing a class still gets a value.
         sub = proba[:, present]
         sub = sub / sub.sum(axis=1, keepdims=True)
-        remap = {c: i for i, c in enumerate(present)}
-        return float(roc_auc_score(np.vectorize(remap.get)(y), sub, multi_class="ovr", average="macro"))
+        remapped = np.searchsorted(present, y)
+        if len(present) == 2:
+            return float(roc_auc_score(remapped, sub[:, 1]))
+        return float(roc_auc_score(remapped, sub, multi_class="ovr", average="macro"))
     return float(roc_auc_score(y, proba, multi_class="ovr", average="macro", labels=labels))
 
 

@@ -203,7 +203,7 @@ def infer_schema(frame: pd.DataFrame, data: DataConfig, *, task: Task | None = N
         series = frame[name]
         declared = data.types.get(name)
         column_type, type_note = (declared, "") if declared else _infer_type(series)
-        if role == "feature" and not data.features and declared is None and _looks_like_identifier(series):
+        if role == "feature" and not data.features and declared is None and _looks_like_identifier(series, column_type):
             role, note = "ignored", "every value is different (looks like an identifier); list it in data.features"
         schema_columns.append(
             _describe(series, name, role, column_type, inferred=declared is None, note=note or type_note)
@@ -280,14 +280,23 @@ def _looks_like_dates(text: pd.Series) -> bool:
     return bool(parsed.notna().mean() >= NUMERIC_SHARE)
 
 
-def _looks_like_identifier(series: pd.Series) -> bool:
-    import pandas as pd
+def _looks_like_identifier(series: pd.Series, column_type: ColumnType) -> bool:
+    """Every value different: short labels, or integers forming a running number (``1, 2, 3, …``)."""
+    import numpy as np
 
     values = series.dropna()
-    if len(values) < 50 or pd.api.types.is_float_dtype(series):
+    if len(values) < 50 or values.nunique() != len(values):
         return False
-    if pd.api.types.is_numeric_dtype(series) or (values.astype(str).str.len().mean() < TEXT_MIN_MEAN_LENGTH):
-        return bool(values.nunique() == len(values))
+    if column_type == "categorical":
+        return bool(values.astype(str).str.len().mean() < TEXT_MIN_MEAN_LENGTH)
+    if column_type == "numeric":
+        import pandas as pd
+
+        numbers = pd.to_numeric(values, errors="coerce").to_numpy(dtype=np.float64)
+        if np.isnan(numbers).any() or not np.all(numbers % 1 == 0):
+            return False
+        ordered = np.sort(numbers)
+        return bool(ordered[-1] - ordered[0] == len(ordered) - 1)
     return False
 
 

@@ -17,16 +17,13 @@ if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
 
-MISSING_CATEGORY = None
-
-
 @dataclass
 class Coerced:
     """Feature columns coerced to their schema types.
 
     Attributes:
-        frame: The feature columns (in schema order), typed: numeric and boolean as float64, categorical and text as
-            object with ``None`` for missing, datetime as datetime64.
+        frame: The feature columns (in schema order), typed: numeric and boolean as float64, categorical as object
+            with NaN for missing, text as object with "" for missing, datetime as datetime64.
         errors: Per row, why it is invalid (an empty string when it is valid).
     """
 
@@ -84,11 +81,12 @@ def coerce_features(frame: pd.DataFrame, schema: FeatureSchema, *, label: str = 
             parsed = pd.to_datetime(raw, errors="coerce", format="mixed")
             bad = (parsed.isna() & raw.notna()).to_numpy()
             _note(errors, bad, f"{column.name}: not a date")
-            columns[column.name] = parsed
+            columns[column.name] = parsed.reset_index(drop=True)
         else:
             columns[column.name] = _to_text(raw, text=column.type == "text")
-    coerced = pd.DataFrame(columns, index=frame.index)
-    return Coerced(frame=coerced.reset_index(drop=True), errors=errors)
+    # Every column was reset to positions 0..n-1, so a chunk from the middle of a file lines up with its rows.
+    coerced = pd.DataFrame(columns, index=pd.RangeIndex(len(frame)))
+    return Coerced(frame=coerced, errors=errors)
 
 
 def _to_float(raw: pd.Series, *, boolean: bool) -> tuple[pd.Series, np.ndarray]:
@@ -120,9 +118,9 @@ def _to_text(raw: pd.Series, *, text: bool) -> pd.Series:
         as_text = raw.map(lambda v: str(int(v)) if float(v).is_integer() else str(v), na_action="ignore")
     else:
         as_text = raw.astype("string").astype(object)
-    values = as_text.where(present, "" if text else None).astype(object)
-    values = values.where(pd.notna(values), None) if not text else values
-    return pd.Series(np.asarray(values, dtype=object), name=raw.name).reset_index(drop=True)
+    # Missing categories are NaN (what scikit-learn's encoders and imputers treat as missing); missing text is "".
+    values = np.where(present.to_numpy(), np.asarray(as_text, dtype=object), "" if text else np.nan)
+    return pd.Series(values.astype(object), name=raw.name).reset_index(drop=True)
 
 
 def _note(errors: np.ndarray, bad: np.ndarray, reason: str) -> None:

@@ -51,7 +51,12 @@ TRUSTED_TYPES: tuple[str, ...] = (
     "sklearn._loss._loss.CyHalfBinomialLoss",
     "sklearn._loss._loss.CyHalfMultinomialLoss",
     "sklearn._loss._loss.CyHalfSquaredError",
+    # HistGradientBoosting keeps a partial of check_array; both are inert references (skops still checks the
+    # function a partial wraps, and this is the only one trusted).
+    "functools.partial",
+    "sklearn.utils.validation.check_array",
     "keel.domain.features.DatetimeParts",
+    "keel.domain.derived.DerivedColumn",
 )
 
 
@@ -211,7 +216,10 @@ def load_model(directory: Path, *, manifest_sha256: str | None = None) -> Loaded
     if (directory / BOOSTER_FILE).is_file() and BOOSTER_FILE in manifest["files"]:
         import lightgbm
 
-        estimator: Any = lightgbm.Booster(model_file=str(directory / BOOSTER_FILE))
+        try:
+            estimator: Any = lightgbm.Booster(model_file=str(directory / BOOSTER_FILE))
+        except lightgbm.basic.LightGBMError as exc:
+            raise IntegrityError(f"{directory / BOOSTER_FILE}: not a LightGBM model file ({exc})") from None
     elif ESTIMATOR_FILE in manifest["files"]:
         estimator = _load_skops(directory / ESTIMATOR_FILE)
     else:

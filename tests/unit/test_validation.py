@@ -1,0 +1,59 @@
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from keel.config import DataConfig
+from keel.domain.schema import infer_schema
+from keel.domain.validation import check_not_all_missing, coerce_features, raise_for_invalid_training_rows
+from keel.errors import DataError
+
+
+@pytest.fixture
+def schema():  # type: ignore[no-untyped-def]
+    data = pd.DataFrame({"age": [20, 30, 40, 50] * 10, "job": ["a", "b", "c", "a"] * 10, "y": ["n", "y"] * 20})
+    return infer_schema(data, DataConfig.model_validate({"train": {"path": "x"}, "target": "y"}))
+
+
+def test_unreadable_numbers_make_rows_invalid_with_reasons(schema) -> None:  # type: ignore[no-untyped-def]
+    rows = pd.DataFrame({"age": ["21", "old", None, "inf"], "job": ["a", "zzz", None, "b"]})
+    coerced = coerce_features(rows, schema)
+    assert coerced.valid.tolist() == [True, False, True, False]
+    assert coerced.errors[1] == "age: not a number"
+    assert coerced.frame["age"].iloc[0] == 21.0
+    assert np.isnan(coerced.frame["age"].iloc[2])
+    assert coerced.frame["job"].tolist()[:2] == ["a", "zzz"]
+    assert pd.isna(coerced.frame["job"].iloc[2])
+
+
+def test_missing_feature_column_names_it(schema) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(DataError, match="missing feature column"):
+        coerce_features(pd.DataFrame({"age": [1]}), schema, label="input.csv")
+
+
+def test_training_data_with_bad_values_is_refused_with_counts_and_examples(schema) -> None:  # type: ignore[no-untyped-def]
+    rows = pd.DataFrame({"age": ["21", "old", "n/a", "33"], "job": ["a"] * 4})
+    coerced = coerce_features(rows, schema)
+    with pytest.raises(DataError) as error:
+        raise_for_invalid_training_rows(rows, coerced, schema, label="train.csv")
+    message = str(error.value)
+    assert "2 row(s)" in message
+    assert "'old'" in message
+    assert "'age'" in message
+    assert "data.types" in message
+
+
+def test_all_missing_feature_is_refused(schema) -> None:  # type: ignore[no-untyped-def]
+    rows = pd.DataFrame({"age": [None, None], "job": ["a", "b"]})
+    with pytest.raises(DataError, match="age"):
+        check_not_all_missing(coerce_features(rows, schema), schema, label="train")
+
+
+def test_float_codes_in_a_categorical_column_match_their_integer_spelling() -> None:
+    data = pd.DataFrame({"code": [1, 2, 3, 1] * 10, "y": ["n", "y"] * 20})
+    config = DataConfig.model_validate({"train": {"path": "x"}, "target": "y", "types": {"code": "categorical"}})
+    schema = infer_schema(data, config)
+    coerced = coerce_features(pd.DataFrame({"code": [1.0, 2.0, None]}), schema)
+    assert coerced.frame["code"].tolist()[:2] == ["1", "2"]
+    assert pd.isna(coerced.frame["code"].iloc[2])
