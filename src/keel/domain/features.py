@@ -91,19 +91,47 @@ def build_feature_plan(schema: FeatureSchema, features: FeaturesConfig, estimato
                 min_frequency=features.min_category_frequency if features.min_category_frequency > 1 else None,
                 sparse_output=True,
             )
-            impute = SimpleImputer(strategy="constant", fill_value="(missing)", missing_values=None)
+            impute = SimpleImputer(strategy="constant", fill_value="(missing)", missing_values=np.nan)
             steps.append(("categorical", Pipeline([("impute", impute), ("onehot", onehot)]), categorical))
         if numeric:
             scale = Pipeline(
                 [("impute", SimpleImputer(strategy="median", add_indicator=True)), ("scale", StandardScaler())]
             )
             steps.append(("numeric", scale, numeric))
+    steps.extend(_derived_steps(features, numeric, encoding))
     for name in by_type.get("datetime", []):
         steps.append((f"datetime_{name}", DatetimeParts(), [name]))
     for name in by_type.get("text", []):
         steps.append((f"text_{name}", text_vectorizer(features), name))
     transformer = ColumnTransformer(steps, remainder="drop", sparse_threshold=0.3, verbose_feature_names_out=True)
     return FeaturePlan(transformer, encoding, categorical if encoding == "ordinal" else [])
+
+
+def _derived_steps(features: FeaturesConfig, numeric: list[str], encoding: Encoding) -> list[tuple[str, Any, Any]]:
+    """One pipeline step per ``features.derived`` entry, reading only numeric feature columns."""
+    from sklearn.impute import SimpleImputer
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from keel.domain.derived import DerivedColumn, expression_columns
+    from keel.errors import ConfigError
+
+    steps: list[tuple[str, Any, Any]] = []
+    for name, expression in features.derived.items():
+        inputs = expression_columns(name, expression)
+        unknown = [c for c in inputs if c not in numeric]
+        if unknown:
+            raise ConfigError(
+                f"`features.derived.{name}`: {', '.join(repr(c) for c in unknown)} are not numeric feature columns "
+                f"(numeric features: {', '.join(numeric[:20])}{' …' if len(numeric) > 20 else ''})"
+            )
+        derived: Any = DerivedColumn(name, expression)
+        if encoding == "onehot":
+            derived = Pipeline(
+                [("derive", derived), ("impute", SimpleImputer(strategy="median")), ("scale", StandardScaler())]
+            )
+        steps.append((f"derived_{name}", derived, inputs))
+    return steps
 
 
 def text_vectorizer(features: FeaturesConfig) -> Any:

@@ -68,17 +68,24 @@ def resolve_source(
         DataError: The file is nowhere to be found, or the download failed.
         IntegrityError: The downloaded file does not match ``sha256``.
     """
+    if source.years is not None:
+        raise ValueError("a source with `years` stands for several files; resolve each of source.per_year()")
     tried: list[str] = []
     if source.path is not None:
         if source.path.startswith(PACKAGE_PREFIX):
             return ResolvedSource(_packaged_file(source.path), source.path, "package")
         for candidate in _candidates(source.path, data_dir, base_dir):
             if candidate.exists():
+                if source.member is not None and candidate.suffix.lower() == ".zip":
+                    return ResolvedSource(extract_member(candidate, source.member), source.path, "local")
                 return ResolvedSource(candidate, source.path, "local")
             tried.append(str(candidate))
     if source.url is not None:
-        if source.sha256 is None:  # SourceConfig requires it with a url; checked again before downloading
+        if not isinstance(source.sha256, str):  # SourceConfig requires it with a url; checked again before downloading
             raise IntegrityError(f"{source.url}: no sha256 is configured, so the download cannot be verified")
+        if source.member is not None:
+            label = f"{source.url} ({source.member})"
+            return ResolvedSource(download_member(source.url, source.member, source.sha256), label, "download")
         return ResolvedSource(download(source.url, source.sha256), source.url, "download")
     where = "; tried " + ", ".join(tried) if tried else ""
     raise DataError(
@@ -173,6 +180,99 @@ def download(url: str, sha256: str, *, timeout: float = 60.0) -> Path:
         Path(temporary).unlink(missing_ok=True)
         raise
     return target
+
+
+def download_member(url: str, member: str, sha256: str, *, timeout: float = 60.0) -> Path:
+    """Download a zip archive and keep one file from it, checked against ``sha256``, in the cache.
+
+    The checksum is the member's, not the archive's: the file that is read is what gets verified, and a re-packed
+    archive holding the same file still matches. The archive itself is deleted once the member is extracted.
+
+    Args:
+        url: HTTP(S) address of a zip archive.
+        member: Path of the file inside the archive (e.g. ``hour.csv``).
+        sha256: Expected sha256 of the member's bytes (hex).
+        timeout: Seconds to wait for the server at each step.
+
+    Returns:
+        Path of the verified cached member.
+
+    Raises:
+        DataError: The download failed, or the archive is not a zip or lacks ``member``.
+        IntegrityError: The member's bytes do not match ``sha256`` (nothing is cached).
+    """
+    expected = sha256.lower()
+    target = cache_dir() / "downloads" / expected / Path(member).name
+    if target.is_file() and file_sha256(target) == expected:
+        log.info("using cached %s", target)
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    log.info("downloading %s", url)
+    with tempfile.TemporaryDirectory(dir=target.parent, prefix=".archive-") as scratch:
+        archive = Path(scratch) / "archive.zip"
+        try:
+            with urllib.request.urlopen(  # noqa: S310 - http(s) only, checked by SourceConfig
+                urllib.request.Request(url, headers={"User-Agent": "keel"}), timeout=timeout  # noqa: S310
+            ) as response, archive.open("wb") as out:
+                expected_length = response.headers.get("Content-Length")
+                received = 0
+                while chunk := response.read(_CHUNK):
+                    out.write(chunk)
+                    received += len(chunk)
+        except (urllib.error.URLError, TimeoutError, ConnectionError, OSError) as exc:
+            raise DataError(f"could not download {url}: {exc}; check the network or use a local copy") from None
+        if expected_length is not None and received != int(expected_length):
+            raise DataError(
+                f"download of {url} was cut short: received {received:,} of {int(expected_length):,} bytes; "
+                "run again to retry"
+            )
+        extracted = _extract_to(archive, member, Path(scratch), label=url)
+        actual = file_sha256(extracted)
+        if actual != expected:
+            raise IntegrityError(
+                f"{member} in {url} does not match its sha256: expected {expected}, got {actual}. Nothing was "
+                "cached; check the URL, `member` and the `sha256` in the config."
+            )
+        os.replace(extracted, target)
+    return target
+
+
+def extract_member(archive: Path, member: str) -> Path:
+    """Extract one file of a local zip archive into the cache (once per archive content) and return it.
+
+    Raises:
+        DataError: The file is not a zip archive or lacks ``member``.
+    """
+    target = cache_dir() / "extracted" / file_sha256(archive) / Path(member).name
+    if target.is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=target.parent, prefix=".extract-") as scratch:
+        os.replace(_extract_to(archive, member, Path(scratch), label=str(archive)), target)
+    return target
+
+
+def _extract_to(archive: Path, member: str, folder: Path, *, label: str) -> Path:
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(archive) as handle:
+            names = handle.namelist()
+            if member not in names:
+                matches = [n for n in names if n.endswith("/" + member)]
+                if len(matches) != 1:
+                    raise DataError(
+                        f"{label}: the archive has no file {member!r}; it holds {', '.join(names[:20])}. "
+                        "Set `member` to one of them."
+                    )
+                member = matches[0]
+            out = folder / "member.part"
+            with handle.open(member) as source, out.open("wb") as sink:
+                while chunk := source.read(_CHUNK):
+                    sink.write(chunk)
+    except zipfile.BadZipFile:
+        raise DataError(f"{label}: not a zip archive, so `member` cannot be read from it") from None
+    return out
 
 
 def file_sha256(path: Path) -> str:
