@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -62,6 +63,7 @@ def fit_model(
     train_y: np.ndarray,
     valid_x: pd.DataFrame | None = None,
     valid_y: np.ndarray | None = None,
+    callbacks: Sequence[Any] = (),
 ) -> tuple[FittedModel, FitReport]:
     """Fit the feature pipeline and the estimator.
 
@@ -74,6 +76,8 @@ def fit_model(
         train_y: Encoded training target (see :func:`encode_target`).
         valid_x: Coerced validation feature columns, for early stopping.
         valid_y: Encoded validation target.
+        callbacks: Extra LightGBM callbacks, called with the validation scores each round (``keel tune`` prunes
+            unpromising trials with one); ignored by other estimators.
 
     Returns:
         The fitted model and a report of the fit.
@@ -92,10 +96,13 @@ def fit_model(
         import lightgbm
 
         fit_kwargs: dict[str, Any] = {"categorical_feature": categorical or "auto", "feature_name": _safe_names(names)}
-        if valid_x is not None and valid_y is not None and len(valid_x) and model.early_stopping_rounds:
+        has_valid = valid_x is not None and valid_y is not None and len(valid_x) > 0
+        if has_valid and (model.early_stopping_rounds or callbacks):
             fit_kwargs["eval_X"] = (preprocessor.transform(valid_x),)
             fit_kwargs["eval_y"] = (valid_y,)
-            fit_kwargs["callbacks"] = [lightgbm.early_stopping(model.early_stopping_rounds, verbose=False)]
+            fit_kwargs["callbacks"] = list(callbacks)
+        if has_valid and model.early_stopping_rounds:
+            fit_kwargs["callbacks"].append(lightgbm.early_stopping(model.early_stopping_rounds, verbose=False))
         estimator.fit(matrix, train_y, **fit_kwargs)
         booster = estimator.booster_
         best = booster.best_iteration if booster.best_iteration > 0 else booster.current_iteration()

@@ -1,0 +1,477 @@
+"""Hyper-parameter tuning with Optuna: trials fitted on the training split, scored on the validation split.
+
+The test split is never scored here: it stays the unbiased estimate ``keel train`` reports for the tuned config.
+Each trial is an MLflow run nested under one parent run per ``keel tune`` call. The study lives in an Optuna
+storage (SQLite in the workspace by default; a PostgreSQL URL lets several machines work on one study), so a tune
+can be resumed or extended by running it again with the same study name.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from keel.application.dataset import load_data
+from keel.application.progress import Reporter, SilentReporter
+from keel.application.train import _features_and_target, _split
+from keel.config import LoadedConfig, dump_yaml
+from keel.domain.metrics import Predictions, check_metrics_fit_task, compute_metrics, default_promotion_metric
+from keel.domain.schema import FeatureSchema, infer_schema
+from keel.domain.training import fit_model
+from keel.domain.tuning import direction, search_space, suggest_params
+from keel.errors import ConfigError, DataError
+from keel.io.cluster import dask_client, require_extra
+from keel.io.registry import Registry
+from keel.io.tables import write_text_atomically
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+
+log = logging.getLogger(__name__)
+
+STORAGE_ENV = "KEEL_TUNE_STORAGE"
+"""Environment variable holding the Optuna storage URL (wins over ``tuning.storage``; keeps passwords out of files)."""
+
+
+@dataclass
+class TuneResult:
+    """What ``keel tune`` did.
+
+    Attributes:
+        study: Study name.
+        storage: Storage URL with any password masked.
+        metric: Validation metric optimised.
+        direction: ``maximize`` or ``minimize``.
+        trials: Trials in the study by state (``COMPLETE``, ``PRUNED``, ``FAIL``, …), this call's and earlier ones.
+        best_value: Best validation value.
+        best_params: Parameters of the best trial.
+        best_trial: Number of the best trial.
+        importance: Parameter → importance (sums to 1; empty when too few trials completed).
+        config_path: The config file written with the best parameters.
+        run_id: The parent MLflow run.
+        seconds: Wall time.
+    """
+
+    study: str
+    storage: str
+    metric: str
+    direction: str
+    trials: dict[str, int]
+    best_value: float
+    best_params: dict[str, Any]
+    best_trial: int
+    importance: dict[str, float]
+    config_path: Path
+    run_id: str
+    seconds: float
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON document ``keel tune --json`` prints."""
+        return {
+            "study": self.study,
+            "storage": self.storage,
+            "metric": self.metric,
+            "direction": self.direction,
+            "trials": self.trials,
+            "best_value": self.best_value,
+            "best_trial": self.best_trial,
+            "best_params": self.best_params,
+            "importance": self.importance,
+            "config": str(self.config_path),
+            "run_id": self.run_id,
+            "seconds": round(self.seconds, 3),
+        }
+
+
+@dataclass
+class _Prepared:
+    schema: FeatureSchema
+    train_x: pd.DataFrame
+    train_y: np.ndarray
+    valid_x: pd.DataFrame
+    valid_y: np.ndarray
+    metric: str
+
+
+def _prepare(loaded: LoadedConfig) -> _Prepared:
+    """Load, split and validate the data exactly as ``keel train`` does, keeping train and validation only."""
+    config = loaded.config
+    data = load_data(loaded)
+    parts = _split(data, loaded)
+    if parts.valid is None or not len(parts.valid):
+        raise ConfigError(
+            "keel tune scores trials on the validation split and never on the test split; set `split.valid_size` "
+            "(e.g. split.valid_size=0.2)"
+        )
+    schema = infer_schema(parts.train, config.data)
+    task = schema.target.task
+    metric = config.tuning.metric or config.evaluation.promotion.metric or default_promotion_metric(task)
+    if check_metrics_fit_task([metric], task):
+        raise ConfigError(f"tuning.metric: {metric!r} does not apply to a {task} task")
+    train_x, train_y = _features_and_target(parts.train, schema, "training rows")
+    valid_x, valid_y = _features_and_target(parts.valid, schema, "validation rows")
+    return _Prepared(schema, train_x, train_y, valid_x, valid_y, metric)
+
+
+def resolve_storage(loaded: LoadedConfig, storage: str | None = None) -> str:
+    """The Optuna storage URL: ``storage``, else ``KEEL_TUNE_STORAGE``, else ``tuning.storage``, else SQLite.
+
+    The SQLite default is ``optuna.db`` in the workspace.
+    """
+    chosen = storage or os.environ.get(STORAGE_ENV) or loaded.config.tuning.storage
+    if chosen:
+        return chosen
+    workspace = Registry.open(loaded.config.registry.workspace).workspace
+    workspace.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{workspace / 'optuna.db'}"
+
+
+def masked(url: str) -> str:
+    """``postgresql://user:secret@host/db`` → ``postgresql://user:***@host/db``."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if parts.password:
+        netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+        return urlunsplit(parts._replace(netloc=netloc))
+    return url
+
+
+def _storage(url: str) -> Any:
+    import optuna
+
+    if url.startswith("sqlite:"):
+        # Several processes write to one file: wait for the lock instead of failing at once.
+        return optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 60}})
+    return optuna.storages.RDBStorage(url, heartbeat_interval=60, grace_period=180)
+
+
+class _Objective:
+    """One trial: fit on the training split, score on the validation split, log a child MLflow run."""
+
+    def __init__(self, loaded: LoadedConfig, prepared: _Prepared, registry: Registry, parent_run_id: str) -> None:
+        self.loaded = loaded
+        self.prepared = prepared
+        self.registry = registry
+        self.parent_run_id = parent_run_id
+
+    def __call__(self, trial: Any) -> float:
+        import optuna
+
+        config = self.loaded.config
+        prepared = self.prepared
+        params = suggest_params(trial, search_space(config.tuning, config.model.estimator))
+        model_config = config.model.model_copy(update={"params": {**config.model.params, **params}})
+        callbacks = []
+        if config.model.estimator == "lightgbm" and config.tuning.pruning:
+            callbacks.append(_pruning_callback(trial, direction(prepared.metric) == "maximize"))
+        experiment = config.registry.experiment or config.project.name
+        tags = {"mlflow.parentRunId": self.parent_run_id, "keel.job": "tune-trial", "optuna.trial": str(trial.number)}
+        pruned: optuna.TrialPruned | None = None
+        with self.registry.run(experiment, run_name=f"trial-{trial.number}", tags=tags) as run_id:
+            self.registry.log_params(run_id, {f"model.params.{k}": v for k, v in params.items()})
+            try:
+                model, report = fit_model(
+                    prepared.schema,
+                    config.features,
+                    model_config,
+                    seed=config.split.seed,
+                    train_x=prepared.train_x,
+                    train_y=prepared.train_y,
+                    valid_x=prepared.valid_x,
+                    valid_y=prepared.valid_y,
+                    callbacks=callbacks,
+                )
+            except optuna.TrialPruned as exc:
+                pruned = exc
+                self.registry.client.set_tag(run_id, "keel.trial_state", "pruned")
+            if pruned is None:
+                if model.task == "regression":
+                    predictions = Predictions(y_true=prepared.valid_y, values=model.predict_value(prepared.valid_x))
+                else:
+                    predictions = Predictions(y_true=prepared.valid_y, proba=model.predict_proba(prepared.valid_x))
+                value = compute_metrics(predictions, model.task, [prepared.metric], len(model.classes))[prepared.metric]
+                metrics = {f"valid_{prepared.metric}": value}
+                if report.best_iteration is not None:
+                    metrics["best_iteration"] = float(report.best_iteration)
+                    trial.set_user_attr("best_iteration", report.best_iteration)
+                self.registry.log_metrics(run_id, metrics)
+        if pruned is not None:
+            raise pruned
+        if math.isnan(value):
+            raise DataError(f"validation {prepared.metric} is undefined on these rows (one class only?)")
+        return float(value)
+
+
+def _pruning_callback(trial: Any, maximize: bool) -> Any:
+    """A LightGBM callback reporting the validation score each round and pruning when the pruner says so.
+
+    The first validation metric LightGBM computes is reported, signed so that it points the study's way.
+    """
+    import optuna
+
+    def callback(env: Any) -> None:
+        for entry in env.evaluation_result_list:
+            name, metric, value, higher_is_better = entry[:4]
+            if name == "training":
+                continue
+            score = float(value) if higher_is_better == maximize else -float(value)
+            trial.report(score, step=env.iteration)
+            if trial.should_prune():
+                raise optuna.TrialPruned(f"pruned at round {env.iteration} ({metric} {value:.5f} on validation)")
+            return
+
+    callback.order = 25  # type: ignore[attr-defined]  # LightGBM orders callbacks by this attribute
+    return callback
+
+
+def _optimize(
+    loaded: LoadedConfig,
+    *,
+    study_name: str,
+    storage: str,
+    trials: int,
+    timeout: float | None,
+    n_jobs: int,
+    parent_run_id: str,
+    workspace: str,
+    tracking_uri: str,
+) -> int:
+    """Run trials of a study stored in ``storage`` (here or on a Dask worker). Returns the trials run."""
+    import optuna
+
+    _quiet_optuna()
+    prepared = _prepare(loaded)
+    registry = Registry(Path(workspace), tracking_uri)
+    study = optuna.load_study(study_name=study_name, storage=_storage(storage))
+    before = len(study.trials)
+    study.optimize(
+        _Objective(loaded, prepared, registry, parent_run_id),
+        n_trials=trials,
+        timeout=timeout,
+        n_jobs=n_jobs,
+        catch=(DataError,),
+        gc_after_trial=False,
+    )
+    return len(study.trials) - before
+
+
+def tune(
+    loaded: LoadedConfig,
+    *,
+    trials: int,
+    timeout: float | None = None,
+    storage: str | None = None,
+    study_name: str | None = None,
+    n_jobs: int = 1,
+    engine: str = "local",
+    scheduler: str | None = None,
+    workers: int | None = None,
+    output: Path | None = None,
+    reporter: Reporter | None = None,
+) -> TuneResult:
+    """Search hyper-parameters and write the best ones as a config for ``keel train``.
+
+    Args:
+        loaded: The configuration (its ``tuning`` section holds the space, metric and pruning settings).
+        trials: Trials to run in this call (shared out over the workers with ``engine="dask"``).
+        timeout: Stop starting new trials after this many seconds.
+        storage: Optuna storage URL (see :func:`resolve_storage`).
+        study_name: Study name (default ``tuning.study`` or ``tune-<model name>``); an existing study is continued.
+        n_jobs: Trials run in parallel threads in this process.
+        engine: ``local`` or ``dask`` (trials run on the workers of a Dask cluster).
+        scheduler: Dask scheduler address; ``None`` starts a ``LocalCluster``.
+        workers: Workers of that local cluster.
+        output: Config file to write (default ``<workspace>/tuned/<study>.yaml``).
+        reporter: Receives progress.
+
+    Returns:
+        The study's summary and where the tuned config was written.
+
+    Raises:
+        ConfigError: Optuna (or Dask) is missing, no validation split, or a bad search space.
+        DataError: The data fails validation, or every trial failed.
+    """
+    require_extra("tune")
+    import optuna
+
+    _quiet_optuna()
+    started = time.perf_counter()
+    reporter = reporter or SilentReporter()
+    config = loaded.config
+    if engine not in ("local", "dask"):
+        raise ConfigError(f"engine {engine!r}: use local or dask")
+    url = resolve_storage(loaded, storage)
+    name = study_name or config.tuning.study or f"tune-{config.model_name}"
+    if engine == "dask" and scheduler and url.startswith("sqlite:"):
+        raise ConfigError(
+            "trials on a remote Dask cluster need a storage every worker reaches; pass --storage "
+            "postgresql://user@host/db (or set KEEL_TUNE_STORAGE)"
+        )
+    with reporter.step("Preparing the training and validation splits"):
+        prepared = _prepare(loaded)
+        space = search_space(config.tuning, config.model.estimator)
+        if not space:
+            raise ConfigError(f"tuning.space: no default space for {config.model.estimator!r}; declare one")
+        reporter.note(
+            f"optimising validation {prepared.metric} ({direction(prepared.metric)}) over "
+            f"{', '.join(space)}; study {name!r} in {masked(url)}"
+        )
+    sampler = optuna.samplers.TPESampler(seed=config.split.seed)
+    pruner: Any = (
+        optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=config.tuning.warmup_rounds)
+        if config.tuning.pruning
+        else optuna.pruners.NopPruner()
+    )
+    try:
+        study = optuna.create_study(
+            study_name=name,
+            storage=_storage(url),
+            sampler=sampler,
+            pruner=pruner,
+            direction=direction(prepared.metric),
+            load_if_exists=True,
+        )
+    except ValueError as exc:  # e.g. an existing study optimising the other way
+        raise ConfigError(f"study {name!r}: {exc}") from None
+    if study.direction.name.lower() != direction(prepared.metric):
+        raise ConfigError(
+            f"study {name!r} in {masked(url)} was created to {study.direction.name.lower()}; this config's metric "
+            f"{prepared.metric} needs {direction(prepared.metric)}; choose another --study"
+        )
+    registry = Registry.open(config.registry.workspace, config.registry.tracking_uri)
+    experiment = config.registry.experiment or config.project.name
+    with registry.run(
+        experiment, run_name=f"tune-{config.model_name}", tags={"keel.job": "tune", "optuna.study": name}
+    ) as parent:
+        registry.log_params(
+            parent, {"trials": trials, "engine": engine, "metric": prepared.metric, "study": name, "n_jobs": n_jobs}
+        )
+        common = {
+            "study_name": name,
+            "storage": url,
+            "timeout": timeout,
+            "parent_run_id": parent,
+            "workspace": str(registry.workspace),
+            "tracking_uri": registry.tracking_uri,
+        }
+        with reporter.step(f"Running {trials} trial(s)" + (" on Dask" if engine == "dask" else "")):
+            if engine == "dask":
+                _optimize_on_dask(loaded, trials, common, scheduler=scheduler, workers=workers)
+            else:
+                study.optimize(
+                    _Objective(loaded, prepared, registry, parent),
+                    n_trials=trials,
+                    timeout=timeout,
+                    n_jobs=n_jobs,
+                    catch=(DataError,),
+                )
+        study = optuna.load_study(study_name=name, storage=_storage(url))
+        states: dict[str, int] = {}
+        for trial in study.trials:
+            states[trial.state.name] = states.get(trial.state.name, 0) + 1
+        complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+        if not complete:
+            raise DataError(f"study {name!r}: no trial completed ({states}); see the MLflow runs for the failures")
+        best = study.best_trial
+        importance = _importance(study)
+        registry.log_params(parent, {f"best.{k}": v for k, v in best.params.items()})
+        registry.log_metrics(parent, {f"best_valid_{prepared.metric}": float(best.value)})
+    path = output or registry.workspace / "tuned" / f"{name}.yaml"
+    _write_config(loaded, best.params, path, name=name, metric=prepared.metric, value=float(best.value))
+    return TuneResult(
+        study=name,
+        storage=masked(url),
+        metric=prepared.metric,
+        direction=direction(prepared.metric),
+        trials=states,
+        best_value=float(best.value),
+        best_params=dict(best.params),
+        best_trial=best.number,
+        importance=importance,
+        config_path=path,
+        run_id=parent,
+        seconds=time.perf_counter() - started,
+        notes=list(getattr(reporter, "notes", [])),
+    )
+
+
+def _optimize_on_dask(
+    loaded: LoadedConfig, trials: int, common: dict[str, Any], *, scheduler: str | None, workers: int | None
+) -> None:
+    """Share the trials out over the workers; each loads the data once and pulls trials from the storage."""
+    with dask_client(scheduler, workers=workers) as client:
+        addresses = list(client.scheduler_info()["workers"])
+        if not addresses:
+            raise ConfigError(f"the Dask cluster at {scheduler} has no workers")
+        shares = [trials // len(addresses) + (1 if i < trials % len(addresses) else 0) for i in range(len(addresses))]
+        futures = [
+            client.submit(_optimize, loaded, trials=share, n_jobs=1, workers=[address], pure=False, **common)
+            for address, share in zip(addresses, shares, strict=True)
+            if share
+        ]
+        client.gather(futures)
+
+
+def _importance(study: Any) -> dict[str, float]:
+    import optuna
+
+    try:
+        return {k: float(v) for k, v in optuna.importance.get_param_importances(study).items()}
+    except (ValueError, RuntimeError, ZeroDivisionError) as exc:  # too few or identical trials
+        log.info("no parameter importance: %s", exc)
+        return {}
+
+
+def _write_config(
+    loaded: LoadedConfig, best: dict[str, Any], path: Path, *, name: str, metric: str, value: float
+) -> None:
+    """Write the resolved config with the best parameters merged into ``model.params``.
+
+    Relative data paths are made absolute so the file works from any folder.
+    """
+    data = loaded.config.model_dump(mode="json")
+    data["model"]["params"] = {**data["model"]["params"], **best}
+    _absolute_sources(data["data"], loaded)
+    header = (
+        f"# Written by `keel tune` (study {name!r}): validation {metric} {value:.6f}.\n"
+        f"# Train it with: keel train {path}\n"
+    )
+    write_text_atomically(path, header + dump_yaml(data))
+
+
+def _absolute_sources(data: dict[str, Any], loaded: LoadedConfig) -> None:
+    from keel.config import data_dir_from_env
+
+    if data_dir_from_env() is not None:
+        return  # KEEL_DATA_DIR decides where relative paths point, wherever the file is used
+    if data.get("data_dir") and not Path(data["data_dir"]).expanduser().is_absolute():
+        data["data_dir"] = str((loaded.base_dir / data["data_dir"]).resolve())
+        return
+    if data.get("data_dir"):
+        return
+    for part in ("train", "test"):
+        source = data.get(part)
+        if not source or not source.get("path") or source["path"].startswith("package:"):
+            continue
+        given = Path(source["path"]).expanduser()
+        if given.is_absolute():
+            continue
+        for candidate in (Path.cwd() / given, loaded.base_dir / given):
+            if candidate.exists():
+                source["path"] = str(candidate.resolve())
+                break
+
+
+def _quiet_optuna() -> None:
+    import optuna
+
+    if logging.getLogger().getEffectiveLevel() > logging.INFO:
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
