@@ -1,0 +1,81 @@
+"""Time the main job (`keel train` on the embedded Adult data) and `keel --help`, beside their baselines.
+
+Run: uv run python benchmarks/train.py [--runs N]
+
+Prints one table: each figure, its baseline, the ratio and the goal. Baselines measured in the same run:
+- `keel --help` against `python -c pass` (the interpreter's own start-up) and the 1 s budget;
+- the main job (a fresh workspace each run, so MLflow creates its store) against a bare script that reads the
+  same files with pandas and fits the same LightGBM model with no validation, evaluation or registry, and
+  against the 30 s goal.
+The machine is shared: figures are medians of several runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+BARE = r"""
+import time
+started = time.perf_counter()
+import lightgbm, numpy as np, pandas as pd
+from importlib import resources
+names = ["age","workclass","fnlwgt","education","education_num","marital_status","occupation","relationship",
+         "race","sex","capital_gain","capital_loss","hours_per_week","native_country","income"]
+folder = resources.files("keel") / "data" / "adult"
+read = lambda f, skip: pd.read_csv(folder / f, header=None, names=names, skipinitialspace=True, na_values=["?"], skiprows=skip)
+train, test = read("adult.data.gz", 0), read("adult.test.gz", 1)
+y, y_test = (train.pop("income") == ">50K").astype(int), test.pop("income").str.startswith(">50K").astype(int)
+for column in train.columns:
+    if train[column].dtype == object or str(train[column].dtype) == "str":
+        kinds = pd.CategoricalDtype(sorted(train[column].dropna().unique()))
+        train[column], test[column] = train[column].astype(kinds), test[column].astype(kinds)
+model = lightgbm.LGBMClassifier(n_estimators=217, learning_rate=0.05, subsample=0.8, subsample_freq=1,
+                                colsample_bytree=0.8, verbose=-1).fit(train, y)
+print(f"accuracy={(model.predict(test) == y_test).mean():.4f}")
+"""
+
+
+def timed(command: list[str], env: dict[str, str] | None = None) -> float:
+    started = time.perf_counter()
+    subprocess.run(command, check=True, capture_output=True, env=env)
+    return time.perf_counter() - started
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=3, help="runs per figure (median reported)")
+    args = parser.parse_args()
+    python = sys.executable
+    interpreter = median([timed([python, "-c", "pass"]) for _ in range(5)])
+    help_time = median([timed([python, "-m", "keel", "--help"]) for _ in range(5)])
+    bare = median([timed([python, "-c", BARE]) for _ in range(args.runs)])
+    jobs = []
+    for _ in range(args.runs):
+        with tempfile.TemporaryDirectory() as folder:
+            env = {**os.environ, "KEEL_WORKSPACE": str(Path(folder) / "ws")}
+            env.pop("MLFLOW_TRACKING_URI", None)
+            jobs.append(timed([python, "-m", "keel", "train", "--quiet"], env=env))
+    job = median(jobs)
+    rows = [
+        ("keel --help", help_time, "python -c pass", interpreter, "< 1 s"),
+        ("keel train (main job)", job, "bare pandas + LightGBM script", bare, "≤ 30 s"),
+    ]
+    print(f"{'figure':<24}{'seconds':>9}  {'baseline':<31}{'seconds':>9}{'ratio':>8}  goal")
+    for name, value, base_name, base, goal in rows:
+        print(f"{name:<24}{value:>9.2f}  {base_name:<31}{base:>9.2f}{value / base:>7.1f}×  {goal}")
+    print(f"\n{os.cpu_count()} cores; medians of {args.runs} runs (help: 5); each train run starts a fresh workspace.")
+
+
+if __name__ == "__main__":
+    main()
