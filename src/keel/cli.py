@@ -324,6 +324,7 @@ def serve(
         float, typer.Option("--poll-interval", min=0, help="Seconds between checks for a new version (0: never).")
     ] = 10.0,
     access_log: Annotated[bool, typer.Option("--access-log/--no-access-log", help="Log each request line.")] = True,
+    max_records: Annotated[int, typer.Option("--max-records", min=1, help="Most records in one request.")] = 10_000,
     workspace: WorkspaceOption = None,
 ) -> None:
     """Serve a registered model over HTTP (POST /v1/predict; docs at /docs), swapping in new champions live.
@@ -341,6 +342,7 @@ def serve(
         workers=workers,
         poll_interval=poll_interval,
         access_log=access_log,
+        max_records=max_records,
     )
     console = _console(stderr=True)
     where = "this machine only" if host in ("127.0.0.1", "localhost", "::1") else "other hosts too"
@@ -350,99 +352,6 @@ def serve(
         soft_wrap=True,
     )
     _run(lambda: run_serve(settings))
-
-
-@app.command()
-def tune(
-    args: ConfigArgs = None,
-    trials: Annotated[int, typer.Option("--trials", "-n", min=1, help="Trials to run in this call.")] = 20,
-    timeout: Annotated[
-        float | None, typer.Option("--timeout", min=1, help="Start no new trial after this many seconds.")
-    ] = None,
-    storage: Annotated[
-        str | None,
-        typer.Option(
-            "--storage", help="Optuna storage URL [env: KEEL_TUNE_STORAGE; default: sqlite in the workspace]."
-        ),
-    ] = None,
-    study: Annotated[
-        str | None, typer.Option("--study", help="Study name (an existing one is continued) [default: tune-MODEL].")
-    ] = None,
-    n_jobs: Annotated[int, typer.Option("--n-jobs", min=1, help="Trials run in parallel threads here.")] = 1,
-    engine: Annotated[Engine, typer.Option("--engine", help="`dask` runs trials on a Dask cluster's workers.")] = (
-        Engine.local
-    ),
-    scheduler: Annotated[
-        str | None,
-        typer.Option("--scheduler", help="Dask scheduler address (tcp://host:8786) [default: a LocalCluster]."),
-    ] = None,
-    workers: Annotated[
-        int | None, typer.Option("--workers", min=1, help="LocalCluster workers [default: one per core].")
-    ] = None,
-    output: Annotated[
-        Path | None,
-        typer.Option("--output", "-o", help="Config file to write [default: WORKSPACE/tuned/STUDY.yaml]."),
-    ] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the summary.")] = False,
-    as_json: JsonOption = False,
-) -> None:
-    """Search hyper-parameters with Optuna on the validation split; write the best as a config for `keel train`.
-
-    Examples: `keel tune --trials 50`, `keel tune configs/adult.yaml --trials 200 --storage postgresql://…`.
-    """
-    from keel.config import load_config, split_arguments
-
-    if engine is Engine.local and (scheduler or workers):
-        _fail(KeelError("--scheduler and --workers apply only with --engine dask"))
-    if engine is Engine.dask and n_jobs > 1:
-        _fail(KeelError("--n-jobs runs threads in this process; with --engine dask trials run one per worker"))
-    files, overrides = split_arguments(args or [])
-    loaded = _run(lambda: load_config(files, overrides))
-    from keel.io.cluster import require_extra
-
-    _run(lambda: require_extra("tune"))
-    if engine is Engine.dask:
-        _run(lambda: require_extra("dask"))
-    from keel.application.tune import tune as run_tune
-
-    reporter = _RichReporter(quiet=quiet or as_json)
-    result = _run(
-        lambda: run_tune(
-            loaded,
-            trials=trials,
-            timeout=timeout,
-            storage=storage,
-            study_name=study,
-            n_jobs=n_jobs,
-            engine=engine.value,
-            scheduler=scheduler,
-            workers=workers,
-            output=output,
-            reporter=reporter,
-        )
-    )
-    if as_json:
-        _print_json(result.to_dict())
-        return
-    from rich.table import Table
-
-    console = _console()
-    counts = ", ".join(f"{count} {state.lower()}" for state, count in sorted(result.trials.items()))
-    console.print(
-        f"Study [bold]{result.study}[/] ({result.storage}): {counts}; best validation {result.metric} "
-        f"[bold]{result.best_value:.5f}[/] (trial {result.best_trial}, {result.direction})",
-        soft_wrap=True,
-    )
-    table = Table(title="Best parameters", title_justify="left")
-    table.add_column("parameter")
-    table.add_column("value", justify="right")
-    table.add_column("importance", justify="right")
-    for name, value in result.best_params.items():
-        shown = f"{value:.6g}" if isinstance(value, float) else str(value)
-        weight = result.importance.get(name)
-        table.add_row(name, shown, "" if weight is None else f"{weight:.2f}")
-    console.print(table)
-    console.print(f"Wrote {result.config_path}; train it with: [bold]keel train {result.config_path}[/]")
 
 
 @app.command()

@@ -92,6 +92,7 @@ class ServeSettings:
         workers: Worker processes.
         poll_interval: Seconds between checks for a new version of the alias (0: never).
         access_log: Whether uvicorn logs each request line (never bodies or keys).
+        max_records: Most records in one request.
     """
 
     reference: str = DEFAULT_REFERENCE
@@ -101,6 +102,7 @@ class ServeSettings:
     workers: int = 1
     poll_interval: float = 10.0
     access_log: bool = True
+    max_records: int = 10_000
 
 
 def build_app(settings: ServeSettings) -> FastAPI:
@@ -114,7 +116,11 @@ def build_app(settings: ServeSettings) -> FastAPI:
     registry = Registry.open(Path(settings.workspace) if settings.workspace else None)
     if not registry.exists():
         raise RegistryError(f"no registry at {registry.workspace}; run `keel train` first or pass --workspace")
-    return create_app(RegistrySource(registry, settings.reference), poll_interval=settings.poll_interval)
+    return create_app(
+        RegistrySource(registry, settings.reference),
+        poll_interval=settings.poll_interval,
+        max_records=settings.max_records,
+    )
 
 
 def app_from_environment() -> FastAPI:

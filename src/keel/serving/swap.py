@@ -105,6 +105,7 @@ class ServedModel:
     def describe(self) -> dict[str, Any]:
         """What ``GET /v1/model`` returns."""
         manifest = self.source.manifest
+        test = self.source.metrics.get("test") or {}
         return {
             "name": self.name,
             "version": self.version,
@@ -113,7 +114,9 @@ class ServedModel:
             "task": self.predictor.task,
             "estimator": self.source.model.estimator_name,
             "classes": self.predictor.classes,
-            "metrics": self.source.metrics.get("test", self.source.metrics),
+            "metrics": test.get("metrics", {}),
+            "baseline_metrics": test.get("baseline", {}),
+            "test_rows": test.get("rows"),
             "trained_at": manifest.get("created_at"),
             "data_fingerprint": manifest.get("data_fingerprint"),
             "git_commit": manifest.get("git_commit"),

@@ -1,0 +1,229 @@
+"""The prediction service as a client sees it: a real `keel serve` (uvicorn) process on a loopback port."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.integration.serving_helpers import Server, as_json_records, running_server
+
+pytestmark = pytest.mark.slow
+
+MAX_RECORDS = 50
+
+
+@pytest.fixture(scope="module")
+def server(adult_workspace: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    log = tmp_path_factory.mktemp("serve") / "serve.log"
+    with running_server(adult_workspace, log, "--poll-interval", "0", "--max-records", str(MAX_RECORDS)) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def client(server: Server) -> Iterator[httpx.Client]:
+    with server.client() as http:
+        yield http
+
+
+@pytest.fixture(scope="module")
+def example(client: httpx.Client) -> dict[str, Any]:
+    schema = client.get("/v1/model").json()["feature_schema"]
+    return dict(schema["example"])
+
+
+def _batch_predictions(rows: Any, tmp_path: Path) -> Any:
+    """What `keel predict` writes for the same rows."""
+    from keel.application.models import load_version
+    from keel.application.predict import predict_file
+    from keel.io.registry import Registry
+    from keel.io.tables import read_table
+
+    source, output = tmp_path / "rows.csv", tmp_path / "predicted.csv"
+    rows.to_csv(source, index=False)
+    handle = load_version(Registry.open(), "adult-income@champion")
+    predict_file(handle, source, output)
+    return read_table(output)
+
+
+def test_single_and_batch_predictions_equal_keel_predict(
+    client: httpx.Client, adult_rows: Any, adult_workspace: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("KEEL_WORKSPACE", str(adult_workspace))
+    features = [c for c in adult_rows.columns if c != "income"]
+    rows = adult_rows.iloc[:MAX_RECORDS].reset_index(drop=True)
+    assert rows[features].isna().any(axis=None), "the sample should include missing values"
+    expected = _batch_predictions(rows, tmp_path)
+    records = as_json_records(rows, features)
+
+    batch = client.post("/v1/predict", json={"records": records})
+    assert batch.status_code == 200, batch.text
+    body = batch.json()
+    assert body["model"] == "adult-income"
+    assert body["version"] == 1
+    assert body["request_id"] == batch.headers["x-request-id"]
+    assert len(body["predictions"]) == len(rows)
+    for i, prediction in enumerate(body["predictions"]):
+        assert prediction["label"] == expected.loc[i, "prediction"]
+        for label, probability in prediction["probabilities"].items():
+            assert math.isclose(probability, expected.loc[i, f"probability_{label}"], abs_tol=1e-9)
+
+    for i in range(0, len(records), 10):
+        single = client.post("/v1/predict", json=records[i])
+        assert single.status_code == 200, single.text
+        answer = single.json()
+        assert answer["label"] == expected.loc[i, "prediction"]
+        assert math.isclose(answer["probabilities"][">50K"], expected.loc[i, "probability_>50K"], abs_tol=1e-9)
+        assert answer["version"] == 1
+
+
+def test_unseen_category_and_out_of_range_value_are_scored_with_warnings(
+    client: httpx.Client, example: dict[str, Any]
+) -> None:
+    response = client.post("/v1/predict", json={**example, "workclass": "Astronaut", "age": 130})
+    assert response.status_code == 200, response.text
+    warnings = {w["field"]: w["problem"] for w in response.json()["warnings"]}
+    assert set(warnings) == {"workclass", "age"}
+    assert "'Astronaut' was not seen in training" in warnings["workclass"]
+    assert "130 is above the training maximum 90" in warnings["age"]
+    plain = client.post("/v1/predict", json=example).json()
+    assert plain["warnings"] == []
+
+
+def test_optional_fields_accept_null_and_absence(client: httpx.Client, example: dict[str, Any]) -> None:
+    with_null = client.post("/v1/predict", json={**example, "occupation": None})
+    without = client.post("/v1/predict", json={k: v for k, v in example.items() if k != "occupation"})
+    assert with_null.status_code == without.status_code == 200
+    assert with_null.json()["probabilities"] == without.json()["probabilities"]
+
+
+def test_explain_returns_top_contributions_that_add_up(client: httpx.Client, example: dict[str, Any]) -> None:
+    response = client.post("/v1/predict", params={"explain": "true"}, json=example)
+    assert response.status_code == 200, response.text
+    explanation = response.json()["explanation"]
+    contributions = explanation["contributions"]
+    assert len(contributions) == 5
+    sizes = [abs(c["contribution"]) for c in contributions]
+    assert sizes == sorted(sizes, reverse=True)
+    assert all(c["value"] == pytest.approx(example[c["feature"]]) for c in contributions if c["feature"] == "age")
+    assert explanation["unit"] == "log-odds"
+    assert "explanation" not in client.post("/v1/predict", json=example).json()
+
+
+@pytest.mark.parametrize(
+    ("body", "field", "words"),
+    [
+        ({"drop": "age"}, "age", "required field is missing"),
+        ({"age": "thirty"}, "age", "valid number"),
+        ({"workclass": 7}, "workclass", "valid string"),
+        ({"sex": None}, "sex", "null is not allowed"),
+        ({"agee": 30}, "agee", "did you mean 'age'"),
+    ],
+)
+def test_invalid_fields_are_422_with_the_field_path(
+    client: httpx.Client, example: dict[str, Any], body: dict[str, Any], field: str, words: str
+) -> None:
+    record = {k: v for k, v in example.items() if k != body.get("drop")}
+    record.update({k: v for k, v in body.items() if k != "drop"})
+    response = client.post("/v1/predict", json=record)
+    assert response.status_code == 422, response.text
+    problems = {p["field"]: p["problem"] for p in response.json()["detail"]}
+    assert field in problems
+    assert words in problems[field]
+
+
+@pytest.mark.parametrize("literal", ["NaN", "Infinity", "-Infinity", "1e999"])
+def test_non_finite_numbers_are_422(client: httpx.Client, example: dict[str, Any], literal: str) -> None:
+    text = json.dumps({**example, "age": 0}).replace('"age": 0', f'"age": {literal}')
+    response = client.post("/v1/predict", content=text, headers={"content-type": "application/json"})
+    assert response.status_code == 422, response.text
+    assert response.json()["detail"][0]["field"] == "age"
+    assert "finite" in response.json()["detail"][0]["problem"]
+
+
+def test_batch_errors_name_the_record(client: httpx.Client, example: dict[str, Any]) -> None:
+    response = client.post("/v1/predict", json={"records": [example, {**example, "hours_per_week": "many"}]})
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["field"] == "records[1].hours_per_week"
+
+
+def test_too_many_records_is_422(client: httpx.Client, example: dict[str, Any]) -> None:
+    response = client.post("/v1/predict", json={"records": [example] * (MAX_RECORDS + 1)})
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["field"] == "records"
+    assert str(MAX_RECORDS) in response.json()["detail"][0]["problem"]
+
+
+@pytest.mark.parametrize("text", ['{"age": 39,', "not json", "", '{"age": 39}}'])
+def test_malformed_json_is_400(client: httpx.Client, text: str) -> None:
+    response = client.post("/v1/predict", content=text, headers={"content-type": "application/json"})
+    assert response.status_code == 400, response.text
+    assert "JSON" in response.json()["error"] or "empty" in response.json()["error"]
+
+
+def test_body_over_the_limit_is_413(client: httpx.Client) -> None:
+    response = client.post(
+        "/v1/predict", content=b" " * (9 * 1024 * 1024), headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 413
+    assert "limit" in response.json()["error"]
+
+
+def test_client_mistakes_never_get_5xx(client: httpx.Client, example: dict[str, Any]) -> None:
+    bodies: list[Any] = [[], [example], "text", 3, None, {"records": "x"}, {"records": [1]}, {"records": []}, {"": 1}]
+    bodies += [{**example, "age": [1]}, {**example, "age": {"x": 1}}, {**example, "race": ""}, "[" * 100_000]
+    for body in bodies:
+        content = body if isinstance(body, str) and body.startswith("[") else json.dumps(body)
+        response = client.post("/v1/predict", content=content, headers={"content-type": "application/json"})
+        assert response.status_code < 500, (body if len(str(body)) < 100 else "deep", response.text)
+    assert client.get("/v1/nowhere").status_code == 404
+    assert client.get("/v1/predict").status_code == 405
+    assert client.post("/v1/predict", params={"explain": "perhaps"}, json=example).status_code == 422
+
+
+def test_model_health_ready_and_docs(client: httpx.Client) -> None:
+    model = client.get("/v1/model").json()
+    assert model["name"] == "adult-income"
+    assert model["version"] == 1
+    assert model["alias"] == "champion"
+    assert model["metrics"]["roc_auc"] > 0.85
+    assert model["trained_at"]
+    assert model["data_fingerprint"]
+    assert all(len(sha256) == 64 for sha256 in model["data_fingerprint"].values())
+    assert model["compiled_predictor"] is True
+    assert client.get("/health").json() == {"status": "alive"}
+    assert client.get("/ready").json()["version"] == 1
+    openapi = client.get("/openapi.json").json()
+    body = openapi["paths"]["/v1/predict"]["post"]["requestBody"]["content"]["application/json"]
+    assert body["examples"]["one record"]["value"]["education"]
+    record = openapi["components"]["schemas"]["AdultIncomeRecord"]
+    assert "age" in record["required"]
+    assert "workclass" not in record["required"]  # it had missing values in training
+    assert record["additionalProperties"] is False
+    assert client.get("/docs").status_code == 200
+
+
+def test_prometheus_metrics_parse_and_count_requests(client: httpx.Client, example: dict[str, Any]) -> None:
+    client.post("/v1/predict", json={"records": [example, example, example]})
+    client.post("/v1/predict", content="{", headers={"content-type": "application/json"})
+    text = client.get("/metrics").text
+    families = {family.name: family for family in text_string_to_metric_families(text)}
+    requests = {
+        (s.labels["route"], s.labels["status"]): s.value
+        for s in families["keel_requests"].samples
+        if s.name.endswith("_total")
+    }
+    assert requests[("/v1/predict", "200")] >= 1
+    assert requests[("/v1/predict", "400")] >= 1
+    predicted = {s.labels["label"]: s.value for s in families["keel_predictions"].samples if s.name.endswith("_total")}
+    assert sum(predicted.values()) >= 3
+    info = list(families["keel_model_info"].samples)
+    assert [(s.labels["model"], s.labels["version"], s.value) for s in info] == [("adult-income", "1", 1.0)]
+    assert "keel_request_duration_seconds" in families
+    assert "keel_records_per_request" in families
