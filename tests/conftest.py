@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 REPO = Path(__file__).resolve().parents[1]
 _SCRUBBED = ("KEEL_WORKSPACE", "MLFLOW_TRACKING_URI", "KEEL_API_KEYS", "KEEL_CACHE_DIR")
@@ -97,7 +100,7 @@ def keel_command() -> list[str]:
 
 
 @pytest.fixture
-def adult_rows() -> Iterator[object]:
+def adult_rows() -> pd.DataFrame:
     """The official Adult test rows as a user's CSV would hold them (header row, labels without the full stop)."""
     from keel.config import load_config
     from keel.io.sources import resolve_source
@@ -107,4 +110,4 @@ def adult_rows() -> Iterator[object]:
     assert config.data.test is not None
     frame = read_table(resolve_source(config.data.test).path, csv=config.data.test.csv)
     frame["income"] = frame["income"].str.rstrip(".")
-    yield frame
+    return frame

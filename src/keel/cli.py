@@ -489,7 +489,7 @@ def models_show(
 
     registry = Registry.open(workspace)
     handle = _run(lambda: load_version(registry, reference))
-    manifest = {k: v for k, v in handle.loaded.manifest.items()}
+    manifest = dict(handle.loaded.manifest)
     _print_json(
         {**describe(handle.info), "verified": True, "test": handle.loaded.metrics.get("test"), "manifest": manifest}
     )

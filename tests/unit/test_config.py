@@ -104,7 +104,7 @@ def test_missing_required_key(tmp_path: Path) -> None:
 
 def test_cross_section_rules(tmp_path: Path) -> None:
     path = write(tmp_path, MINIMAL + "split:\n  strategy: explicit\n")
-    with pytest.raises(ConfigError, match="needs `data.test`"):
+    with pytest.raises(ConfigError, match=r"needs `data\.test`"):
         load_config([path])
     path = write(tmp_path, MINIMAL + "model:\n  early_stopping_rounds: 10\n")
     with pytest.raises(ConfigError, match="valid_size"):
@@ -141,7 +141,7 @@ def test_a_key_can_be_removed_before_switching_estimator() -> None:
     config = load_config(overrides=["~model.params", "model.estimator=random_forest", "~model.early_stopping_rounds"])
     assert config.config.model.estimator == "random_forest"
     assert config.config.model.params == {}
-    with pytest.raises(ConfigError, match="no key `model.nope` to remove"):
+    with pytest.raises(ConfigError, match=r"no key `model\.nope` to remove"):
         load_config(overrides=["~model.nope"])
     files, overrides = split_arguments(["~model.params", "a.yaml"])
     assert (files, overrides) == (["a.yaml"], ["~model.params"])

@@ -115,10 +115,8 @@ def _check_values(cls: type, estimator: Any, params: Mapping[str, Any]) -> None:
             expected = (str,)
         else:
             continue
-        if isinstance(value, bool) and bool not in expected:
-            expected_ok = False
-        else:
-            expected_ok = isinstance(value, expected)
+        # bool is an int subclass: True must not pass for an int parameter.
+        expected_ok = isinstance(value, expected) and not (isinstance(value, bool) and bool not in expected)
         if not expected_ok:
             kind = " or ".join(t.__name__ for t in expected)
             raise ConfigError(f"`model.params.{key}`: expected {kind} (like the default {default!r}), got {value!r}")

@@ -107,7 +107,8 @@ def compute_metrics(predictions: Predictions, task: Task, names: Sequence[str], 
     y = predictions.y_true
     result: dict[str, float] = {}
     if task == "regression":
-        assert predictions.values is not None
+        if predictions.values is None:
+            raise ValueError("regression metrics need predicted values; these predictions hold probabilities")
         values = predictions.values
         for name in names:
             if name == "rmse":
@@ -117,7 +118,8 @@ def compute_metrics(predictions: Predictions, task: Task, names: Sequence[str], 
             elif name == "r2":
                 result[name] = float(skm.r2_score(y, values)) if len(y) > 1 else math.nan
         return result
-    assert predictions.proba is not None
+    if predictions.proba is None:
+        raise ValueError(f"{task} metrics need class probabilities; these predictions hold values")
     proba = np.clip(predictions.proba, 1e-15, 1 - 1e-15)
     labels = list(range(n_classes or proba.shape[1]))
     predicted = proba.argmax(axis=1)
@@ -179,7 +181,8 @@ def per_class_report(predictions: Predictions, classes: Sequence[Any]) -> dict[s
     """Precision, recall, F1 and support per class."""
     from sklearn.metrics import precision_recall_fscore_support
 
-    assert predictions.proba is not None
+    if predictions.proba is None:
+        raise ValueError("a per-class report needs class probabilities; these predictions hold values")
     predicted = predictions.proba.argmax(axis=1)
     labels = list(range(len(classes)))
     precision, recall, f1, support = precision_recall_fscore_support(

@@ -220,6 +220,7 @@ def infer_schema(frame: pd.DataFrame, data: DataConfig, *, task: Task | None = N
 
 
 def missing_column_message(name: str, where: str, columns: Sequence[str]) -> str:
+    """A message that a column named by config key ``where`` is missing, suggesting close column names."""
     import difflib
 
     close = difflib.get_close_matches(name, [str(c) for c in columns], n=3, cutoff=0.6)
