@@ -15,6 +15,7 @@ import os
 import shlex
 import shutil
 import socket
+import sqlite3
 import subprocess
 import time
 import urllib.error
@@ -82,60 +83,65 @@ def image(adult_workspace: Path) -> str:
     return TAG
 
 
-@pytest.fixture(scope="module")
-def served(image: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The image's entrypoint serving on a loopback port under chroot; yields the base URL."""
-    config = json.loads(
-        subprocess.run(
-            ["podman", "image", "inspect", "--format", "{{json .Config}}", image],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
+def _image_config(image: str) -> dict[str, Any]:
+    done = subprocess.run(
+        ["podman", "image", "inspect", "--format", "{{json .Config}}", image],
+        capture_output=True,
+        text=True,
+        check=True,
     )
-    assert config["Entrypoint"] == ["keel"]
-    assert config["Cmd"][0] == "serve"
-    assert config["User"] not in ("", "0", "root")
-    assert "8000/tcp" in config["ExposedPorts"]
-    root = subprocess.run(["podman", "image", "mount", image], capture_output=True, text=True, check=True).stdout
-    root = root.strip()
+    config: dict[str, Any] = json.loads(done.stdout)
+    return config
+
+
+@contextlib.contextmanager
+def _serving(
+    image: str, log: Path, *, env: dict[str, str] | None = None, binds: tuple[Path, ...] = ()
+) -> Iterator[str]:
+    """Run the image's entrypoint and serve command under chroot on a free loopback port; yield the base URL.
+
+    The image's own user, environment and working folder are used. Its filesystem is mounted read-only, so /tmp and
+    the working folder get private tmpfs mounts, as a container runtime would give writable layers; ``binds`` are
+    host folders mounted at the same path. All mounts live in a private mount namespace and vanish with it.
+    """
+    config = _image_config(image)
+    root = subprocess.run(["podman", "image", "mount", image], capture_output=True, text=True, check=True)
+    rootfs = root.stdout.strip()
+    workdir = config.get("WorkingDir") or "/"
     port = _free_port()
-    # The image's CMD, with the host and port moved to a free loopback port.
-    command = [*config["Entrypoint"], "serve", "--host", "127.0.0.1", "--port", str(port)]
-    env = dict(item.split("=", 1) for item in config["Env"])
-    env["HOME"] = config.get("WorkingDir") or "/"
-    inner = f"cd {shlex.quote(config.get('WorkingDir') or '/')} && exec " + shlex.join(command)
-    # The image's filesystem is mounted read-only; /tmp and the working folder get private tmpfs mounts, as a
-    # container runtime would give writable layers. All mounts live in this namespace only and vanish with it.
-    script = " && ".join(
-        [
-            f"mount --rbind /dev {root}/dev",
-            f"mount -t proc proc {root}/proc",
-            f"mount -t tmpfs -o mode=1777 tmpfs {root}/tmp",
-            f"mount -t tmpfs -o mode=1777 tmpfs {root}/{(config.get('WorkingDir') or '/var/lib/keel').lstrip('/')}",
-            "exec chroot --userspec="
-            + shlex.quote(config["User"])
-            + f" {root} /usr/bin/env -i "
-            + " ".join(shlex.quote(f"{k}={v}") for k, v in env.items())
-            + " /bin/sh -c "
-            + shlex.quote(inner),
-        ]
+    # The image's CMD with the host and port moved to a free loopback port.
+    command = [*config["Entrypoint"], *config["Cmd"], "--host", "127.0.0.1", "--port", str(port)]
+    variables = dict(item.split("=", 1) for item in config["Env"]) | {"HOME": workdir} | (env or {})
+    inner = f"cd {shlex.quote(workdir)} && exec {shlex.join(command)}"
+    steps = [
+        f"mount --rbind /dev {rootfs}/dev",
+        f"mount -t proc proc {rootfs}/proc",
+        f"mount -t tmpfs -o mode=1777 tmpfs {rootfs}/tmp",
+        f"mount -t tmpfs -o mode=1777 tmpfs {rootfs}{workdir}",
+    ]
+    for folder in binds:
+        steps += [f"mkdir -p {rootfs}{folder}", f"mount --bind {folder} {rootfs}{folder}"]
+    steps.append(
+        f"exec chroot --userspec={shlex.quote(config['User'])} {rootfs} /usr/bin/env -i "
+        + " ".join(shlex.quote(f"{k}={v}") for k, v in variables.items())
+        + f" /bin/sh -c {shlex.quote(inner)}"
     )
-    log = tmp_path_factory.mktemp("served") / "serve.log"
     with log.open("wb") as out:
-        process = subprocess.Popen(["unshare", "--mount", "--fork", "sh", "-c", script], stdout=out, stderr=out)
+        process = subprocess.Popen(
+            ["unshare", "--mount", "--fork", "--kill-child", "sh", "-c", " && ".join(steps)], stdout=out, stderr=out
+        )
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 180
-        while time.monotonic() < deadline:
+        while True:
             if process.poll() is not None:
                 pytest.fail(f"keel serve exited with {process.returncode}:\n{log.read_text()[-4000:]}")
             with contextlib.suppress(OSError):
-                if _get(f"{base}/health")[0] == 200:
+                if _get(f"{base}/ready")[0] == 200:
                     break
+            if time.monotonic() > deadline:
+                pytest.fail(f"keel serve was not ready in 180 s:\n{log.read_text()[-4000:]}")
             time.sleep(1)
-        else:
-            pytest.fail(f"keel serve did not become healthy in 180 s:\n{log.read_text()[-4000:]}")
         yield base
     finally:
         process.terminate()
@@ -147,22 +153,62 @@ def served(image: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str
         subprocess.run(["podman", "image", "unmount", image], capture_output=True, check=False)
 
 
-def test_the_image_serves_predictions_from_the_baked_model(served: str, adult_workspace: Path) -> None:
-    status, health = _get(f"{served}/health")
-    assert status == 200, health
+def _copy_workspace(source: Path, target: Path, owner: str) -> Path:
+    """A copy of an embedded workspace (its store's absolute artifact paths rewritten), owned by the image's user."""
+    shutil.copytree(source, target)
+    old, new = source.as_uri(), target.as_uri()
+    with sqlite3.connect(target / "mlflow.db") as db:
+        for table, column in (
+            ("experiments", "artifact_location"),
+            ("runs", "artifact_uri"),
+            ("model_versions", "source"),
+            ("model_versions", "storage_location"),
+        ):
+            db.execute(f"UPDATE {table} SET {column} = REPLACE({column}, ?, ?)", (old, new))  # noqa: S608
+    uid, _, gid = owner.partition(":")
+    for path in [target, *target.rglob("*")]:
+        os.chown(path, int(uid), int(gid or uid))
+    return target
 
-    # Find the prediction route in the service's own OpenAPI document rather than assuming its path.
-    status, openapi = _get(f"{served}/openapi.json")
+
+def _predict(base: str, workspace: Path) -> dict[str, Any]:
+    """One prediction through the route the service's own OpenAPI document names."""
+    status, openapi = _get(f"{base}/openapi.json")
     assert status == 200
     routes = [p for p, ops in openapi["paths"].items() if "post" in ops and "predict" in p and "{" not in p]
     assert routes, f"no prediction route in {sorted(openapi['paths'])}"
-    schema = json.loads(
-        next(adult_workspace.rglob("schema.json")).read_text(encoding="utf-8"),
-    )
-    record = {k: v for k, v in schema["example"].items() if k != schema.get("target", {}).get("name")}
-    status, answer = _get(f"{served}{routes[0]}", record)
+    schema = json.loads(next(workspace.rglob("schema.json")).read_text(encoding="utf-8"))
+    status, answer = _get(f"{base}{routes[0]}", schema["example"])
     assert status == 200, answer
+    assert isinstance(answer, dict)
+    return answer
+
+
+def test_the_image_is_a_non_root_keel_service(image: str) -> None:
+    config = _image_config(image)
+    assert config["Entrypoint"] == ["keel"]
+    assert config["Cmd"] == ["serve", "--host", "0.0.0.0"]  # noqa: S104 - the image's documented default
+    assert config["User"] not in ("", "0", "root", "0:0")
+    assert "8000/tcp" in config["ExposedPorts"]
+    assert any(item.startswith("KEEL_MODEL_DIR=/") for item in config["Env"]), "the baked model is not configured"
+
+
+def test_the_image_serves_a_registry_mounted_at_run_time(image: str, adult_workspace: Path, tmp_path: Path) -> None:
+    owner = _image_config(image)["User"]
+    workspace = _copy_workspace(adult_workspace, tmp_path / "workspace", owner)
+    env = {"KEEL_WORKSPACE": str(workspace), "KEEL_MODEL_DIR": ""}
+    with _serving(image, tmp_path / "serve.log", env=env, binds=(workspace,)) as base:
+        answer = _predict(base, adult_workspace)
+        assert _get(f"{base}/health")[0] == 200
     assert answer["model"] == "adult-income"
     assert answer["version"] == 1
     assert answer["label"] in {"<=50K", ">50K"}
     assert abs(sum(answer["probabilities"].values()) - 1) < 1e-6
+
+
+def test_the_image_serves_its_baked_model_with_no_registry(image: str, adult_workspace: Path, tmp_path: Path) -> None:
+    with _serving(image, tmp_path / "serve.log") as base:
+        answer = _predict(base, adult_workspace)
+    assert answer["model"] == "adult-income"
+    assert answer["version"] == 1
+    assert answer["label"] in {"<=50K", ">50K"}
