@@ -140,6 +140,21 @@ def _metrics_table(title: str, metrics: dict[str, float], baseline: dict[str, fl
     return table
 
 
+def _baselines_table(metrics: dict[str, float], baselines: dict[str, dict[str, float]]) -> Any:
+    """The model beside each named baseline (``evaluation.baselines``), same rows, same metrics."""
+    from rich.table import Table
+
+    table = Table(title="Model vs named baselines (same test rows)", title_justify="left")
+    table.add_column("metric")
+    table.add_column("model", justify="right")
+    for name in baselines:
+        table.add_column(name, justify="right")
+    for metric, value in metrics.items():
+        cells = [f"{baselines[name][metric]:.4f}" if metric in baselines[name] else "n/a" for name in baselines]
+        table.add_row(metric, f"{value:.4f}", *cells)
+    return table
+
+
 def _slices_table(slices: dict[str, dict[str, dict[str, float]]], metric: str) -> Any:
     from rich.table import Table
 
@@ -204,6 +219,8 @@ def train(
     console = _console()
     evaluation = result.evaluation
     console.print(_metrics_table(f"Test metrics ({evaluation.rows:,} rows)", evaluation.metrics, evaluation.baseline))
+    if evaluation.baselines:
+        console.print(_baselines_table(evaluation.metrics, evaluation.baselines))
     if evaluation.slices and not quiet:
         console.print(_slices_table(evaluation.slices, result.promotion.metric))
     status = "[bold green]champion[/]" if result.promotion.promote else "[yellow]not promoted[/]"

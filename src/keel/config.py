@@ -442,8 +442,11 @@ class KeelConfig(_Model):
     def _cross_checks(self) -> KeelConfig:
         if self.split.strategy == "explicit" and self.data.test is None:
             raise ValueError("`split.strategy: explicit` needs `data.test`, the file holding the test rows")
-        if self.model.early_stopping_rounds and self.split.valid_size == 0:
-            raise ValueError("`model.early_stopping_rounds` needs `split.valid_size` > 0 to have rows to stop on")
+        if self.model.early_stopping_rounds and self.split.valid_size == 0 and self.split.valid_start is None:
+            raise ValueError(
+                "`model.early_stopping_rounds` needs `split.valid_size` > 0 (or `split.valid_start`) to have rows "
+                "to stop on"
+            )
         if self.engine == "dask" and self.model.estimator != "lightgbm":
             raise ValueError(
                 f"`engine: dask` trains with lightgbm.dask; `model.estimator: {self.model.estimator}` only trains "

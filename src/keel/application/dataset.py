@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from keel.config import LoadedConfig, SourceConfig
+from keel.domain.recipes import apply_recipe
 from keel.domain.schema import apply_recode, missing_column_message
 from keel.errors import DataError
 from keel.io.sources import ResolvedSource, fingerprint, resolve_source
@@ -25,6 +27,8 @@ class LoadedData:
         fingerprint: sha256 of every input file, keyed by file name.
         sources: Where each table came from.
         dropped: Reason → number of rows dropped (never silently).
+        recipe_tables: Extra tables the dataset recipe produced, stored with the model version.
+        notes: What loading did that the user should see (e.g. the recipe's summary).
     """
 
     train: pd.DataFrame
@@ -32,15 +36,43 @@ class LoadedData:
     fingerprint: dict[str, str]
     sources: dict[str, ResolvedSource]
     dropped: dict[str, int] = field(default_factory=dict)
+    recipe_tables: dict[str, pd.DataFrame] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
 
 
 def read_source(source: SourceConfig, loaded: LoadedConfig) -> tuple[pd.DataFrame, ResolvedSource]:
-    """Resolve and read one configured table."""
+    """Resolve and read one configured table (a source with ``years`` is read year by year and stacked)."""
+    if source.years is not None:
+        return _read_yearly(source, loaded)
     resolved = resolve_source(source, data_dir=loaded.config.data.data_dir, base_dir=loaded.base_dir)
     frame = read_table(resolved.path, fmt=source.format, csv=source.csv)
     if frame.empty:
         raise DataError(f"{resolved.label}: the table has no rows")
     return frame, resolved
+
+
+def _read_yearly(source: SourceConfig, loaded: LoadedConfig) -> tuple[pd.DataFrame, ResolvedSource]:
+    import pandas as pd
+
+    frames, paths = [], []
+    for _, single in source.per_year():
+        frame, resolved = read_source(single, loaded)
+        frames.append(frame)
+        paths.append(resolved.path)
+    first, last = source.years or (0, 0)
+    label = f"{source.path or source.url} ({first}–{last})"
+    return pd.concat(frames, ignore_index=True), YearlySource(paths[0], label, "yearly", tuple(paths))
+
+
+@dataclass(frozen=True)
+class YearlySource(ResolvedSource):
+    """A source of one file per year, resolved: ``paths`` holds every year's file."""
+
+    paths: tuple[Path, ...] = ()
+
+
+def _source_paths(sources: dict[str, ResolvedSource]) -> list[Path]:
+    return [p for s in sources.values() for p in (s.paths if isinstance(s, YearlySource) else (s.path,))]
 
 
 def load_data(loaded: LoadedConfig) -> LoadedData:
@@ -60,6 +92,13 @@ def load_data(loaded: LoadedConfig) -> LoadedData:
         test, sources["test"] = read_source(data.test, loaded)
     dropped: dict[str, int] = {}
     tables = {"train": train, "test": test}
+    recipe_tables: dict[str, pd.DataFrame] = {}
+    notes: list[str] = []
+    if data.recipe is not None:
+        raw = {part: frame for part, frame in tables.items() if frame is not None}
+        result = apply_recipe(data.recipe, raw, data.recipe_params)
+        tables = {"train": result.train, "test": result.test if result.test is not None else test}
+        recipe_tables, notes = result.artifacts, result.notes
     for part, frame in list(tables.items()):
         if frame is None:
             continue
@@ -78,7 +117,9 @@ def load_data(loaded: LoadedConfig) -> LoadedData:
     return LoadedData(
         train=train_table,
         test=tables["test"],
-        fingerprint=fingerprint([s.path for s in sources.values()]),
+        fingerprint=fingerprint(_source_paths(sources)),
         sources=sources,
         dropped=dropped,
+        recipe_tables=recipe_tables,
+        notes=notes,
     )

@@ -19,6 +19,8 @@ from keel.application.scoring import labelled_predictions
 from keel.config import LoadedConfig
 from keel.domain.metrics import (
     Evaluation,
+from keel.domain.baselines import check_baseline_columns, evaluate_baselines
+from keel.domain.leakage import find_leaks, leakage_message
     Predictions,
     baseline_predictions,
     check_metrics_fit_task,
@@ -99,6 +101,7 @@ class TrainResult:
             "slices": self.evaluation.slices,
         }
 
+            "baselines": self.evaluation.baselines,
 
 @dataclass
 class _Parts:
@@ -129,6 +132,8 @@ def train(loaded: LoadedConfig, reporter: Reporter | None = None) -> TrainResult
         data = load_data(loaded)
         for reason, count in data.dropped.items():
             reporter.note(f"dropped {count:,} row(s): {reason}")
+        for note in data.notes:
+            reporter.note(note)
     with reporter.step("Splitting and validating"):
         parts = _split(data, loaded)
         schema = infer_schema(parts.train, config.data)
@@ -154,7 +159,12 @@ def train(loaded: LoadedConfig, reporter: Reporter | None = None) -> TrainResult
                 raise ConfigError(f"evaluation.slices: column {slice_column!r} is not in the test data")
         train_x, train_y = _features_and_target(parts.train, schema, "training rows")
         check_not_all_missing(coerce_features(parts.train, schema), schema, label="training rows")
+        check_baseline_columns(config.evaluation.baselines, list(parts.test.columns), task)
         valid_x, valid_y = (None, None)
+        if config.data.leakage_check:
+            leaks = find_leaks(train_x, train_y, schema)
+            if leaks:
+                raise DataError(leakage_message(leaks, schema.target.name))
         if parts.valid is not None and len(parts.valid):
             valid_x, valid_y = _features_and_target(parts.valid, schema, "validation rows")
         _features_and_target(parts.test, schema, "test rows")
@@ -199,6 +209,9 @@ def train(loaded: LoadedConfig, reporter: Reporter | None = None) -> TrainResult
             _write_artifacts(staging, model, loaded, data, evaluation, predictions, fit_report, rows)
         with reporter.step("Registering the model"):
             version, run_id, decision = _register(
+        evaluation.baselines = evaluate_baselines(
+            parts.test, config.evaluation.baselines, schema, predictions.y_true, metric_names
+        )
                 registry, staging, loaded, model, evaluation, fit_report, parts.test, promotion_metric
             )
     reporter.note(("promoted to champion: " if decision.promote else "not promoted: ") + decision.reason)
@@ -318,6 +331,10 @@ def _write_plots(folder: Path, model: FittedModel, predictions: Predictions) -> 
         classes = model.classes
         plots.confusion_matrix_plot(
             predictions.y_true, predictions.proba.argmax(axis=1), classes, folder / "confusion_matrix.png"
+    for name, table in data.recipe_tables.items():
+        # Tables a recipe keeps for serving (e.g. the tennis player state); Parquet loads without running code.
+        (directory / "recipe").mkdir(parents=True, exist_ok=True)
+        table.to_parquet(directory / "recipe" / f"{name}.parquet", index=False)
         )
         plots.roc_plot(predictions.y_true, predictions.proba, classes, folder / "roc.png")
         plots.calibration_plot(predictions.y_true, predictions.proba, folder / "calibration.png")

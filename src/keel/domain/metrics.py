@@ -77,6 +77,7 @@ class Evaluation:
         per_class: Class label → precision, recall, f1 and support (classification).
         slices: Column → value → metrics and row count.
         rows: Rows evaluated.
+        baselines: Extra named baselines (``evaluation.baselines``) → their metrics.
     """
 
     metrics: dict[str, float]
@@ -84,6 +85,7 @@ class Evaluation:
     per_class: dict[str, dict[str, float]] = field(default_factory=dict)
     slices: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
     rows: int = 0
+    baselines: dict[str, dict[str, float]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict."""
@@ -93,6 +95,7 @@ class Evaluation:
             "baseline": self.baseline,
             "per_class": self.per_class,
             "slices": self.slices,
+            "baselines": self.baselines,
         }
 
 

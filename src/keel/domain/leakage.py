@@ -1,0 +1,176 @@
+"""Target leakage: features that reproduce the target exactly or nearly.
+
+A column that is part of the answer (bike rentals split into ``casual`` and ``registered``, which sum to the
+target ``cnt``; a status that is only set after the outcome) makes a model look perfect on held-out data and fail
+in production, where the column is not known yet. Training refuses such features unless the user says otherwise.
+
+Checks, on the training rows:
+
+- a numeric feature whose correlation with a numeric target is at least :data:`CORRELATION_LIMIT`;
+- a numeric feature that alone separates the two classes of a binary target (ROC AUC at least
+  :data:`AUC_LIMIT`);
+- a feature with repeated values whose value almost determines the target (the target's variance explained by
+  the feature's groups, or the share of rows whose class is their group's majority, at least
+  :data:`MAPPING_LIMIT`, clearly above what the target's own distribution gives);
+- two numeric features that together reproduce a numeric target linearly (R² at least :data:`PAIR_LIMIT`), such
+  as a sum.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from keel.domain.schema import FeatureSchema
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+
+CORRELATION_LIMIT = 0.99
+AUC_LIMIT = 0.995
+MAPPING_LIMIT = 0.99
+PAIR_LIMIT = 0.999
+PAIR_CANDIDATES = 8
+"""Pairs are tried among this many numeric features most correlated with the target."""
+SAMPLE_ROWS = 20_000
+"""Checks run on at most this many rows (a seeded sample), so they stay fast on big tables."""
+
+
+@dataclass(frozen=True)
+class Leak:
+    """Features that reproduce the target.
+
+    Attributes:
+        columns: The feature column(s).
+        reason: How they reproduce it, with the measured value.
+    """
+
+    columns: tuple[str, ...]
+    reason: str
+
+
+def find_leaks(features: pd.DataFrame, target: np.ndarray, schema: FeatureSchema) -> list[Leak]:
+    """Features of the training rows that reproduce the target exactly or nearly.
+
+    Args:
+        features: Coerced feature columns (numeric as float64, categorical as text).
+        target: Encoded target (class indices, or values for regression).
+        schema: The feature schema (task and column types).
+
+    Returns:
+        The leaks found, strongest evidence first per column; empty when there are none.
+    """
+    import numpy as np
+
+    rows = len(features)
+    if rows < 20:
+        return []
+    if rows > SAMPLE_ROWS:
+        keep = np.sort(np.random.default_rng(0).choice(rows, SAMPLE_ROWS, replace=False))
+        features, target = features.iloc[keep].reset_index(drop=True), target[keep]
+    task = schema.target.task
+    y = np.asarray(target, dtype=np.float64)
+    leaks: list[Leak] = []
+    correlations: dict[str, float] = {}
+    for column in schema.features:
+        if column.type in ("text", "datetime"):
+            continue
+        values = features[column.name]
+        if column.type in ("numeric", "boolean"):
+            x = values.to_numpy(dtype=np.float64)
+            present = ~np.isnan(x)
+            if present.sum() < 20 or np.nanstd(x) == 0:
+                continue
+            if task == "regression":
+                r = float(np.corrcoef(x[present], y[present])[0, 1])
+                correlations[column.name] = abs(r)
+                if abs(r) >= CORRELATION_LIMIT:
+                    leaks.append(Leak((column.name,), f"correlation with the target is {r:.3f}"))
+                    continue
+            elif task == "binary":
+                auc = _auc(x[present], y[present])
+                if max(auc, 1 - auc) >= AUC_LIMIT:
+                    leaks.append(
+                        Leak((column.name,), f"alone it separates the classes (ROC AUC {max(auc, 1 - auc):.3f})")
+                    )
+                    continue
+        mapping = _mapping_strength(values, y, task)
+        if mapping is not None:
+            leaks.append(Leak((column.name,), mapping))
+    if task == "regression":
+        flagged = {c for leak in leaks for c in leak.columns}
+        candidates = [c for c, _ in sorted(correlations.items(), key=lambda kv: -kv[1]) if c not in flagged]
+        for first, second in itertools.combinations(candidates[:PAIR_CANDIDATES], 2):
+            r2 = _pair_r2(features[first].to_numpy(np.float64), features[second].to_numpy(np.float64), y)
+            if r2 >= PAIR_LIMIT:
+                leaks.append(Leak((first, second), f"together they reproduce the target (R² {r2:.4f}, e.g. a sum)"))
+    return leaks
+
+
+def leakage_message(leaks: list[Leak], target: str) -> str:
+    """The error shown when leaks are found: which columns, why, and what to do."""
+    lines = [f"{' + '.join(repr(c) for c in leak.columns)}: {leak.reason}" for leak in leaks]
+    columns = sorted({c for leak in leaks for c in leak.columns})
+    return (
+        f"target leakage: feature(s) reproduce the target {target!r} exactly or nearly, so a model using them "
+        "would look perfect in testing and fail in production, where they are not known in advance:\n  "
+        + "\n  ".join(lines)
+        + f"\nList them in `data.ignore` (data.ignore: [{', '.join(columns)}]); if they truly are known before the "
+        "target, set `data.leakage_check: false`."
+    )
+
+
+def _auc(x: np.ndarray, y: np.ndarray) -> float:
+    import numpy as np
+    from scipy.stats import rankdata
+
+    positives = y == 1
+    n_pos, n_neg = int(positives.sum()), int((~positives).sum())
+    if n_pos == 0 or n_neg == 0:
+        return 0.5
+    ranks = rankdata(x)
+    return float((ranks[positives].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)) if len(x) else float(np.nan)
+
+
+def _mapping_strength(values: pd.Series, y: np.ndarray, task: str) -> str | None:
+    """A reason when the feature's value nearly determines the target, else ``None``."""
+    import numpy as np
+    import pandas as pd
+
+    keys = values.astype("string").fillna("(missing)")
+    groups = keys.nunique()
+    # Every row its own group "determines" anything; only a value shared by many rows is evidence.
+    if groups > len(keys) / 10 or groups < 2:
+        return None
+    frame = pd.DataFrame({"key": keys.to_numpy(), "y": y})
+    if task == "regression":
+        total = float(np.var(y))
+        if total == 0:
+            return None
+        within = float(frame.groupby("key")["y"].transform("mean").sub(frame["y"]).pow(2).mean())
+        explained = 1 - within / total
+        if explained >= MAPPING_LIMIT:
+            return f"its value determines the target ({explained:.1%} of the target's variance explained)"
+        return None
+    counts = frame.groupby(["key", "y"]).size()
+    purity = float(counts.groupby(level=0).max().sum() / len(frame))
+    majority = float(frame["y"].value_counts(normalize=True).max())
+    if purity >= MAPPING_LIMIT and purity - majority >= (1 - majority) / 2:
+        return f"its value determines the class for {purity:.1%} of rows (the majority class alone: {majority:.1%})"
+    return None
+
+
+def _pair_r2(a: np.ndarray, b: np.ndarray, y: np.ndarray) -> float:
+    import numpy as np
+
+    present = ~(np.isnan(a) | np.isnan(b) | np.isnan(y))
+    if present.sum() < 20:
+        return 0.0
+    design = np.column_stack([np.ones(int(present.sum())), a[present], b[present]])
+    target = y[present]
+    coef, *_ = np.linalg.lstsq(design, target, rcond=None)
+    residual = target - design @ coef
+    total = float(((target - target.mean()) ** 2).sum())
+    return 0.0 if total == 0 else 1 - float((residual**2).sum()) / total
