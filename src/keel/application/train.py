@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from keel.application.dataset import LoadedData, load_data
+from keel.application.insights import write_insights
 from keel.application.progress import Reporter, SilentReporter
 from keel.application.scoring import labelled_predictions
 from keel.config import LoadedConfig
@@ -207,6 +208,11 @@ def train(loaded: LoadedConfig, reporter: Reporter | None = None) -> TrainResult
     with _staging(registry.workspace) as staging:
         with reporter.step("Writing artifacts"):
             _write_artifacts(staging, model, loaded, data, evaluation, predictions, fit_report, rows)
+            # Drift reference, global contributions and the HTML report; the manifest is rewritten to hash them.
+            write_insights(
+                staging, model=model, train=parts.train, test=parts.test, predictions=predictions,
+                metric_names=metric_names, registry=registry, seed=config.split.seed,
+            )  # fmt: skip
         with reporter.step("Registering the model"):
             version, run_id, decision = _register(
         evaluation.baselines = evaluate_baselines(

@@ -1,0 +1,142 @@
+"""What training stores for people and monitors: drift reference, contributions, champion comparison, report.
+
+The drift reference, the global contributions, the previous champion's metrics on the same test rows and the HTML
+model report.
+
+Called from the artifact step of ``keel train`` before the manifest is written, so every file here is hashed with
+the rest of the version.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from keel.domain.metrics import Predictions, compute_metrics
+from keel.domain.model import FittedModel
+from keel.errors import KeelError
+from keel.io import artifacts, reports
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+
+    from keel.io.registry import Registry
+
+log = logging.getLogger(__name__)
+
+CONTRIBUTION_ROWS = 2000
+"""Test rows the global contributions are averaged over (a sample keeps training fast on large data)."""
+
+
+def predicted_outputs(model: FittedModel, predictions: Predictions) -> tuple[list[Any], np.ndarray | None]:
+    """Predicted labels (or values) and, for a binary classifier, positive-class probabilities."""
+    if model.task == "regression":
+        assert predictions.values is not None  # noqa: S101 - regression predictions always carry values
+        return predictions.values.tolist(), None
+    assert predictions.proba is not None  # noqa: S101 - classification predictions always carry probabilities
+    labels = model.predict_labels(predictions.proba)
+    scores = predictions.proba[:, 1] if predictions.proba.shape[1] == 2 else None
+    return labels, scores
+
+
+def global_contributions(model: FittedModel, features: pd.DataFrame) -> dict[str, float] | None:
+    """Mean absolute contribution per input column on ``features`` (coerced), or ``None`` without contributions."""
+    from keel.domain.explain import input_mapping, mean_absolute_contributions
+
+    contributions = model.contributions(features)
+    if contributions is None:
+        return None
+    mapping = input_mapping(model.feature_names, model.schema.feature_names)
+    n_classes = len(model.classes) if model.task == "multiclass" else 0
+    return mean_absolute_contributions(contributions, mapping, n_classes)
+
+
+def write_insights(
+    directory: Path,
+    *,
+    model: FittedModel,
+    train: pd.DataFrame,
+    test: pd.DataFrame,
+    predictions: Predictions,
+    metric_names: list[str],
+    registry: Registry,
+    seed: int,
+) -> None:
+    """Write ``reference.json``, ``insights.json``, ``plots/contributions.png`` and ``report.html``, then hash them.
+
+    The manifest written by the artifact step is rewritten with the same provenance, so the new files are in it.
+
+    Args:
+        directory: The version's staging directory (schema, metrics, config and plots already written).
+        model: The fitted model.
+        train: The training split (raw columns).
+        test: The test split (raw columns), aligned with ``predictions``.
+        predictions: The model's predictions on ``test``.
+        metric_names: The metrics evaluated.
+        registry: The registry, to compare with the current champion.
+        seed: Seed for the contribution sample.
+    """
+    import json
+
+    from keel.domain.drift import build_reference
+    from keel.domain.validation import coerce_features
+
+    manifest = json.loads((directory / artifacts.MANIFEST).read_text(encoding="utf-8"))
+    provenance = {k: v for k, v in manifest.items() if k not in ("format", "files")}
+    schema = model.schema
+    train_features = coerce_features(train, schema, label="training rows").frame
+    labels, scores = predicted_outputs(model, predictions)
+    reference = build_reference(
+        {name: train_features[name].to_numpy() for name in schema.feature_names},
+        schema,
+        labels,
+        scores=scores,
+    )
+    artifacts.write_json(directory / reports.REFERENCE_FILE, reference.model_dump(mode="json"))
+    test_features = coerce_features(test, schema, label="test rows").frame
+    sample = test_features.sample(n=min(CONTRIBUTION_ROWS, len(test_features)), random_state=seed)
+    contributions = global_contributions(model, sample.reset_index(drop=True))
+    if contributions:
+        reports.contributions_plot(contributions, directory / "plots" / reports.CONTRIBUTIONS_PLOT)
+    insights = {
+        "global_contributions": contributions,
+        "contribution_rows": len(sample) if contributions else 0,
+        "previous_champion": _previous_champion(registry, str(provenance["model_name"]), test, metric_names),
+    }
+    artifacts.write_json(directory / reports.INSIGHTS_FILE, insights)
+    html = reports.model_report(directory, provenance, version=None)
+    reports.write_html(directory / reports.REPORT_FILE, html)
+    artifacts.write_manifest(directory, provenance)
+
+
+def _previous_champion(
+    registry: Registry, name: str, test: pd.DataFrame, metric_names: list[str]
+) -> dict[str, Any] | None:
+    """The current champion's metrics on the same test rows (before this version is registered)."""
+    from keel.application.scoring import labelled_predictions
+    from keel.domain.refs import DEFAULT_ALIAS, ModelRef
+
+    if not registry.exists():
+        return None
+    try:
+        version = registry.alias_version(name, DEFAULT_ALIAS)
+    except KeelError:
+        return None
+    if version is None:
+        return None
+    try:
+        info = registry.get(ModelRef(name=name, version=version))
+        loaded = artifacts.load_model(registry.local_directory(info), manifest_sha256=info.manifest_sha256)
+        predictions = labelled_predictions(loaded.model, test, label=f"test rows scored by version {version}")
+        metrics = compute_metrics(predictions, loaded.model.task, metric_names, len(loaded.model.classes))
+    except KeelError as exc:
+        log.info("the champion (version %s) cannot be scored on this test data: %s", version, exc)
+        return {"version": version, "metrics": {}, "note": f"Version {version} could not be scored here: {exc}"}
+    return {
+        "version": version,
+        "metrics": metrics,
+        "note": f"The previous champion (version {version}) was scored on the same test rows when this version "
+        "was trained.",
+    }

@@ -1,0 +1,392 @@
+"""Drift: how far recent inputs and predictions are from what the model saw at training time.
+
+The reference is computed once, at training time, from the training split (features) and the test split
+(predictions), and stored with the version as ``reference.json``. Numbers are binned at the training split's deciles,
+categories keep their most frequent values plus an ``(other)`` bucket (rarer training categories and categories never
+seen in training), and every feature has a ``(missing)`` bucket. The population stability index (PSI) compares the
+current shares with the reference shares over those buckets:
+
+    PSI = Σ (current − reference) · ln(current / reference)
+
+A PSI of 0.1 is usually read as a small shift and 0.2 or more as a significant one (the default threshold).
+Everything here is pure: values in, numbers out.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from keel.domain.schema import FeatureSchema
+
+if TYPE_CHECKING:
+    import numpy as np
+
+DEFAULT_THRESHOLD = 0.2
+"""PSI at or above which a feature is marked as drifting."""
+DEFAULT_BINS = 10
+MAX_CATEGORIES = 20
+"""Categories kept as their own bucket; rarer ones share ``(other)``."""
+SMOOTHING = 1e-4
+"""Added to every share before the logarithm, so an empty bucket gives a large but finite PSI."""
+MISSING = "(missing)"
+OTHER = "(other)"
+PREDICTION = "prediction"
+
+Kind = Literal["numeric", "categorical"]
+
+
+class Distribution(BaseModel):
+    """Shares of values per bucket.
+
+    Attributes:
+        kind: ``numeric`` (bins between ``edges``) or ``categorical`` (one bucket per listed category).
+        edges: Inner bin edges (numeric): bucket ``i`` holds values in ``(edges[i-1], edges[i]]``, the first
+            everything up to ``edges[0]`` and the last everything above ``edges[-1]``.
+        categories: Categories with their own bucket (categorical), most frequent first.
+        known: Every category seen in training (categorical), to tell unseen values from rare ones.
+        shares: Share of values per bucket: the bins or categories, then ``(other)`` for categorical, then
+            ``(missing)`` last.
+        rows: Values the shares were computed on.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Kind
+    edges: list[float] | None = None
+    categories: list[str] | None = None
+    known: list[str] | None = None
+    shares: list[float]
+    rows: int
+
+    @property
+    def labels(self) -> list[str]:
+        """A readable name per bucket, in ``shares`` order."""
+        if self.kind == "numeric":
+            edges = self.edges or []
+            if not edges:
+                return ["all values", MISSING]
+            labels = [f"≤ {_fmt(edges[0])}"]
+            labels += [f"{_fmt(low)} – {_fmt(high)}" for low, high in itertools.pairwise(edges)]
+            labels.append(f"> {_fmt(edges[-1])}")
+            return [*labels, MISSING]
+        return [*(self.categories or []), OTHER, MISSING]
+
+    @property
+    def missing_share(self) -> float:
+        """Share of missing values."""
+        return self.shares[-1]
+
+
+class DriftReference(BaseModel):
+    """The reference distributions stored with a model version.
+
+    Attributes:
+        features: Feature name → its training-split distribution (numeric, boolean and categorical features).
+        prediction: The test split's predicted class (classification) or value (regression) distribution.
+        score: The test split's positive-class probability distribution (binary classification only).
+        skipped: Features not monitored (text, dates), with why.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    features: dict[str, Distribution]
+    prediction: Distribution
+    score: Distribution | None = None
+    skipped: dict[str, str] = {}
+
+
+class FeatureDrift(BaseModel):
+    """One feature (or the prediction) compared with its reference.
+
+    Attributes:
+        name: Feature name (``prediction`` / ``score`` for the model's output).
+        kind: ``numeric`` or ``categorical``.
+        psi: Population stability index against the reference (NaN without current values).
+        drifting: Whether ``psi`` is at or above the threshold.
+        missing_reference: Share of missing values in the reference.
+        missing_current: Share of missing values now.
+        unseen_current: Share of values in a category never seen in training (categorical).
+        labels: Bucket names.
+        reference: Reference share per bucket.
+        current: Current share per bucket.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    kind: Kind
+    psi: float
+    drifting: bool
+    missing_reference: float
+    missing_current: float
+    unseen_current: float | None = None
+    labels: list[str]
+    reference: list[float]
+    current: list[float]
+
+
+class DriftReport(BaseModel):
+    """Every monitored feature and the prediction compared with the reference.
+
+    Attributes:
+        rows: Records compared.
+        threshold: PSI at or above which a feature is drifting.
+        features: Per feature, most drifting first.
+        prediction: The predicted class / value distribution.
+        score: The positive-class probability distribution (binary classification).
+        drifting: Names of the drifting features, most drifting first.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    rows: int
+    threshold: float
+    features: list[FeatureDrift]
+    prediction: FeatureDrift | None = None
+    score: FeatureDrift | None = None
+    drifting: list[str]
+
+
+def psi(reference: Sequence[float], current: Sequence[float], smoothing: float = SMOOTHING) -> float:
+    """Population stability index between two share vectors over the same buckets.
+
+    Args:
+        reference: Reference shares (summing to 1).
+        current: Current shares (summing to 1).
+        smoothing: Added to every share so an empty bucket does not give an infinite value.
+
+    Returns:
+        The PSI (0 for identical distributions, larger for larger shifts).
+
+    Raises:
+        ValueError: The vectors have different lengths.
+    """
+    if len(reference) != len(current):
+        raise ValueError(f"PSI needs shares over the same buckets; got {len(reference)} and {len(current)}")
+    total = 0.0
+    for ref, cur in zip(reference, current, strict=True):
+        r, c = ref + smoothing, cur + smoothing
+        total += (c - r) * math.log(c / r)
+    return total
+
+
+def numeric_reference(values: Sequence[Any] | np.ndarray, bins: int = DEFAULT_BINS) -> Distribution:
+    """Bin numbers at their quantiles (missing values get their own bucket).
+
+    Args:
+        values: The training values (``None``/NaN for missing).
+        bins: Buckets wanted; fewer when values repeat (a 0/1 column gets two).
+    """
+    import numpy as np
+
+    numbers = _floats(values)
+    finite = numbers[np.isfinite(numbers)]
+    edges: list[float] = []
+    if finite.size:
+        quantiles = np.quantile(finite, np.linspace(0, 1, bins + 1)[1:-1])
+        edges = sorted({float(q) for q in quantiles})
+        # The top edge must leave values above it, otherwise the last bucket is always empty.
+        if edges and edges[-1] >= float(finite.max()):
+            edges = edges[:-1]
+        if not edges and finite.min() < finite.max():
+            edges = [float(np.median(finite))]
+        if not edges:
+            edges = [float(finite[0])]
+    distribution = Distribution(kind="numeric", edges=edges, shares=[], rows=len(numbers))
+    distribution.shares = _numeric_shares(numbers, edges)
+    return distribution
+
+
+def categorical_reference(values: Sequence[Any] | np.ndarray, max_categories: int = MAX_CATEGORIES) -> Distribution:
+    """Shares of the most frequent categories, ``(other)`` and ``(missing)``.
+
+    Args:
+        values: The training values (``None``/NaN for missing).
+        max_categories: Categories given their own bucket.
+    """
+    texts, missing = _texts(values)
+    counts: dict[str, int] = {}
+    for text in texts:
+        counts[text] = counts.get(text, 0) + 1
+    ordered = sorted(counts, key=lambda c: (-counts[c], c))
+    distribution = Distribution(
+        kind="categorical", categories=ordered[:max_categories], known=ordered, shares=[], rows=len(texts) + missing
+    )
+    distribution.shares = _categorical_shares(texts, missing, distribution.categories or [])
+    return distribution
+
+
+def build_reference(
+    columns: Mapping[str, Sequence[Any] | np.ndarray],
+    schema: FeatureSchema,
+    predictions: Sequence[Any] | np.ndarray,
+    *,
+    scores: Sequence[float] | np.ndarray | None = None,
+    bins: int = DEFAULT_BINS,
+    max_categories: int = MAX_CATEGORIES,
+) -> DriftReference:
+    """The reference distributions of a model version.
+
+    Args:
+        columns: Feature name → training-split values (coerced to the schema's types).
+        schema: The feature schema.
+        predictions: The test split's predicted labels (classification) or values (regression).
+        scores: The test split's positive-class probabilities (binary classification).
+        bins: Bins per numeric feature.
+        max_categories: Categories kept per categorical feature.
+    """
+    features: dict[str, Distribution] = {}
+    skipped: dict[str, str] = {}
+    for column in schema.features:
+        if column.type in ("numeric", "boolean"):
+            features[column.name] = numeric_reference(columns[column.name], bins)
+        elif column.type == "categorical":
+            features[column.name] = categorical_reference(columns[column.name], max_categories)
+        else:
+            skipped[column.name] = f"{column.type} columns are not monitored"
+    if schema.target.task == "regression":
+        prediction = numeric_reference(predictions, bins)
+    else:
+        prediction = categorical_reference([str(p) for p in predictions], max_categories=1000)
+    score = None if scores is None else numeric_reference(scores, bins)
+    return DriftReference(features=features, prediction=prediction, score=score, skipped=skipped)
+
+
+def compare(
+    reference: Distribution, values: Sequence[Any] | np.ndarray, *, name: str, threshold: float = DEFAULT_THRESHOLD
+) -> FeatureDrift:
+    """Compare current values with one reference distribution.
+
+    Args:
+        reference: The stored reference.
+        values: Current values (``None``/NaN for missing).
+        name: Feature name, for the result.
+        threshold: PSI at or above which the feature is drifting.
+    """
+    unseen: float | None = None
+    if reference.kind == "numeric":
+        numbers = _floats(values)
+        shares = _numeric_shares(numbers, reference.edges or [])
+        rows = len(numbers)
+    else:
+        texts, missing = _texts(values)
+        shares = _categorical_shares(texts, missing, reference.categories or [])
+        rows = len(texts) + missing
+        known = set(reference.known or [])
+        unseen = sum(1 for t in texts if t not in known) / rows if rows else 0.0
+    value = psi(reference.shares, shares) if rows else math.nan
+    return FeatureDrift(
+        name=name,
+        kind=reference.kind,
+        psi=value,
+        drifting=bool(rows) and value >= threshold,
+        missing_reference=reference.missing_share,
+        missing_current=shares[-1],
+        unseen_current=unseen,
+        labels=reference.labels,
+        reference=list(reference.shares),
+        current=shares,
+    )
+
+
+def drift_report(
+    reference: DriftReference,
+    columns: Mapping[str, Sequence[Any] | np.ndarray],
+    *,
+    predictions: Sequence[Any] | np.ndarray | None = None,
+    scores: Sequence[float] | np.ndarray | None = None,
+    threshold: float = DEFAULT_THRESHOLD,
+) -> DriftReport:
+    """Compare current features (and predictions) with a version's reference.
+
+    Args:
+        reference: The version's stored reference.
+        columns: Feature name → current values; features absent here are left out.
+        predictions: Current predicted labels or values.
+        scores: Current positive-class probabilities (binary classification).
+        threshold: PSI at or above which a feature is drifting.
+
+    Returns:
+        Per-feature drift, most drifting first, and the prediction's.
+    """
+    features = [
+        compare(distribution, columns[name], name=name, threshold=threshold)
+        for name, distribution in reference.features.items()
+        if name in columns
+    ]
+    features.sort(key=lambda f: -1.0 if math.isnan(f.psi) else -f.psi)
+    rows = max((len(columns[f.name]) for f in features), default=0)
+    prediction = None
+    if predictions is not None:
+        values = predictions if reference.prediction.kind == "numeric" else [str(p) for p in predictions]
+        prediction = compare(reference.prediction, values, name=PREDICTION, threshold=threshold)
+    score = None
+    if scores is not None and reference.score is not None:
+        score = compare(reference.score, scores, name="score", threshold=threshold)
+    return DriftReport(
+        rows=rows,
+        threshold=threshold,
+        features=features,
+        prediction=prediction,
+        score=score,
+        drifting=[f.name for f in features if f.drifting],
+    )
+
+
+def _floats(values: Sequence[Any] | np.ndarray) -> np.ndarray:
+    import numpy as np
+
+    if isinstance(values, np.ndarray) and values.dtype.kind in "fiub":
+        return values.astype(np.float64, copy=False)
+    return np.array([math.nan if v is None else float(v) for v in values], dtype=np.float64)
+
+
+def _numeric_shares(numbers: np.ndarray, edges: Sequence[float]) -> list[float]:
+    import numpy as np
+
+    total = len(numbers)
+    buckets = len(edges) + 2
+    if total == 0:
+        return [0.0] * buckets
+    missing = np.isnan(numbers)
+    present = numbers[~missing]
+    which = np.searchsorted(np.asarray(edges, dtype=np.float64), present, side="left")
+    counts = np.bincount(which, minlength=len(edges) + 1).astype(np.float64)
+    return [*(counts / total).tolist(), float(missing.sum()) / total]
+
+
+def _texts(values: Sequence[Any] | np.ndarray) -> tuple[list[str], int]:
+    """Present values as text, and how many were missing."""
+    texts: list[str] = []
+    missing = 0
+    for value in values:
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            missing += 1
+        else:
+            texts.append(_text(value))
+    return texts, missing
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def _categorical_shares(texts: Sequence[str], missing: int, categories: Sequence[str]) -> list[float]:
+    total = len(texts) + missing
+    index = {c: i for i, c in enumerate(categories)}
+    counts = [0] * (len(categories) + 2)
+    for text in texts:
+        counts[index.get(text, len(categories))] += 1
+    counts[-1] = missing
+    return [c / total for c in counts] if total else [0.0] * len(counts)
+
+
+def _fmt(value: float) -> str:
+    return f"{value:,.4g}" if abs(value) < 1e6 else f"{value:.3g}"
