@@ -464,6 +464,116 @@ def tune(
     console.print(f"Wrote {result.config_path}; train it with: [bold]keel train {result.config_path}[/]")
 
 
+@app.command()
+def report(
+    reference: Annotated[str, typer.Argument(help="NAME, NAME@ALIAS or NAME:VERSION.")] = "adult-income@champion",
+    output: Annotated[Path, typer.Option("--output", "-o", help="HTML file to write.")] = Path("report.html"),
+    workspace: WorkspaceOption = None,
+) -> None:
+    """Write a version's model report: one self-contained HTML page (metrics, plots, schema, config, environment)."""
+    from keel.application.insight_jobs import write_report
+    from keel.application.models import load_version
+    from keel.io.registry import Registry
+
+    registry = Registry.open(workspace)
+    handle = _run(lambda: load_version(registry, reference))
+    path = _run(lambda: write_report(handle, output))
+    _console().print(f"{handle.label}: report written to {path}", soft_wrap=True)
+
+
+@app.command()
+def monitor(
+    data: Annotated[Path, typer.Option("--data", "-d", help="CSV or Parquet file of recent inputs.")],
+    model: ModelOption = "adult-income@champion",
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="HTML page with per-feature histograms (JSON beside it).")
+    ] = Path("drift.html"),
+    threshold: Annotated[
+        float, typer.Option("--threshold", min=0, help="PSI at or above which a feature is drifting.")
+    ] = 0.2,
+    workspace: WorkspaceOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Compare a batch of inputs (and their predictions) with the version's training data: PSI per feature.
+
+    Writes OUTPUT (HTML) and OUTPUT with a .json suffix; exits 1 when a feature is drifting.
+    """
+    from keel.application.insight_jobs import monitor_file, write_monitor_outputs
+    from keel.application.models import load_version
+    from keel.io.registry import Registry
+
+    registry = Registry.open(workspace)
+    handle = _run(lambda: load_version(registry, model))
+    result = _run(lambda: monitor_file(handle, data, threshold=threshold))
+    _run(lambda: write_monitor_outputs(result, output, output.with_suffix(".json")))
+    drift = result.report
+    if as_json:
+        _print_json(result.to_dict())
+    else:
+        from rich.table import Table
+
+        table = Table(title=f"{handle.label} on {data} ({drift.rows:,} rows; PSI threshold {threshold})")
+        for column in ("feature", "PSI", "status", "missing (train → now)", "unseen"):
+            table.add_column(column, justify="left" if column in ("feature", "status") else "right")
+        outputs = [d for d in (drift.prediction, drift.score) if d is not None]
+        for item in [*outputs, *drift.features]:
+            unseen = "" if item.unseen_current is None else f"{item.unseen_current:.1%}"
+            status = "[bold red]drifting[/]" if item.drifting else "stable"
+            missing = f"{item.missing_reference:.1%} → {item.missing_current:.1%}"
+            table.add_row(item.name, f"{item.psi:.3f}", status, missing, unseen)
+        console = _console()
+        console.print(table)
+        console.print(f"wrote {result.html} and {result.json}", soft_wrap=True)
+    if drift.drifting:
+        raise typer.Exit(1)
+
+
+@app.command()
+def explain(
+    input_path: Annotated[Path, typer.Option("--input", "-i", help="CSV or Parquet file holding the features.")],
+    model: ModelOption = "adult-income@champion",
+    rows: Annotated[
+        str | None, typer.Option("--rows", "-r", help="Rows to explain, 0-based: 0,3,10-12 [default: the first 5].")
+    ] = None,
+    top: Annotated[int, typer.Option("--top", min=1, help="Contributions shown per row.")] = 8,
+    plots: Annotated[
+        Path | None, typer.Option("--plots", help="Folder for one waterfall PNG per row [default: explanations].")
+    ] = Path("explanations"),
+    workspace: WorkspaceOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Explain single predictions: each row's largest feature contributions (LightGBM), as a table and waterfall PNG."""
+    from keel.application.insight_jobs import explain_file
+    from keel.application.models import load_version
+    from keel.io.registry import Registry
+
+    registry = Registry.open(workspace)
+    handle = _run(lambda: load_version(registry, model))
+    result = _run(lambda: explain_file(handle, input_path, rows=rows, top=top, plots=plots))
+    if as_json:
+        _print_json(result.to_dict())
+        return
+    from rich.table import Table
+
+    console = _console()
+    for item in result.explanations:
+        table = Table(
+            title=f"row {item.row}: predicted {item.prediction} (raw score {item.raw_score:+.3f} = base "
+            f"{item.base_value:+.3f} + contributions, {item.unit})",
+            title_justify="left",
+        )
+        table.add_column("feature")
+        table.add_column("value")
+        table.add_column("contribution", justify="right")
+        for contribution in item.contributions:
+            table.add_row(contribution.feature, str(contribution.value), f"{contribution.contribution:+.4f}")
+        if item.rest:
+            table.add_row("[dim]other features[/]", "", f"{item.rest:+.4f}")
+        console.print(table)
+        if item.row in result.plots:
+            console.print(f"  waterfall: {result.plots[item.row]}", soft_wrap=True)
+
+
 @models_app.command("list")
 def models_list(
     name: Annotated[str | None, typer.Argument(help="Only this model's versions.")] = None,

@@ -1,0 +1,290 @@
+"""The jobs that show a model to a person: ``keel report``, ``keel monitor`` and ``keel explain``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from keel.application.models import ModelHandle
+from keel.errors import DataError, KeelError
+from keel.io import reports
+
+if TYPE_CHECKING:
+    from keel.domain.drift import DriftReference, DriftReport
+    from keel.domain.explain import RecordExplanation
+
+DEFAULT_EXPLAIN_ROWS = 5
+MAX_EXPLAIN_ROWS = 200
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+# -- keel report -------------------------------------------------------------------------------------------------
+
+
+def report_html(handle: ModelHandle) -> str:
+    """The model report of a verified version, with its number and current aliases."""
+    loaded = handle.loaded
+    return reports.model_report(
+        loaded.directory,
+        loaded.manifest,
+        version=handle.info.version,
+        aliases=handle.info.aliases,
+        generated_at=_now(),
+    )
+
+
+def write_report(handle: ModelHandle, output: Path) -> Path:
+    """Write the model report of ``handle`` to ``output`` (an HTML file)."""
+    return reports.write_html(output, report_html(handle))
+
+
+# -- keel monitor ------------------------------------------------------------------------------------------------
+
+
+def load_reference(directory: Path, label: str) -> DriftReference:
+    """The drift reference stored with a version.
+
+    Raises:
+        KeelError: The version was trained before keel stored references.
+    """
+    from keel.domain.drift import DriftReference
+
+    path = directory / reports.REFERENCE_FILE
+    if not path.is_file():
+        raise KeelError(f"{label} has no drift reference ({reports.REFERENCE_FILE}); train it again with this keel")
+    return DriftReference.model_validate_json(path.read_text(encoding="utf-8"))
+
+
+@dataclass
+class MonitorResult:
+    """Drift of a batch file against a version's reference.
+
+    Attributes:
+        model: ``name:version``.
+        data: The file compared.
+        report: Per-feature drift and the prediction's.
+        skipped: Features not monitored, with why.
+        invalid: Rows that could not be read as the schema's types (left out of predictions, kept for features).
+        html: The HTML page written, if any.
+        json: The JSON document written, if any.
+    """
+
+    model: str
+    data: Path
+    report: DriftReport
+    skipped: dict[str, str] = field(default_factory=dict)
+    invalid: int = 0
+    html: Path | None = None
+    json: Path | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict."""
+        return {
+            "model": self.model,
+            "data": str(self.data),
+            "invalid_rows": self.invalid,
+            "skipped": self.skipped,
+            **self.report.model_dump(mode="json"),
+        }
+
+
+def monitor_file(handle: ModelHandle, data_path: Path, *, threshold: float) -> MonitorResult:
+    """Compare a batch file's features and predictions with the version's training reference.
+
+    Raises:
+        DataError: The file is missing, unreadable, empty or lacks feature columns.
+        KeelError: The version has no stored reference.
+    """
+    from keel.application.insights import predicted_outputs
+    from keel.domain.drift import drift_report
+    from keel.domain.metrics import Predictions
+    from keel.domain.validation import coerce_features
+    from keel.io.tables import read_table
+
+    model = handle.loaded.model
+    reference = load_reference(handle.loaded.directory, handle.label)
+    frame = read_table(data_path)
+    if frame.empty:
+        raise DataError(f"{data_path}: the file has no rows")
+    coerced = coerce_features(frame, model.schema, label=str(data_path))
+    features = coerced.frame
+    columns = {name: features[name].to_numpy() for name in model.schema.feature_names}
+    valid = features.loc[coerced.valid].reset_index(drop=True)
+    labels: list[Any] | None = None
+    scores = None
+    if len(valid):
+        import numpy as np
+
+        empty = np.zeros(len(valid))
+        if model.task == "regression":
+            predictions = Predictions(y_true=empty, values=model.predict_value(valid))
+        else:
+            predictions = Predictions(y_true=empty, proba=model.predict_proba(valid))
+        labels, scores = predicted_outputs(model, predictions)
+    report = drift_report(reference, columns, predictions=labels, scores=scores, threshold=threshold)
+    return MonitorResult(
+        model=handle.label,
+        data=data_path,
+        report=report,
+        skipped=dict(reference.skipped),
+        invalid=int((~coerced.valid).sum()),
+    )
+
+
+def write_monitor_outputs(result: MonitorResult, html_path: Path, json_path: Path) -> MonitorResult:
+    """Write the drift page (histograms, reference vs current) and the JSON document."""
+    from keel.io.artifacts import write_json
+
+    page = reports.drift_page(
+        result.report, model=result.model, source=str(result.data), skipped=result.skipped, generated_at=_now()
+    )
+    result.html = reports.write_html(html_path, page)
+    write_json(json_path, finite(result.to_dict()))
+    result.json = json_path
+    return result
+
+
+def finite(value: Any) -> Any:
+    """``value`` with NaN and infinities replaced by ``None`` (strict JSON has no NaN)."""
+    import math
+
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [finite(v) for v in value]
+    return value
+
+
+# -- keel explain ------------------------------------------------------------------------------------------------
+
+
+def parse_rows(text: str | None, available: int) -> list[int]:
+    """Row positions from ``"0,3,10-12"`` (0-based; ``None``: the first few rows).
+
+    Raises:
+        DataError: The text is malformed, or names a row the file does not have.
+    """
+    if text is None or not text.strip():
+        return list(range(min(DEFAULT_EXPLAIN_ROWS, available)))
+    rows: list[int] = []
+    for part in text.split(","):
+        part = part.strip()
+        try:
+            if "-" in part:
+                low, high = (int(x) for x in part.split("-", 1))
+                if high < low:
+                    raise ValueError(part)
+                rows.extend(range(low, high + 1))
+            else:
+                rows.append(int(part))
+        except ValueError:
+            raise DataError(
+                f"--rows {text!r}: {part!r} is not a row number or range; write e.g. 0,3,10-12 (0-based)"
+            ) from None
+    outside = [r for r in rows if r < 0 or r >= available]
+    if outside:
+        raise DataError(f"--rows: row(s) {', '.join(map(str, outside[:5]))} are not in the file ({available:,} rows)")
+    if len(rows) > MAX_EXPLAIN_ROWS:
+        raise DataError(f"--rows: {len(rows):,} rows asked for; explain at most {MAX_EXPLAIN_ROWS} at a time")
+    return list(dict.fromkeys(rows))
+
+
+@dataclass
+class ExplainResult:
+    """Per-record explanations of a version's predictions.
+
+    Attributes:
+        model: ``name:version``.
+        explanations: One per explained row.
+        plots: Waterfall PNG per row, when written.
+    """
+
+    model: str
+    explanations: list[RecordExplanation]
+    plots: dict[int, Path] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict."""
+        return {
+            "model": self.model,
+            "records": [
+                {**e.to_dict(), "plot": str(self.plots[e.row]) if e.row in self.plots else None}
+                for e in self.explanations
+            ],
+        }
+
+
+def explain_file(
+    handle: ModelHandle, input_path: Path, *, rows: str | None, top: int, plots: Path | None
+) -> ExplainResult:
+    """Explain the predictions of some rows of a file with LightGBM's per-feature contributions.
+
+    Args:
+        handle: The verified version.
+        input_path: CSV or Parquet file holding the feature columns.
+        rows: Which rows (``"0,3,10-12"``, 0-based); ``None``: the first five.
+        top: Contributions listed per row.
+        plots: Folder for one waterfall PNG per row; ``None`` writes none.
+
+    Raises:
+        KeelError: The estimator has no per-feature contributions (only LightGBM models do).
+        DataError: The file is unreadable, lacks columns, or a chosen row holds unreadable values.
+    """
+    import numpy as np
+
+    from keel.domain.explain import class_contributions, explain_records, input_mapping
+    from keel.domain.schema import to_scalar
+    from keel.domain.validation import coerce_features
+    from keel.io.tables import read_table
+
+    model = handle.loaded.model
+    if not model.is_booster:
+        raise KeelError(
+            f"explanations are not available for {handle.label}: its estimator ({model.estimator_name}) has no "
+            "per-feature contribution output; only LightGBM models have one"
+        )
+    frame = read_table(input_path)
+    chosen = parse_rows(rows, len(frame))
+    if not chosen:
+        raise DataError(f"{input_path}: the file has no rows")
+    subset = frame.iloc[chosen].reset_index(drop=True)
+    coerced = coerce_features(subset, model.schema, label=str(input_path))
+    if not coerced.valid.all():
+        bad = int(np.flatnonzero(~coerced.valid)[0])
+        raise DataError(f"{input_path}: row {chosen[bad]} cannot be scored: {coerced.errors[bad]}")
+    features = coerced.frame
+    contributions = model.contributions(features)
+    assert contributions is not None  # noqa: S101 - a booster always has contributions
+    if model.task == "regression":
+        predicted: list[Any] = model.predict_value(features).tolist()
+        chosen_class = None
+        unit = "target units"
+    else:
+        proba = model.predict_proba(features)
+        predicted = model.predict_labels(proba)
+        chosen_class = proba.argmax(axis=1)
+        unit = "log-odds" + (" of the predicted class" if model.task == "multiclass" else f" of {model.classes[-1]}")
+    n_classes = len(model.classes) if model.task == "multiclass" else 0
+    matrix = class_contributions(contributions, n_classes, chosen_class)
+    mapping = input_mapping(model.feature_names, model.schema.feature_names)
+    records = [
+        {str(name): to_scalar(value) for name, value in row.items()}
+        for row in subset[model.schema.feature_names].to_dict("records")
+    ]
+    explanations = explain_records(
+        matrix, mapping, records, [to_scalar(p) for p in predicted], rows=chosen, unit=unit, top=top
+    )
+    result = ExplainResult(model=handle.label, explanations=explanations)
+    if plots is not None:
+        for explanation in explanations:
+            path = plots / f"row-{explanation.row}.png"
+            title = f"{handle.label}, row {explanation.row}: predicted {explanation.prediction}"
+            result.plots[explanation.row] = reports.waterfall_plot(explanation, path, title)
+    return result
