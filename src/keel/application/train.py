@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import os
 import shutil
 import tempfile
 import time
@@ -18,10 +19,10 @@ from keel.application.insights import write_insights
 from keel.application.progress import Reporter, SilentReporter
 from keel.application.scoring import labelled_predictions
 from keel.config import LoadedConfig
-from keel.domain.metrics import (
-    Evaluation,
 from keel.domain.baselines import check_baseline_columns, evaluate_baselines
 from keel.domain.leakage import find_leaks, leakage_message
+from keel.domain.metrics import (
+    Evaluation,
     Predictions,
     baseline_predictions,
     check_metrics_fit_task,
@@ -100,9 +101,9 @@ class TrainResult:
             "baseline": self.evaluation.baseline,
             "per_class": self.evaluation.per_class,
             "slices": self.evaluation.slices,
+            "baselines": self.evaluation.baselines,
         }
 
-            "baselines": self.evaluation.baselines,
 
 @dataclass
 class _Parts:
@@ -131,10 +132,10 @@ def train(loaded: LoadedConfig, reporter: Reporter | None = None) -> TrainResult
     config = loaded.config
     with reporter.step("Loading data"):
         data = load_data(loaded)
-        for reason, count in data.dropped.items():
-            reporter.note(f"dropped {count:,} row(s): {reason}")
         for note in data.notes:
             reporter.note(note)
+        for reason, count in data.dropped.items():
+            reporter.note(f"dropped {count:,} row(s): {reason}")
     with reporter.step("Splitting and validating"):
         parts = _split(data, loaded)
         schema = infer_schema(parts.train, config.data)
@@ -158,14 +159,14 @@ def train(loaded: LoadedConfig, reporter: Reporter | None = None) -> TrainResult
         for slice_column in config.evaluation.slices:
             if slice_column not in parts.test.columns:
                 raise ConfigError(f"evaluation.slices: column {slice_column!r} is not in the test data")
-        train_x, train_y = _features_and_target(parts.train, schema, "training rows")
-        check_not_all_missing(coerce_features(parts.train, schema), schema, label="training rows")
         check_baseline_columns(config.evaluation.baselines, list(parts.test.columns), task)
-        valid_x, valid_y = (None, None)
+        train_x, train_y = _features_and_target(parts.train, schema, "training rows")
         if config.data.leakage_check:
             leaks = find_leaks(train_x, train_y, schema)
             if leaks:
                 raise DataError(leakage_message(leaks, schema.target.name))
+        check_not_all_missing(coerce_features(parts.train, schema), schema, label="training rows")
+        valid_x, valid_y = (None, None)
         if parts.valid is not None and len(parts.valid):
             valid_x, valid_y = _features_and_target(parts.valid, schema, "validation rows")
         _features_and_target(parts.test, schema, "test rows")
@@ -204,6 +205,9 @@ def train(loaded: LoadedConfig, reporter: Reporter | None = None) -> TrainResult
             max_slice_values=config.evaluation.max_slice_values,
             min_slice_rows=config.evaluation.min_slice_rows,
         )
+        evaluation.baselines = evaluate_baselines(
+            parts.test, config.evaluation.baselines, schema, predictions.y_true, metric_names
+        )
     registry = Registry.open(config.registry.workspace, config.registry.tracking_uri)
     with _staging(registry.workspace) as staging:
         with reporter.step("Writing artifacts"):
@@ -215,9 +219,6 @@ def train(loaded: LoadedConfig, reporter: Reporter | None = None) -> TrainResult
             )  # fmt: skip
         with reporter.step("Registering the model"):
             version, run_id, decision = _register(
-        evaluation.baselines = evaluate_baselines(
-            parts.test, config.evaluation.baselines, schema, predictions.y_true, metric_names
-        )
                 registry, staging, loaded, model, evaluation, fit_report, parts.test, promotion_metric
             )
     reporter.note(("promoted to champion: " if decision.promote else "not promoted: ") + decision.reason)
@@ -280,13 +281,35 @@ def _features_and_target(frame: pd.DataFrame, schema: FeatureSchema, label: str)
 
 @contextlib.contextmanager
 def _staging(workspace: Path) -> Iterator[Path]:
-    """A private folder for the version's files, removed whatever happens."""
+    """A private folder for the version's files, removed whatever happens.
+
+    A process killed with SIGKILL cannot clean up; its folder (named after its pid) is removed by the next run
+    once that pid is gone, while folders of runs still alive on this machine are left alone.
+    """
     workspace.mkdir(parents=True, exist_ok=True)
-    folder = Path(tempfile.mkdtemp(prefix="staging-", dir=workspace))
+    _remove_abandoned_staging(workspace)
+    folder = Path(tempfile.mkdtemp(prefix=f"staging-{os.getpid()}-", dir=workspace))
     try:
         yield folder / "model"
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def _remove_abandoned_staging(workspace: Path) -> None:
+    for folder in workspace.glob("staging-*"):
+        pid = folder.name.split("-")[1]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _write_artifacts(
@@ -304,6 +327,10 @@ def _write_artifacts(
     (directory / artifacts.CONFIG_FILE).write_text(loaded.resolved_yaml(), encoding="utf-8")
     artifacts.write_json(directory / artifacts.METRICS_FILE, {"test": evaluation.to_dict(), "rows": rows})
     _write_plots(directory / "plots", model, predictions)
+    for name, table in data.recipe_tables.items():
+        # Tables a recipe keeps for serving (e.g. the tennis player state); Parquet loads without running code.
+        (directory / "recipe").mkdir(parents=True, exist_ok=True)
+        table.to_parquet(directory / "recipe" / f"{name}.parquet", index=False)
     artifacts.write_manifest(
         directory,
         {
@@ -337,10 +364,6 @@ def _write_plots(folder: Path, model: FittedModel, predictions: Predictions) -> 
         classes = model.classes
         plots.confusion_matrix_plot(
             predictions.y_true, predictions.proba.argmax(axis=1), classes, folder / "confusion_matrix.png"
-    for name, table in data.recipe_tables.items():
-        # Tables a recipe keeps for serving (e.g. the tennis player state); Parquet loads without running code.
-        (directory / "recipe").mkdir(parents=True, exist_ok=True)
-        table.to_parquet(directory / "recipe" / f"{name}.parquet", index=False)
         )
         plots.roc_plot(predictions.y_true, predictions.proba, classes, folder / "roc.png")
         plots.calibration_plot(predictions.y_true, predictions.proba, folder / "calibration.png")
