@@ -11,10 +11,12 @@ This module imports ``distributed``; import it only after :func:`keel.io.cluster
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -47,7 +49,7 @@ class ModelPlugin(WorkerPlugin):  # type: ignore[misc]  # distributed is untyped
             str(path.relative_to(directory)): path.read_bytes() for path in directory.rglob("*") if path.is_file()
         }
         self.manifest_sha256 = manifest_sha256
-        self.name = plugin_name(manifest_sha256 or uuid.uuid4().hex)
+        self.name = plugin_name(manifest_sha256 or "unverified")
         self.model: FittedModel | None = None
         self._folder: str | None = None
 
@@ -69,8 +71,8 @@ class ModelPlugin(WorkerPlugin):  # type: ignore[misc]  # distributed is untyped
 
 
 def plugin_name(manifest_sha256: str) -> str:
-    """The worker plugin's name for a model version (one plugin per version, whatever the number of runs)."""
-    return f"keel-model-{manifest_sha256[:16]}"
+    """A worker plugin name for one run with a model version (runs sharing a cluster never unload each other's)."""
+    return f"keel-model-{manifest_sha256[:16]}-{uuid.uuid4().hex[:8]}"
 
 
 @dataclass
@@ -162,8 +164,7 @@ def predict_dask(
                 raise DataError(f"{input_path}: cannot read it as Parquet: {str(exc).splitlines()[0]}") from None
             parts = frame.to_delayed()
         plugin = ModelPlugin(handle.loaded.directory, handle.info.manifest_sha256)
-        with dask_client(scheduler, workers=workers) as client:
-            client.register_plugin(plugin, name=plugin.name)
+        with dask_client(scheduler, workers=workers) as client, _registered(client, plugin):
             tasks = [
                 dask.delayed(_score_partition)(
                     part,
@@ -177,7 +178,6 @@ def predict_dask(
                 for index, part in enumerate(parts)
             ]
             summaries: list[_PartSummary] = client.gather(client.compute(tasks))
-            client.unregister_worker_plugin(plugin.name)
         for summary in summaries:
             result.rows += summary.rows
             result.predicted += summary.predicted
@@ -194,6 +194,17 @@ def predict_dask(
     result.output = output_path
     result.errors = errors_path if result.invalid else None
     return result
+
+
+@contextlib.contextmanager
+def _registered(client: Any, plugin: ModelPlugin) -> Iterator[None]:
+    """Load the model on every worker for the block (a worker that fails verification fails the call)."""
+    try:
+        client.register_plugin(plugin, name=plugin.name)
+        yield
+    finally:
+        with contextlib.suppress(Exception):
+            client.unregister_worker_plugin(plugin.name)
 
 
 def _move_into_place(folder: Path, target: Path) -> None:

@@ -1,0 +1,169 @@
+"""Scoring and training on a real Dask LocalCluster (2 worker processes on loopback)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from keel.errors import DataError, KeelError
+from tests.integration.conftest import ProjectFactory, synthetic
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
+
+
+@pytest.fixture(scope="module")
+def scheduler() -> Iterator[str]:
+    """A LocalCluster of 2 single-threaded worker processes on 127.0.0.1, shared by the module's tests."""
+    from distributed import LocalCluster
+
+    with LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None
+    ) as cluster:
+        assert cluster.scheduler_address.startswith("tcp://127.0.0.1:")
+        yield cluster.scheduler_address
+
+
+def _write_parts(frame: pd.DataFrame, folder: Path, parts: int) -> Path:
+    folder.mkdir(parents=True)
+    size = -(-len(frame) // parts)
+    for index in range(parts):
+        frame.iloc[index * size : (index + 1) * size].to_parquet(folder / f"part-{index}.parquet", index=False)
+    return folder
+
+
+@pytest.fixture
+def adult_parquet(adult_rows: pd.DataFrame, tmp_path: Path) -> Path:
+    """The Adult test rows with an id column and two unreadable rows, as 3 Parquet part files."""
+    frame = adult_rows.copy()
+    frame.insert(0, "row_id", range(len(frame)))
+    frame["hours_per_week"] = frame["hours_per_week"].astype(str)
+    frame.loc[[7, 12_000], "hours_per_week"] = "forty"
+    return _write_parts(frame, tmp_path / "input", parts=3)
+
+
+def test_dask_scoring_matches_in_process_row_for_row(
+    adult_workspace: Path, adult_parquet: Path, tmp_path: Path, scheduler: str
+) -> None:
+    from keel.application.dask_predict import predict_dask
+    from keel.application.models import load_version
+    from keel.application.predict import predict_file
+    from keel.io.registry import Registry
+
+    handle = load_version(Registry.open(adult_workspace), "adult-income@champion")
+    local = predict_file(handle, adult_parquet, tmp_path / "local.parquet")
+    # A chunk size that does not divide the partitions: chunking must not change any row.
+    dask = predict_dask(handle, adult_parquet, tmp_path / "dask", chunk_rows=1_777, scheduler=scheduler)
+
+    assert (
+        (dask.rows, dask.predicted, dask.invalid) == (local.rows, local.predicted, local.invalid) == (16_281, 16_279, 2)
+    )
+    assert dask.unseen == local.unseen
+    assert sorted(p.name for p in (tmp_path / "dask").iterdir()) == [f"part-0000{i}.parquet" for i in range(3)]
+    expected = pd.read_parquet(tmp_path / "local.parquet")
+    scored = pd.read_parquet(tmp_path / "dask")
+    pd.testing.assert_frame_equal(scored, expected)
+    assert scored["row_id"].tolist() == [i for i in range(16_281) if i not in (7, 12_000)]
+    errors = pd.read_parquet(dask.errors)
+    assert errors["row_id"].tolist() == [7, 12_000]
+    assert errors["error"].str.contains("hours_per_week").all()
+    pd.testing.assert_frame_equal(errors, pd.read_parquet(local.errors))
+
+
+def test_dask_scoring_refuses_a_tampered_model_on_the_workers(
+    copy_workspace: Path, adult_parquet: Path, tmp_path: Path, scheduler: str
+) -> None:
+    from keel.application.dask_predict import predict_dask
+    from keel.application.models import load_version
+    from keel.io import artifacts
+    from keel.io.registry import Registry
+
+    handle = load_version(Registry.open(copy_workspace), "adult-income@champion")
+    booster = handle.loaded.directory / artifacts.BOOSTER_FILE
+    booster.write_text(booster.read_text().replace("num_leaves", "num_leavez", 1))
+    with pytest.raises(KeelError, match="sha256"):
+        predict_dask(handle, adult_parquet, tmp_path / "out", scheduler=scheduler)
+    assert not (tmp_path / "out").exists()
+
+
+def test_dask_scoring_needs_parquet_and_a_folder_output(adult_workspace: Path, tmp_path: Path) -> None:
+    from keel.application.dask_predict import predict_dask
+    from keel.application.models import load_version
+    from keel.io.registry import Registry
+
+    handle = load_version(Registry.open(adult_workspace), "adult-income@champion")
+    with pytest.raises(DataError, match="no Parquet files"):
+        predict_dask(handle, tmp_path, tmp_path / "out")
+    with pytest.raises(DataError, match="folder of Parquet parts"):
+        predict_dask(handle, tmp_path, tmp_path / "out.parquet")
+
+
+@pytest.mark.parametrize("task", ["binary", "regression"])
+def test_dask_training_registers_a_version_like_local_training(
+    make_project: ProjectFactory, scheduler: str, task: str
+) -> None:
+    from keel.application.models import load_version
+    from keel.application.train import train
+    from keel.config import load_config
+    from keel.io.registry import Registry
+
+    config = make_project(synthetic(task, rows=2_000), f"dask-{task}", split={"valid_size": 0.2, "seed": 1})
+    local = train(load_config([config], [f"registry.model_name=local-{task}"]))
+    distributed = train(
+        load_config(
+            [config],
+            [
+                "engine=dask",
+                f"scheduler={scheduler}",
+                "model.early_stopping_rounds=10",
+                f"registry.model_name=dask-{task}",
+            ],
+        )
+    )
+
+    assert distributed.version == 1
+    assert distributed.promotion.promote
+    metric = distributed.promotion.metric
+    # Same rows, same test split: the distributed fit is as good as the local one within noise.
+    assert distributed.evaluation.metrics[metric] == pytest.approx(local.evaluation.metrics[metric], rel=0.1)
+    registry = Registry.open(load_config([config]).config.registry.workspace)
+    handle = load_version(registry, f"dask-{task}@champion")
+    local_handle = load_version(registry, f"local-{task}@champion")
+    assert set(handle.loaded.manifest["files"]) == set(local_handle.loaded.manifest["files"])
+    assert handle.loaded.model.is_booster
+    assert 1 <= handle.loaded.manifest["best_iteration"] <= 40
+    assert handle.loaded.model.estimator.current_iteration() == handle.loaded.manifest["best_iteration"]
+
+
+def test_dask_training_explains_port_problems(make_project: ProjectFactory, scheduler: str) -> None:
+    from keel.application.train import train
+    from keel.config import load_config
+
+    config = make_project(synthetic("binary"), "dask-ports")
+    # Two workers on one machine cannot both listen on one fixed port.
+    overrides = ["engine=dask", f"scheduler={scheduler}", "model.params.local_listen_port=12400"]
+    with pytest.raises(KeelError, match="could not set up their network"):
+        train(load_config([config], overrides))
+
+
+def test_best_round_stops_where_the_validation_loss_is_lowest() -> None:
+    import lightgbm
+    import numpy as np
+
+    from keel.application.dask_train import best_round
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(400, 3))
+    y = (x[:, 0] + rng.normal(scale=1.5, size=400) > 0).astype(int)
+    booster = lightgbm.train(
+        {"objective": "binary", "verbose": -1, "learning_rate": 0.3, "num_leaves": 15, "min_data_in_leaf": 2},
+        lightgbm.Dataset(x[:200], y[:200]),
+        num_boost_round=80,
+    )
+    losses = [
+        -np.mean(y[200:] * np.log(p) + (1 - y[200:]) * np.log(1 - p))
+        for p in (booster.predict(x[200:], num_iteration=i) for i in range(1, 81))
+    ]
+    assert best_round(booster, x[200:], y[200:], "binary", patience=80) == int(np.argmin(losses)) + 1
