@@ -342,6 +342,12 @@ def serve(
     ] = 10.0,
     access_log: Annotated[bool, typer.Option("--access-log/--no-access-log", help="Log each request line.")] = True,
     max_records: Annotated[int, typer.Option("--max-records", min=1, help="Most records in one request.")] = 10_000,
+    monitor_window: Annotated[
+        int, typer.Option("--monitor-window", min=1, help="Recent records kept for drift (GET /v1/monitoring).")
+    ] = 5000,
+    drift_threshold: Annotated[
+        float, typer.Option("--drift-threshold", min=0, help="PSI at or above which a feature is drifting.")
+    ] = 0.2,
     workspace: WorkspaceOption = None,
 ) -> None:
     """Serve a registered model over HTTP (POST /v1/predict; docs at /docs), swapping in new champions live.
@@ -360,6 +366,8 @@ def serve(
         poll_interval=poll_interval,
         access_log=access_log,
         max_records=max_records,
+        monitor_window=monitor_window,
+        drift_threshold=drift_threshold,
     )
     console = _console(stderr=True)
     where = "this machine only" if host in ("127.0.0.1", "localhost", "::1") else "other hosts too"

@@ -77,6 +77,7 @@ class RegistrySource:
             model=loaded.model,
             manifest=loaded.manifest,
             metrics=loaded.metrics,
+            directory=loaded.directory,
         )
 
 
@@ -93,6 +94,8 @@ class ServeSettings:
         poll_interval: Seconds between checks for a new version of the alias (0: never).
         access_log: Whether uvicorn logs each request line (never bodies or keys).
         max_records: Most records in one request.
+        monitor_window: Most recent records kept for drift monitoring (per worker process).
+        drift_threshold: PSI at or above which a feature is reported as drifting.
     """
 
     reference: str = DEFAULT_REFERENCE
@@ -103,6 +106,8 @@ class ServeSettings:
     poll_interval: float = 10.0
     access_log: bool = True
     max_records: int = 10_000
+    monitor_window: int = 5000
+    drift_threshold: float = 0.2
 
 
 def build_app(settings: ServeSettings) -> FastAPI:
@@ -120,6 +125,8 @@ def build_app(settings: ServeSettings) -> FastAPI:
         RegistrySource(registry, settings.reference),
         poll_interval=settings.poll_interval,
         max_records=settings.max_records,
+        monitor_window=settings.monitor_window,
+        drift_threshold=settings.drift_threshold,
     )
 
 

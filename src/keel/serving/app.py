@@ -39,6 +39,7 @@ from keel.serving.contract import (
     SinglePrediction,
 )
 from keel.serving.contract import _kind as body_kind
+from keel.serving.insights import DEFAULT_WINDOW, DriftMonitor, install_insight_routes
 from keel.serving.monitoring import CONTENT_TYPE, ServiceMetrics
 from keel.serving.swap import DEFAULT_MAX_RECORDS, ModelSource, ModelSwapper, ModelVersion, ServedModel, serve_model
 
@@ -84,6 +85,8 @@ def create_app(
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     max_records: int = DEFAULT_MAX_RECORDS,
     explain_top: int = 5,
+    monitor_window: int = DEFAULT_WINDOW,
+    drift_threshold: float = 0.2,
 ) -> FastAPI:
     """Build the service for the model ``source`` points at, loading and verifying it now.
 
@@ -94,6 +97,8 @@ def create_app(
         max_body_bytes: Largest request body accepted (413 above).
         max_records: Most records in one request (422 above).
         explain_top: Feature contributions reported per record with ``?explain=true``.
+        monitor_window: Most recent records kept for drift monitoring (``GET /v1/monitoring``).
+        drift_threshold: PSI at or above which a feature is reported as drifting.
 
     Returns:
         The app; polling starts and stops with its lifespan.
@@ -135,6 +140,8 @@ def create_app(
         assert current is not None  # noqa: S101 - loaded above, before the app exists
         return current
 
+    monitor = DriftMonitor(served_now, window=monitor_window, threshold=drift_threshold)
+
     errors = {
         400: {"model": ErrorResponse, "description": "The body is not valid JSON"},
         401: {"model": ErrorResponse, "description": "Missing or wrong API key (when keys are set)"},
@@ -173,6 +180,7 @@ def create_app(
             for result in results:
                 result["warnings"].append(note)
         metrics.predicted(served.name, served.version, results)
+        monitor.observe(served, records, results)
         meta = {"model": served.name, "version": served.version, "request_id": request.scope[_REQUEST_ID_KEY]}
         document = {**meta, "predictions": results} if batch else {**results[0], **meta}
         return Response(json.dumps(document, default=_json_default), media_type=_JSON)
@@ -220,6 +228,7 @@ def create_app(
         """Requests by route and status, latency, predictions per class, records per request, model version."""
         return Response(metrics.render(), media_type=CONTENT_TYPE)
 
+    install_insight_routes(app, monitor, metrics.registry)
     _install_error_handlers(app)
     _install_openapi(app, served_now)
     known = frozenset(getattr(route, "path", "") for route in app.routes)

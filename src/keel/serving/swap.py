@@ -13,6 +13,7 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from keel.domain.model import FittedModel
@@ -36,6 +37,7 @@ class ModelVersion:
         model: The fitted model.
         manifest: Its verified manifest (provenance).
         metrics: The evaluation recorded at training time.
+        directory: Its verified files (report, drift reference), when the source has them on disk.
     """
 
     name: str
@@ -44,6 +46,7 @@ class ModelVersion:
     model: FittedModel
     manifest: dict[str, Any]
     metrics: dict[str, Any]
+    directory: Path | None = None
 
 
 class ModelSource(Protocol):
