@@ -188,7 +188,8 @@ def numeric_reference(values: Sequence[Any] | np.ndarray, bins: int = DEFAULT_BI
     finite = numbers[np.isfinite(numbers)]
     edges: list[float] = []
     if finite.size:
-        quantiles = np.quantile(finite, np.linspace(0, 1, bins + 1)[1:-1])
+        # Edges are values that occur (no interpolation), so a column of a few distinct values gets one bucket each.
+        quantiles = np.quantile(finite, np.linspace(0, 1, bins + 1)[1:-1], method="inverted_cdf")
         edges = sorted({float(q) for q in quantiles})
         # The top edge must leave values above it, otherwise the last bucket is always empty.
         if edges and edges[-1] >= float(finite.max()):

@@ -135,6 +135,7 @@ def waterfall_plot(explanation: RecordExplanation, path: Path, title: str) -> Pa
     axes.axvline(explanation.base_value, color="grey", linestyle="--", linewidth=1)
     axes.axvline(running, color="black", linewidth=1)
     axes.set_yticks(range(len(steps)), [label for label, _ in steps], fontsize=8)
+    axes.margins(x=0.15)  # room for the value labels at the ends of the bars
     axes.invert_yaxis()
     axes.set_xlabel(
         f"raw score ({explanation.unit}): base {explanation.base_value:.3f} → {explanation.raw_score:.3f}", fontsize=9
