@@ -330,8 +330,17 @@ def predict(
 @app.command()
 def serve(
     reference: Annotated[
-        str, typer.Argument(help="Model to serve: NAME, NAME@ALIAS or NAME:VERSION (an alias is followed).")
-    ] = "adult-income@champion",
+        str | None,
+        typer.Argument(
+            help="Model to serve: NAME, NAME@ALIAS or NAME:VERSION [default: adult-income@champion].",
+            show_default=False,
+        ),
+    ] = None,
+    model: Annotated[str | None, typer.Option("--model", "-m", help="Same as REF.", show_default=False)] = None,
+    model_dir: Annotated[
+        Path | None,
+        typer.Option("--model-dir", help="Serve a `keel models export` folder, no registry [env: KEEL_MODEL_DIR]."),
+    ] = None,
     host: Annotated[
         str, typer.Option("--host", help="Interface to bind; 0.0.0.0 makes the service reachable from other hosts.")
     ] = "127.0.0.1",
@@ -354,11 +363,18 @@ def serve(
 
     Set KEEL_API_KEYS (comma-separated) to require a key on every route but /health and /ready.
     """
-    from keel.application.serve import ServeSettings
+    import os
+
+    from keel.application.serve import DEFAULT_REFERENCE, ServeSettings
     from keel.application.serve import serve as run_serve
 
+    if reference and model and reference != model:
+        _fail(KeelError(f"two models given ({reference} and --model {model}); give one"))
+    reference = reference or model or DEFAULT_REFERENCE
+    folder = model_dir or (Path(os.environ["KEEL_MODEL_DIR"]) if os.environ.get("KEEL_MODEL_DIR") else None)
     settings = ServeSettings(
         reference=reference,
+        model_dir=str(folder) if folder else None,
         workspace=str(workspace) if workspace else None,
         host=host,
         port=port,
@@ -372,7 +388,7 @@ def serve(
     console = _console(stderr=True)
     where = "this machine only" if host in ("127.0.0.1", "localhost", "::1") else "other hosts too"
     console.print(
-        f"serving [bold]{reference}[/] on http://{host}:{port} ({where}; docs at /docs)"
+        f"serving [bold]{folder or reference}[/] on http://{host}:{port} ({where}; docs at /docs)"
         + ("" if host != "127.0.0.1" else "; pass --host 0.0.0.0 to accept connections from other hosts"),
         soft_wrap=True,
     )

@@ -152,3 +152,17 @@ def test_a_tampered_champion_is_refused_at_start(adult_workspace: Path, tmp_path
     assert "model.lgb.txt" in result.stderr
     assert "does not match" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_an_exported_version_is_served_without_a_registry(adult_workspace: Path, tmp_path: Path) -> None:
+    from keel.application.models import export_version
+    from keel.io.registry import Registry
+
+    folder = export_version(Registry.open(adult_workspace), "adult-income@champion", tmp_path / "export").directory
+    empty = tmp_path / "no-registry"
+    with running_server(empty, tmp_path / "serve.log", "--model-dir", str(folder)) as server, server.client() as http:
+        answer = http.post("/v1/predict", json=_example(http))
+        assert answer.status_code == 200
+        assert (answer.json()["model"], answer.json()["version"]) == ("adult-income", 1)
+        assert http.post("/v1/admin/reload").json()["status"] == "unchanged"
+    assert not empty.exists()

@@ -81,6 +81,57 @@ class RegistrySource:
         )
 
 
+class DirectorySource:
+    """An exported version (``keel models export``), served with no registry; it is never swapped.
+
+    Args:
+        directory: The export folder (model files plus ``registry.json``).
+
+    Raises:
+        IntegrityError: ``registry.json`` is missing or unreadable.
+    """
+
+    def __init__(self, directory: Path) -> None:
+        from keel.io.exports import read_metadata
+
+        self.directory = directory
+        self.metadata = read_metadata(directory)
+
+    @property
+    def reference(self) -> str:
+        """``name:version`` and where the files are."""
+        return f"{self.metadata.get('name')}:{self.metadata.get('version')} from {self.directory}"
+
+    @property
+    def alias(self) -> str | None:
+        """No alias is followed."""
+        return None
+
+    def pointed_version(self) -> int:
+        """The exported version's number."""
+        return int(self.metadata["version"])
+
+    def load(self, version: int) -> ModelVersion:
+        """Verify and load the folder (its manifest against ``registry.json``, every file against the manifest).
+
+        Raises:
+            IntegrityError: A file fails verification.
+        """
+        from keel.io.exports import load_exported
+        from keel.serving.swap import ModelVersion
+
+        loaded, metadata = load_exported(self.directory)
+        return ModelVersion(
+            name=str(metadata["name"]),
+            version=int(metadata["version"]),
+            aliases=[str(a) for a in metadata.get("aliases", [])],
+            model=loaded.model,
+            manifest=loaded.manifest,
+            metrics=loaded.metrics,
+            directory=loaded.directory,
+        )
+
+
 @dataclass(frozen=True)
 class ServeSettings:
     """What ``keel serve`` was asked for.
@@ -88,6 +139,7 @@ class ServeSettings:
     Attributes:
         reference: The model reference.
         workspace: The workspace (``None``: ``KEEL_WORKSPACE`` or ``.keel``).
+        model_dir: An exported version to serve instead of the registry's.
         host: Interface to bind.
         port: TCP port.
         workers: Worker processes.
@@ -100,6 +152,7 @@ class ServeSettings:
 
     reference: str = DEFAULT_REFERENCE
     workspace: str | None = None
+    model_dir: str | None = None
     host: str = "127.0.0.1"
     port: int = 8000
     workers: int = 1
@@ -118,6 +171,17 @@ def build_app(settings: ServeSettings) -> FastAPI:
     """
     from keel.serving.app import create_app
 
+    if settings.model_dir:
+        directory = Path(settings.model_dir).expanduser().absolute()
+        if not directory.is_dir():
+            raise RegistryError(f"--model-dir {directory} is not a folder; export one with `keel models export`")
+        return create_app(
+            DirectorySource(directory),
+            poll_interval=0,
+            max_records=settings.max_records,
+            monitor_window=settings.monitor_window,
+            drift_threshold=settings.drift_threshold,
+        )
     registry = Registry.open(Path(settings.workspace) if settings.workspace else None)
     if not registry.exists():
         raise RegistryError(f"no registry at {registry.workspace}; run `keel train` first or pass --workspace")
@@ -147,7 +211,8 @@ def serve(settings: ServeSettings) -> None:
     """
     import uvicorn
 
-    parse_ref(settings.reference)
+    if not settings.model_dir:
+        parse_ref(settings.reference)
     app = build_app(settings)
     common = {"host": settings.host, "port": settings.port, "access_log": settings.access_log, "log_level": "info"}
     if settings.workers <= 1:
