@@ -142,6 +142,13 @@ def main() -> None:
     parser.add_argument("--rows", type=int, nargs="+", default=[2_000_000, 10_000_000])
     parser.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES)
     parser.add_argument("--folder", type=Path, default=Path(tempfile.gettempdir()) / "keel-bench-scale")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="OpenMP threads for in-process scoring and the ceiling (Dask workers always use 1 each) "
+        "[default: the machine's]",
+    )
     parser.add_argument("--measure", nargs=2, metavar=("MODE", "DATA"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     workspace = args.folder / "workspace"
@@ -154,6 +161,7 @@ def main() -> None:
         return
     args.folder.mkdir(parents=True, exist_ok=True)
     print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} (shared machines are noisy)")
+    print(f"OpenMP threads in-process and for the ceiling: {args.threads or 'default'}; Dask workers: 1 each")
     print("training the Adult model …", flush=True)
     train_model(workspace)
     results: dict[tuple[int, str], dict[str, float]] = {}
@@ -162,7 +170,10 @@ def main() -> None:
         data = make_dataset(args.folder, rows)
         for mode in args.modes:
             command = [sys.executable, __file__, "--folder", str(args.folder), "--measure", mode, str(data)]
-            done = subprocess.run(command, check=True, capture_output=True, text=True)
+            env = dict(os.environ)
+            if args.threads:
+                env["OMP_NUM_THREADS"] = str(args.threads)
+            done = subprocess.run(command, check=True, capture_output=True, text=True, env=env)
             measured = json.loads(done.stdout.strip().splitlines()[-1])
             results[(rows, mode)] = measured
             print(

@@ -1,0 +1,111 @@
+"""A real Optuna study on SQLite: trials on the validation split, child runs in MLflow, a config to train."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from keel.errors import ConfigError
+from tests.integration.conftest import ProjectFactory, synthetic
+
+pytestmark = pytest.mark.timeout(600)
+
+_SMALL = {"estimator": "lightgbm", "params": {"n_estimators": 30, "num_leaves": 7, "n_jobs": 1}}
+
+
+@pytest.mark.slow
+def test_tune_runs_a_study_on_sqlite_and_writes_a_config_for_train(
+    make_project: ProjectFactory, module_workspace: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import optuna
+    from mlflow import MlflowClient
+
+    from keel.application import tune as tune_module
+    from keel.config import load_config
+
+    config = make_project(
+        synthetic("binary", rows=800), "tuned", split={"test_size": 0.25, "valid_size": 0.25, "seed": 1}, model=_SMALL
+    )
+    scored: list[int] = []
+    real = tune_module.compute_metrics
+
+    def recording(predictions: Any, *args: Any, **kwargs: Any) -> dict[str, float]:
+        scored.append(len(predictions.y_true))
+        return real(predictions, *args, **kwargs)
+
+    monkeypatch.setattr(tune_module, "compute_metrics", recording)
+    loaded = load_config([config])
+    result = tune_module.tune(loaded, trials=4, output=tmp_path / "tuned.yaml")
+
+    assert result.study == "tune-tuned"
+    assert result.metric == "roc_auc"
+    assert sum(result.trials.values()) == 4
+    assert 0.5 < result.best_value <= 1.0
+    # Every trial was scored on the 150 validation rows (800 - 200 test rows, a quarter of the rest), never the test.
+    assert scored
+    assert set(scored) == {150}
+    storage = module_workspace / "optuna.db"
+    assert storage.is_file()
+    study = optuna.load_study(study_name="tune-tuned", storage=f"sqlite:///{storage}")
+    assert len(study.trials) == 4
+    assert study.best_value == result.best_value
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{module_workspace / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("tuned")
+    children = client.search_runs(
+        [experiment.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{result.run_id}'"
+    )
+    assert len(children) == 4
+    assert {run.data.tags["keel.job"] for run in children} == {"tune-trial"}
+
+    tuned = load_config([tmp_path / "tuned.yaml"]).config
+    assert tuned.model.params == {**_SMALL["params"], **result.best_params}
+    assert set(result.best_params) == set(tune_module.search_space(tuned.tuning, "lightgbm"))
+
+    again = tune_module.tune(loaded, trials=2, output=tmp_path / "tuned.yaml")
+    assert sum(again.trials.values()) == 6, "a second run continues the same study"
+
+
+def test_tune_refuses_a_config_without_a_validation_split(make_project: ProjectFactory) -> None:
+    from keel.application.tune import tune
+    from keel.config import load_config
+
+    config = make_project(synthetic("binary"), "no-valid", model=_SMALL)
+    with pytest.raises(ConfigError, match="never on the test split"):
+        tune(load_config([config]), trials=1)
+
+
+def test_a_remote_cluster_needs_a_shared_storage(make_project: ProjectFactory) -> None:
+    from keel.application.tune import tune
+    from keel.config import load_config
+
+    config = make_project(synthetic("binary"), "remote", split={"valid_size": 0.2}, model=_SMALL)
+    with pytest.raises(ConfigError, match="postgresql"):
+        tune(load_config([config]), trials=1, engine="dask", scheduler="tcp://127.0.0.1:1")
+
+
+def test_pruning_callback_reports_each_round_and_prunes_when_told() -> None:
+    import optuna
+
+    from keel.application.tune import _pruning_callback
+
+    study = optuna.create_study(direction="maximize", pruner=optuna.pruners.ThresholdPruner(lower=0.8))
+    trial = study.ask()
+    callback = _pruning_callback(trial, maximize=True)
+    good = SimpleNamespace(iteration=0, evaluation_result_list=[("valid_0", "auc", 0.9, True)])
+    callback(good)
+    # A lower-is-better metric is reported negated so it points the study's way (and is then below the threshold).
+    bad = SimpleNamespace(iteration=1, evaluation_result_list=[("valid_0", "binary_logloss", 0.3, False)])
+    with pytest.raises(optuna.TrialPruned, match="round 1"):
+        callback(bad)
+    assert trial.storage.get_trial(trial._trial_id).intermediate_values == {0: 0.9, 1: -0.3}
+
+
+def test_storage_passwords_are_masked() -> None:
+    from keel.application.tune import masked
+
+    assert masked("postgresql://keel:s3cret@db:5432/optuna") == "postgresql://keel:***@db:5432/optuna"
+    assert masked("sqlite:////tmp/optuna.db") == "sqlite:////tmp/optuna.db"
