@@ -617,7 +617,8 @@ def models_list(
 
     table = Table()
     for column in ("model", "version", "aliases", "status", "estimator", "test metric", "created"):
-        table.add_column(column)
+        # Names and numbers are never cut; narrow terminals wrap the free-text columns instead.
+        table.add_column(column, no_wrap=column in ("model", "version", "created"))
     for info in versions:
         summary = describe(info)
         metric = ", ".join(f"{k} {v:.4f}" for k, v in summary["metrics"].items())
