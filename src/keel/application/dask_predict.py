@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from keel.domain.model import FittedModel
 
 
-class ModelPlugin(WorkerPlugin):  # type: ignore[misc]  # distributed is untyped
+class ModelPlugin(WorkerPlugin):
     """Carries a model version to each worker and loads it there once, verified.
 
     Args:
@@ -87,7 +87,8 @@ def _score_partition(
     frame: pd.DataFrame, index: int, *, plugin: str, output: str, errors: str, chunk_rows: int, label: str
 ) -> _PartSummary:
     """Score one partition on a worker and write its part files (runs on the worker)."""
-    model = get_worker().plugins[plugin].model
+    loader: Any = get_worker().plugins[plugin]
+    model = loader.model
     summary = _PartSummary(rows=len(frame))
     name = f"part-{index:05d}.parquet"
     frame = frame.reset_index(drop=True)
@@ -142,6 +143,7 @@ def predict_dask(
     """
     import dask
     import dask.dataframe as dd
+    from dask.delayed import delayed
 
     errors_path = errors_path or default_errors_dir(output_path)
     if input_path.resolve() == output_path.resolve():
@@ -166,7 +168,7 @@ def predict_dask(
         plugin = ModelPlugin(handle.loaded.directory, handle.info.manifest_sha256)
         with dask_client(scheduler, workers=workers) as client, _registered(client, plugin):
             tasks = [
-                dask.delayed(_score_partition)(
+                delayed(_score_partition)(
                     part,
                     index,
                     plugin=plugin.name,

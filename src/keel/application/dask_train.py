@@ -100,8 +100,8 @@ def fit_on_dask(
     with dask_client(scheduler, workers=workers) as client:
         parts = max(1, len(client.scheduler_info()["workers"]))
         rows = max(1, math.ceil(len(train_y) / parts))
-        x = da.from_array(matrix, chunks=(rows, matrix.shape[1]))
-        y = da.from_array(train_y, chunks=(rows,))
+        x = da.from_array(matrix, chunks=(rows, matrix.shape[1]))  # type: ignore[no-untyped-call]
+        y = da.from_array(train_y, chunks=(rows,))  # type: ignore[no-untyped-call]
         estimator = factory(client=client, **params)
         if scheduler is None:
             # LightGBM's network set-up talks on stdout; keep keel's stdout for results (``--json``).

@@ -381,18 +381,19 @@ def tune(
         if not complete:
             raise DataError(f"study {name!r}: no trial completed ({states}); see the MLflow runs for the failures")
         best = study.best_trial
+        best_value = float(study.best_value)
         importance = _importance(study)
         registry.log_params(parent, {f"best.{k}": v for k, v in best.params.items()})
-        registry.log_metrics(parent, {f"best_valid_{prepared.metric}": float(best.value)})
+        registry.log_metrics(parent, {f"best_valid_{prepared.metric}": best_value})
     path = output or registry.workspace / "tuned" / f"{name}.yaml"
-    _write_config(loaded, best.params, path, name=name, metric=prepared.metric, value=float(best.value))
+    _write_config(loaded, best.params, path, name=name, metric=prepared.metric, value=best_value)
     return TuneResult(
         study=name,
         storage=masked(url),
         metric=prepared.metric,
         direction=direction(prepared.metric),
         trials=states,
-        best_value=float(best.value),
+        best_value=best_value,
         best_params=dict(best.params),
         best_trial=best.number,
         importance=importance,

@@ -6,7 +6,7 @@ Pure: a *trial* is anything with Optuna's ``suggest_int`` / ``suggest_float`` / 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from keel.config import ParamSpace, TuningConfig
 from keel.domain.metrics import GREATER_IS_BETTER
@@ -96,6 +96,6 @@ def suggest_params(trial: Trial, space: Mapping[str, ParamSpace]) -> dict[str, A
     return params
 
 
-def direction(metric: str) -> str:
+def direction(metric: str) -> Literal["maximize", "minimize"]:
     """``maximize`` or ``minimize`` for a metric name."""
     return "maximize" if GREATER_IS_BETTER.get(metric, True) else "minimize"

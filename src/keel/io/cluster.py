@@ -81,7 +81,7 @@ def dask_client(
 
     if scheduler:
         try:
-            client = Client(scheduler, timeout="20s")
+            client = Client(scheduler, timeout="20s")  # type: ignore[no-untyped-call]
         except (OSError, TimeoutError) as exc:
             raise KeelError(
                 f"cannot reach the Dask scheduler at {scheduler} ({exc}); start one with `dask scheduler` and "
@@ -90,12 +90,12 @@ def dask_client(
         try:
             yield client
         finally:
-            client.close()
+            client.close()  # type: ignore[no-untyped-call]
         return
     count = workers or default_worker_count()
     log.info("starting a LocalCluster of %d worker(s) on %s", count, LOOPBACK)
     with (
-        LocalCluster(
+        LocalCluster(  # type: ignore[no-untyped-call]
             n_workers=count,
             threads_per_worker=threads_per_worker,
             processes=True,
@@ -103,6 +103,6 @@ def dask_client(
             dashboard_address=None,
             silence_logs=logging.ERROR,
         ) as cluster,
-        Client(cluster) as client,
+        Client(cluster) as client,  # type: ignore[no-untyped-call]
     ):
         yield client
