@@ -245,12 +245,15 @@ class TextFeatures(_Model):
         char_ngrams: Smallest and largest character n-gram (within word boundaries); ``null`` disables them.
         max_features: Vocabulary size per kind of n-gram.
         min_df: Minimum number of documents a term must appear in.
+        join: Join all text columns (in column order) into one document with one vocabulary, instead of one
+            vocabulary per column; suits short fields that say the same kind of thing (a title and a description).
     """
 
     word_ngrams: tuple[int, int] = (1, 2)
     char_ngrams: tuple[int, int] | None = (2, 5)
     max_features: Annotated[int, Field(gt=0)] = 50_000
     min_df: Annotated[int, Field(ge=1)] = 1
+    join: bool = False
 
 
 class FeaturesConfig(_Model):

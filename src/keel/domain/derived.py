@@ -37,11 +37,12 @@ def expression_columns(name: str, expression: str) -> list[str]:
         ConfigError: The expression is not valid in the grammar.
     """
     tree = _parse(name, expression)
-    columns: list[str] = []
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Name) and node.id not in _FUNCTIONS and node.id not in columns:
-            columns.append(node.id)
-    return columns
+    names = sorted(
+        (node.col_offset, node.id)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Name) and node.id not in _FUNCTIONS
+    )
+    return list(dict.fromkeys(name for _, name in names))
 
 
 def _parse(name: str, expression: str) -> ast.Expression:
@@ -149,4 +150,38 @@ class DerivedColumn:
         """Set parameters (scikit-learn protocol)."""
         for key, value in params.items():
             setattr(self, key, value)
+        return self
+
+
+class JoinedText:
+    """Join several text columns into one document per row (missing parts are skipped).
+
+    Used before one TF-IDF vectorizer when ``features.text.join`` is set; a keel type trusted by the skops loader.
+    """
+
+    def fit(self, frame: pd.DataFrame, y: Any = None) -> JoinedText:
+        """Remember the input columns."""
+        self.columns_ = [str(c) for c in frame.columns]
+        return self
+
+    def transform(self, frame: pd.DataFrame) -> np.ndarray:
+        """One string per row: the columns' texts joined by a space."""
+        import numpy as np
+
+        parts = frame.astype("string").fillna("")
+        joined = parts.iloc[:, 0].str.cat([parts.iloc[:, i] for i in range(1, parts.shape[1])], sep=" ")
+        return np.asarray(joined.str.strip(), dtype=object)
+
+    def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
+        """The single output name (the joined column names)."""
+        import numpy as np
+
+        return np.asarray(["+".join(getattr(self, "columns_", []))], dtype=object)
+
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        """No parameters (scikit-learn protocol)."""
+        return {}
+
+    def set_params(self, **params: Any) -> JoinedText:
+        """No parameters (scikit-learn protocol)."""
         return self

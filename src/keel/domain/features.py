@@ -101,7 +101,13 @@ def build_feature_plan(schema: FeatureSchema, features: FeaturesConfig, estimato
     steps.extend(_derived_steps(features, numeric, encoding))
     for name in by_type.get("datetime", []):
         steps.append((f"datetime_{name}", DatetimeParts(), [name]))
-    for name in by_type.get("text", []):
+    text_columns = by_type.get("text", [])
+    if features.text.join and len(text_columns) > 1:
+        from keel.domain.derived import JoinedText
+
+        steps.append(("text", Pipeline([("join", JoinedText()), ("tfidf", text_vectorizer(features))]), text_columns))
+        text_columns = []
+    for name in text_columns:
         steps.append((f"text_{name}", text_vectorizer(features), name))
     transformer = ColumnTransformer(steps, remainder="drop", sparse_threshold=0.3, verbose_feature_names_out=True)
     return FeaturePlan(transformer, encoding, categorical if encoding == "ordinal" else [])

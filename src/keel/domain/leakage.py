@@ -102,7 +102,9 @@ def find_leaks(features: pd.DataFrame, target: np.ndarray, schema: FeatureSchema
     if task == "regression":
         flagged = {c for leak in leaks for c in leak.columns}
         candidates = [c for c, _ in sorted(correlations.items(), key=lambda kv: -kv[1]) if c not in flagged]
-        for first, second in itertools.combinations(candidates[:PAIR_CANDIDATES], 2):
+        order = {name: i for i, name in enumerate(schema.feature_names)}
+        top = sorted(candidates[:PAIR_CANDIDATES], key=order.__getitem__)
+        for first, second in itertools.combinations(top, 2):
             r2 = _pair_r2(features[first].to_numpy(np.float64), features[second].to_numpy(np.float64), y)
             if r2 >= PAIR_LIMIT:
                 leaks.append(Leak((first, second), f"together they reproduce the target (R² {r2:.4f}, e.g. a sum)"))

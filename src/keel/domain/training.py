@@ -88,7 +88,11 @@ def fit_model(
     names = output_names(preprocessor)
     categorical = [i for i, name in enumerate(names) if name in set(plan.categorical_columns)]
     spec = build_estimator(
-        model.estimator, schema.target.task, model.params, seed=seed, categorical_indices=categorical
+        model.estimator,
+        schema.target.task,
+        _resolve_interaction_constraints(model.params, names),
+        seed=seed,
+        categorical_indices=categorical,
     )
     estimator = spec.estimator
     report = FitReport()
@@ -123,6 +127,35 @@ def fit_model(
         categorical_indices=categorical,
     )
     return fitted_model, report
+
+
+def _resolve_interaction_constraints(params: dict[str, Any], names: list[str]) -> dict[str, Any]:
+    """LightGBM's ``interaction_constraints`` with feature names turned into the pipeline's output indices.
+
+    Raises:
+        ConfigError: A name is not an output column of the feature pipeline.
+    """
+    from keel.errors import ConfigError
+
+    groups = params.get("interaction_constraints")
+    if not isinstance(groups, list) or not any(isinstance(g, list) for g in groups):
+        return params
+    index = {name: i for i, name in enumerate(names)}
+    resolved = []
+    for group in groups:
+        indices = []
+        for item in group:
+            if isinstance(item, str):
+                if item not in index:
+                    raise ConfigError(
+                        f"`model.params.interaction_constraints`: {item!r} is not a model input; inputs: "
+                        f"{', '.join(names[:40])}"
+                    )
+                indices.append(index[item])
+            else:
+                indices.append(int(item))
+        resolved.append(indices)
+    return {**params, "interaction_constraints": resolved}
 
 
 def _safe_names(names: list[str]) -> list[str]:

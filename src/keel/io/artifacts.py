@@ -57,6 +57,7 @@ TRUSTED_TYPES: tuple[str, ...] = (
     "sklearn.utils.validation.check_array",
     "keel.domain.features.DatetimeParts",
     "keel.domain.derived.DerivedColumn",
+    "keel.domain.derived.JoinedText",
 )
 
 
