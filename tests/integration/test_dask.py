@@ -167,3 +167,15 @@ def test_best_round_stops_where_the_validation_loss_is_lowest() -> None:
         for p in (booster.predict(x[200:], num_iteration=i) for i in range(1, 81))
     ]
     assert best_round(booster, x[200:], y[200:], "binary", patience=80) == int(np.argmin(losses)) + 1
+
+
+def test_tune_runs_trials_on_the_workers(make_project: ProjectFactory, scheduler: str, tmp_path: Path) -> None:
+    from keel.application.tune import tune
+    from keel.config import load_config
+
+    model = {"estimator": "lightgbm", "params": {"n_estimators": 20, "num_leaves": 7}}
+    config = make_project(synthetic("binary"), "dask-tune", split={"valid_size": 0.25, "seed": 1}, model=model)
+    result = tune(load_config([config]), trials=4, engine="dask", scheduler=scheduler, output=tmp_path / "t.yaml")
+
+    assert sum(result.trials.values()) == 4
+    assert (tmp_path / "t.yaml").is_file()

@@ -84,7 +84,7 @@ def test_a_remote_cluster_needs_a_shared_storage(make_project: ProjectFactory) -
 
     config = make_project(synthetic("binary"), "remote", split={"valid_size": 0.2}, model=_SMALL)
     with pytest.raises(ConfigError, match="postgresql"):
-        tune(load_config([config]), trials=1, engine="dask", scheduler="tcp://127.0.0.1:1")
+        tune(load_config([config]), trials=1, engine="dask", scheduler="tcp://scheduler.invalid:8786")
 
 
 def test_pruning_callback_reports_each_round_and_prunes_when_told() -> None:

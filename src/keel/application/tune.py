@@ -310,7 +310,7 @@ def tune(
         raise ConfigError(f"engine {engine!r}: use local or dask")
     url = resolve_storage(loaded, storage)
     name = study_name or config.tuning.study or f"tune-{config.model_name}"
-    if engine == "dask" and scheduler and url.startswith("sqlite:"):
+    if engine == "dask" and scheduler and not _is_loopback(scheduler) and url.startswith("sqlite:"):
         raise ConfigError(
             "trials on a remote Dask cluster need a storage every worker reaches; pass --storage "
             "postgresql://user@host/db (or set KEEL_TUNE_STORAGE)"
@@ -419,6 +419,13 @@ def _optimize_on_dask(
             if share
         ]
         client.gather(futures)
+
+
+def _is_loopback(address: str) -> bool:
+    """Whether a scheduler address is on this machine (its workers can share a SQLite file with us)."""
+    from urllib.parse import urlsplit
+
+    return urlsplit(address).hostname in ("127.0.0.1", "localhost", "::1")
 
 
 def _importance(study: Any) -> dict[str, float]:
