@@ -96,6 +96,9 @@ def test_dask_scoring_needs_parquet_and_a_folder_output(adult_workspace: Path, t
     handle = load_version(Registry.open(adult_workspace), "adult-income@champion")
     with pytest.raises(DataError, match="no Parquet files"):
         predict_dask(handle, tmp_path, tmp_path / "out")
+    (tmp_path / "rows.csv").write_text("age\n30\n")
+    with pytest.raises(DataError, match="reads Parquet"):
+        predict_dask(handle, tmp_path / "rows.csv", tmp_path / "out")
     with pytest.raises(DataError, match="folder of Parquet parts"):
         predict_dask(handle, tmp_path, tmp_path / "out.parquet")
 

@@ -28,7 +28,7 @@ from keel.application.predict import DEFAULT_CHUNK_ROWS, PredictResult, score_ch
 from keel.errors import DataError
 from keel.io import artifacts
 from keel.io.cluster import dask_client
-from keel.io.tables import AtomicTableWriter, parquet_parts
+from keel.io.tables import AtomicTableWriter, detect_format, parquet_parts
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -150,6 +150,8 @@ def predict_dask(
         raise DataError(f"{output_path}: the output would overwrite the input; choose another --output")
     if output_path.suffix in (".csv", ".parquet", ".pq"):
         raise DataError(f"{output_path}: with --engine dask the output is a folder of Parquet parts; drop the suffix")
+    if input_path.is_file() and detect_format(input_path) != "parquet":
+        raise DataError(f"{input_path}: --engine dask reads Parquet (a file, a folder of parts or a glob)")
     files = [str(p) for p in parquet_parts(input_path)]
     for path in (output_path, errors_path):
         if path.exists() and not path.is_dir():

@@ -43,6 +43,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+NETWORK_TIMEOUT_MINUTES = 5
+"""How long LightGBM workers wait on each other's sockets (``model.params.time_out`` overrides it)."""
+
 _NETWORK_WORDS = ("bind", "port", "socket", "connect", "network", "machines", "time out", "timed out")
 
 
@@ -96,6 +99,8 @@ def fit_on_dask(
         model.estimator, schema.target.task, model.params, seed=seed, categorical_indices=categorical
     )
     params = {k: v for k, v in spec.estimator.get_params().items() if k != "n_jobs"}
+    # LightGBM waits 120 minutes for an unreachable peer by default; fail within minutes instead.
+    params.setdefault("time_out", NETWORK_TIMEOUT_MINUTES)
     factory = DaskLGBMRegressor if schema.target.task == "regression" else DaskLGBMClassifier
     with dask_client(scheduler, workers=workers) as client:
         parts = max(1, len(client.scheduler_info()["workers"]))
