@@ -173,3 +173,33 @@ def test_compiled_predictor_equals_keel_predict_on_the_whole_adult_test_split(
     )
     singles = np.vstack([_served_output(predictor, predictor.predict([r])) for r in records[:500]])
     np.testing.assert_allclose(singles, expected[:500], atol=TOLERANCE, rtol=0)
+
+
+def test_request_types_follow_the_schema_and_id_fields_are_passed_through() -> None:
+    from pydantic import ValidationError
+
+    from keel.serving.contract import build_request_types
+
+    frame = _synthetic("binary").assign(row_id=lambda f: [f"r{i}" for i in range(len(f))])
+    data = DataConfig.model_validate(
+        {
+            "train": {"path": "synthetic.csv"},
+            "target": "label",
+            "id_columns": ["row_id"],
+            "types": {"size": "categorical"},
+        }
+    )
+    schema = infer_schema(frame, data)
+    types = build_request_types(schema, model_name="toy-model", max_records=3)
+    record = {"x1": 1.0, "x2": None, "colour": None, "size": 2, "row_id": "r-7"}
+    assert types.adapter.validate_python(record) == record  # x2 and colour had missing values: optional
+    with pytest.raises(ValidationError):
+        types.adapter.validate_python({**record, "x1": None})  # x1 never missing in training: required
+    with pytest.raises(ValidationError):
+        types.adapter.validate_python({"records": [record] * 4})
+    assert types.record_title == "ToyModelRecord"
+
+    model = _fit(frame.drop(columns="row_id"), "lightgbm")
+    model.schema.columns.append(schema.column("row_id"))
+    result = Predictor(model).predict([record])[0]
+    assert result["ids"] == {"row_id": "r-7"}

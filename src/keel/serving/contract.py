@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal, NotRequired
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, TypeAdapter
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, StrictInt, StrictStr, Tag, TypeAdapter
 from typing_extensions import TypedDict
 
 from keel.domain.schema import ColumnSchema, FeatureSchema
@@ -62,8 +62,8 @@ def _field_type(column: ColumnSchema) -> Any:
             else "A category."
         )
         integral = bool(categories) and all(c.lstrip("-").isdigit() for c in categories)
-        base: Any = str | int if integral else str
-        return Annotated[base, Field(strict=True, description=description, examples=categories[:5] or None)]
+        base: Any = StrictStr | StrictInt if integral else StrictStr
+        return Annotated[base, Field(description=description, examples=categories[:5] or None)]
     if column.type == "datetime":
         return Annotated[str, Field(strict=True, description="A date or time (ISO 8601)")]
     return Annotated[str, Field(strict=True, description="Free text")]
@@ -84,7 +84,7 @@ def build_request_types(schema: FeatureSchema, *, model_name: str, max_records: 
         fields[column.name] = NotRequired[kind | None] if column.missing_rate > 0 else kind
     for name in schema.id_names:
         fields[name] = NotRequired[
-            Annotated[str | int | None, Field(strict=True, description="An id, returned with the prediction")]
+            Annotated[StrictStr | StrictInt | None, Field(description="An id, returned with the prediction")]
         ]
     record = _typed_dict(f"{title}Record", fields)
     example = {k: v for k, v in schema.example.items() if k in fields}
