@@ -643,8 +643,8 @@ def _origin_of(location: list[str], layers: list[tuple[str, Any]]) -> str:
         for source, layer in reversed(layers):
             try:
                 if OmegaConf.select(layer, dotted, default=_MISSING) is not _MISSING:
-                    return source
-            except Exception:  # noqa: BLE001 - a key that cannot be selected simply is not in this layer
+                    return str(source)
+            except Exception:  # noqa: BLE001, S112 - a key that cannot be selected simply is not in this layer
                 continue
     return ", ".join(source for source, _ in layers if not source.startswith("override")) or "configuration"
 

@@ -75,6 +75,8 @@ def _evaluate(node: ast.AST, frame: pd.DataFrame) -> Any:
     if isinstance(node, ast.Expression):
         return _evaluate(node.body, frame)
     if isinstance(node, ast.Constant):
+        if not isinstance(node.value, int | float):  # _parse refuses other constants; checked for the type too
+            raise ConfigError(f"{node.value!r} is not a number")
         return float(node.value)
     if isinstance(node, ast.Name):
         return frame[node.id].to_numpy(dtype=np.float64)
@@ -169,7 +171,9 @@ class JoinedText:
         import numpy as np
 
         parts = frame.astype("string").fillna("")
-        joined = parts.iloc[:, 0].str.cat([parts.iloc[:, i] for i in range(1, parts.shape[1])], sep=" ")
+        joined = parts.iloc[:, 0]
+        for i in range(1, parts.shape[1]):
+            joined = joined + " " + parts.iloc[:, i]
         return np.asarray(joined.str.strip(), dtype=object)
 
     def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:

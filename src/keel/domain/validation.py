@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
 
+
 @dataclass
 class Coerced:
     """Feature columns coerced to their schema types.
@@ -33,7 +34,8 @@ class Coerced:
     @property
     def valid(self) -> np.ndarray:
         """Boolean mask of valid rows."""
-        return self.errors == ""
+        mask: np.ndarray = self.errors == ""
+        return mask
 
 
 def check_columns(frame: pd.DataFrame, schema: FeatureSchema, *, label: str) -> None:

@@ -35,7 +35,7 @@ def add_slices(frame: pd.DataFrame) -> pd.DataFrame:
     if missing:
         raise DataError(f"the tags recipe needs columns title and description; missing: {', '.join(missing)}")
     text = frame["title"].fillna("").astype(str) + " " + frame["description"].fillna("").astype(str)
-    words = text.str.split().str.len()
+    words = text.str.count(r"\S+")  # words: runs of non-space characters, as str.split() finds them
     return frame.assign(
         text_length=words.lt(SHORT_WORDS).map({True: "short", False: "long"}),
         mentions_framework=text.str.contains(_FRAMEWORK).map({True: "yes", False: "no"}),
