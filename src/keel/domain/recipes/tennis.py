@@ -63,6 +63,8 @@ RECENT_MATCHES = 10
 """Recent form is the share of wins over this many last matches."""
 ACTIVITY_DAYS = 365
 """Activity is the number of matches played in this many days before the match."""
+SERVE_WEIGHT = 0.1
+"""Weight of the newest match in the moving averages of serve and return points won."""
 
 MATCH_CONTEXT = ("surface", "tourney_level", "round", "best_of")
 """Columns describing the match itself (known before it starts); a service request supplies them."""
@@ -97,6 +99,8 @@ class PlayerState:
         age: Age in years at the last match's tournament.
         height: Height in cm.
         hand: ``R``, ``L`` or ``U``.
+        serve_won: Moving average of the share of serve points won (matches with statistics).
+        return_won: Moving average of the share of return points won.
     """
 
     player_id: int
@@ -114,6 +118,8 @@ class PlayerState:
     age: float = math.nan
     height: float = math.nan
     hand: str | None = None
+    serve_won: float = math.nan
+    return_won: float = math.nan
 
 
 @dataclass
@@ -192,6 +198,8 @@ class TennisState:
             row[f"{prefix}_age"] = facts.age
             row[f"{prefix}_height"] = facts.height if not math.isnan(facts.height) else state.height
             row[f"{prefix}_hand"] = facts.hand or state.hand
+            row[f"{prefix}_serve_won"] = state.serve_won
+            row[f"{prefix}_return_won"] = state.return_won
         p1, p2 = states["p1"], states["p2"]
         row["elo_diff"] = p1.elo - p2.elo
         row["elo_p1_win_prob"] = _expected(p1.elo, p2.elo)
@@ -201,6 +209,8 @@ class TennisState:
         row["log_rank_ratio"] = math.log(player_2.rank / player_1.rank) if ranked else math.nan
         row["rank_points_diff"] = player_1.rank_points - player_2.rank_points
         row["age_diff"] = player_1.age - player_2.age
+        # Points: p1's serve against p2's return, and the other way round.
+        row["serve_edge"] = (p1.serve_won - p2.return_won) - (p2.serve_won - p1.return_won)
         row["h2h_p1_wins"] = self.head_to_head.get((player_1.player_id, player_2.player_id), 0)
         row["h2h_p2_wins"] = self.head_to_head.get((player_2.player_id, player_1.player_id), 0)
         # Baselines (not features): a plain constant-K Elo, and "the better-ranked player wins" (unranked is worst).
@@ -210,9 +220,32 @@ class TennisState:
         row["better_ranked_p1_wins"] = int(rank_1 < rank_2) if rank_1 != rank_2 else int(p1.elo >= p2.elo)
         return row
 
-    def record(self, winner: MatchFacts, loser: MatchFacts, *, day: int, surface: str) -> None:
-        """Add a played match to the state (after its features were read)."""
+    def record(
+        self,
+        winner: MatchFacts,
+        loser: MatchFacts,
+        *,
+        day: int,
+        surface: str,
+        serve: tuple[float, float, float, float] | None = None,
+    ) -> None:
+        """Add a played match to the state (after its features were read).
+
+        Args:
+            winner: The winner's facts.
+            loser: The loser's facts.
+            day: Day of the match (ordinal).
+            surface: Surface.
+            serve: ``(winner serve points, winner serve points won, loser serve points, loser serve points won)``
+                when the match has statistics.
+        """
         w, lo = self.player(winner.player_id), self.player(loser.player_id)
+        if serve is not None and all(not math.isnan(v) for v in serve) and serve[0] > 0 and serve[2] > 0:
+            w_points, w_won, l_points, l_won = serve
+            _blend(w, "serve_won", w_won / w_points)
+            _blend(w, "return_won", 1 - l_won / l_points)
+            _blend(lo, "serve_won", l_won / l_points)
+            _blend(lo, "return_won", 1 - w_won / w_points)
         expected_w = _expected(w.elo, lo.elo)
         k_w, k_l = _k_factor(w.matches), _k_factor(lo.matches)
         w.elo, lo.elo = w.elo + k_w * (1 - expected_w), lo.elo - k_l * (1 - expected_w)
@@ -263,6 +296,8 @@ class TennisState:
                 "age": p.age,
                 "height": p.height,
                 "hand": p.hand,
+                "serve_won": p.serve_won,
+                "return_won": p.return_won,
             }
             for surface in surfaces:
                 row[f"elo_{surface}"] = p.surface_elo.get(surface, math.nan)
@@ -295,9 +330,15 @@ class TennisState:
             p.rank, p.rank_points = float(row["rank"]), float(row["rank_points"])
             p.age, p.height = float(row["age"]), float(row["height"])
             p.hand = None if _missing(row["hand"]) else str(row["hand"])
+            p.serve_won, p.return_won = float(row["serve_won"]), float(row["return_won"])
         for row in head_to_head.to_dict("records"):
             state.head_to_head[(int(row["player_id"]), int(row["opponent_id"]))] = int(row["wins"])
         return state
+
+
+def _blend(state: PlayerState, attribute: str, value: float) -> None:
+    old = getattr(state, attribute)
+    setattr(state, attribute, value if math.isnan(old) else (1 - SERVE_WEIGHT) * old + SERVE_WEIGHT * value)
 
 
 def _missing(value: Any) -> bool:
@@ -384,7 +425,13 @@ def tennis_matches(tables: Mapping[str, pd.DataFrame], seed: int = 2024) -> Reci
             player_1_won=int(first_wins),
         )
         rows.append(row)
-        state.record(winner, loser, day=int(match["_day"]), surface=surface)
+        serve = (
+            _number(match.get("w_svpt")),
+            _number(match.get("w_1stWon")) + _number(match.get("w_2ndWon")),
+            _number(match.get("l_svpt")),
+            _number(match.get("l_1stWon")) + _number(match.get("l_2ndWon")),
+        )
+        state.record(winner, loser, day=int(match["_day"]), surface=surface, serve=serve)
     table = pd.DataFrame(rows)
     notes = [f"tennis: {len(table):,} matches replayed; {int(walkover.sum()):,} walkover(s) dropped"]
     return RecipeResult(train=table, artifacts=state.to_tables(), notes=notes)
