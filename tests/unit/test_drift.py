@@ -147,3 +147,22 @@ def test_drift_report_orders_features_and_compares_predictions() -> None:
     assert report.prediction.drifting
     assert report.score is not None
     assert not report.score.drifting
+
+
+def test_text_columns_are_watched_through_their_length() -> None:
+    from keel.domain.drift import build_reference
+
+    schema = FeatureSchema(
+        columns=[ColumnSchema(name="review", role="feature", type="text")],
+        target=TargetSchema(name="label", task="binary", classes=["no", "yes"]),
+        rows=400,
+    )
+    texts = [("word " * (i % 20 + 1)).strip() for i in range(400)]
+    reference = build_reference({"review": texts}, schema, ["yes"] * 400)
+    assert reference.features["review"].measure == "length"
+    same = drift_report(reference, {"review": texts[:200]})
+    longer = drift_report(reference, {"review": [t * 5 for t in texts[:200]]})
+    assert same.drifting == []
+    assert longer.drifting == ["review"]
+    assert longer.features[0].measure == "length"
+    assert longer.rows == 200

@@ -239,7 +239,8 @@ def explain_file(
     """
     import numpy as np
 
-    from keel.domain.explain import class_contributions, explain_records, input_mapping
+    from keel.application.insights import contribution_inputs, contribution_matrix
+    from keel.domain.explain import class_contributions, explain_records
     from keel.domain.schema import to_scalar
     from keel.domain.validation import coerce_features
     from keel.io.tables import read_table
@@ -260,7 +261,7 @@ def explain_file(
         bad = int(np.flatnonzero(~coerced.valid)[0])
         raise DataError(f"{input_path}: row {chosen[bad]} cannot be scored: {coerced.errors[bad]}")
     features = coerced.frame
-    contributions = model.contributions(features)
+    contributions = contribution_matrix(model, features)
     assert contributions is not None  # noqa: S101 - a booster always has contributions
     if model.task == "regression":
         predicted: list[Any] = model.predict_value(features).tolist()
@@ -273,7 +274,7 @@ def explain_file(
         unit = "log-odds" + (" of the predicted class" if model.task == "multiclass" else f" of {model.classes[-1]}")
     n_classes = len(model.classes) if model.task == "multiclass" else 0
     matrix = class_contributions(contributions, n_classes, chosen_class)
-    mapping = input_mapping(model.feature_names, model.schema.feature_names)
+    mapping = contribution_inputs(model)
     records = [
         {str(name): to_scalar(value) for name, value in row.items()}
         for row in subset[model.schema.feature_names].to_dict("records")

@@ -28,6 +28,8 @@ log = logging.getLogger(__name__)
 
 CONTRIBUTION_ROWS = 2000
 """Test rows the global contributions are averaged over (a sample keeps training fast on large data)."""
+CONTRIBUTION_CELLS = 4_000_000
+"""Most contribution values computed at once (rows × model input columns)."""
 
 
 def predicted_outputs(model: FittedModel, predictions: Predictions) -> tuple[list[Any], np.ndarray | None]:
@@ -41,16 +43,52 @@ def predicted_outputs(model: FittedModel, predictions: Predictions) -> tuple[lis
     return labels, scores
 
 
+def contribution_matrix(model: FittedModel, features: pd.DataFrame) -> np.ndarray | None:
+    """LightGBM's per-column contributions for coerced ``features`` as a dense array, or ``None`` for other models.
+
+    Sparse inputs (text) give sparse contributions, one matrix per class for a multiclass model; they are densified.
+    """
+    import numpy as np
+
+    if not model.is_booster:
+        return None
+    output = model.estimator.predict(model.transform(features), pred_contrib=True)
+    if isinstance(output, list):
+        return np.hstack([_dense(part) for part in output])
+    return _dense(output)
+
+
+def _dense(matrix: Any) -> np.ndarray:
+    import numpy as np
+
+    return np.asarray(matrix.toarray() if hasattr(matrix, "toarray") else matrix, dtype=np.float64)
+
+
+def contribution_inputs(model: FittedModel) -> list[str]:
+    """Per model input column, the feature column it comes from (see :func:`keel.domain.explain.input_mapping`)."""
+    from keel.domain.explain import input_mapping
+
+    groups: list[tuple[int, int, list[str]]] = []
+    preprocessor = model.preprocessor
+    slices = getattr(preprocessor, "output_indices_", {}) or {}
+    for name, _, columns in getattr(preprocessor, "transformers_", []) or []:
+        where = slices.get(name)
+        if where is None or where.stop <= where.start:
+            continue
+        names = [columns] if isinstance(columns, str) else [str(c) for c in columns]
+        groups.append((where.start, where.stop, names))
+    return input_mapping(model.feature_names, model.schema.feature_names, groups)
+
+
 def global_contributions(model: FittedModel, features: pd.DataFrame) -> dict[str, float] | None:
     """Mean absolute contribution per input column on ``features`` (coerced), or ``None`` without contributions."""
-    from keel.domain.explain import input_mapping, mean_absolute_contributions
+    from keel.domain.explain import mean_absolute_contributions
 
-    contributions = model.contributions(features)
+    contributions = contribution_matrix(model, features)
     if contributions is None:
         return None
-    mapping = input_mapping(model.feature_names, model.schema.feature_names)
     n_classes = len(model.classes) if model.task == "multiclass" else 0
-    return mean_absolute_contributions(contributions, mapping, n_classes)
+    return mean_absolute_contributions(contributions, contribution_inputs(model), n_classes)
 
 
 def write_insights(
@@ -96,7 +134,9 @@ def write_insights(
     )
     artifacts.write_json(directory / reports.REFERENCE_FILE, reference.model_dump(mode="json"))
     test_features = coerce_features(test, schema, label="test rows").frame
-    sample = test_features.sample(n=min(CONTRIBUTION_ROWS, len(test_features)), random_state=seed)
+    # Contributions are densified: with thousands of columns (text) fewer rows keep the matrix small.
+    budget = max(100, CONTRIBUTION_CELLS // (len(model.feature_names) + 1))
+    sample = test_features.sample(n=min(CONTRIBUTION_ROWS, budget, len(test_features)), random_state=seed)
     contributions = global_contributions(model, sample.reset_index(drop=True))
     if contributions:
         reports.contributions_plot(contributions, directory / "plots" / reports.CONTRIBUTIONS_PLOT)

@@ -52,11 +52,13 @@ class Distribution(BaseModel):
         shares: Share of values per bucket: the bins or categories, then ``(other)`` for categorical, then
             ``(missing)`` last.
         rows: Values the shares were computed on.
+        measure: ``value`` (the values themselves) or ``length`` (a text column's length in characters).
     """
 
     model_config = ConfigDict(extra="forbid")
 
     kind: Kind
+    measure: Literal["value", "length"] = "value"
     edges: list[float] | None = None
     categories: list[str] | None = None
     known: list[str] | None = None
@@ -89,7 +91,7 @@ class DriftReference(BaseModel):
         features: Feature name → its training-split distribution (numeric, boolean and categorical features).
         prediction: The test split's predicted class (classification) or value (regression) distribution.
         score: The test split's positive-class probability distribution (binary classification only).
-        skipped: Features not monitored (text, dates), with why.
+        skipped: Features not monitored (dates), with why.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -106,6 +108,7 @@ class FeatureDrift(BaseModel):
     Attributes:
         name: Feature name (``prediction`` / ``score`` for the model's output).
         kind: ``numeric`` or ``categorical``.
+        measure: ``value``, or ``length`` for a text column (its length in characters is compared).
         psi: Population stability index against the reference (NaN without current values).
         drifting: Whether ``psi`` is at or above the threshold.
         missing_reference: Share of missing values in the reference.
@@ -120,6 +123,7 @@ class FeatureDrift(BaseModel):
 
     name: str
     kind: Kind
+    measure: Literal["value", "length"] = "value"
     psi: float
     drifting: bool
     missing_reference: float
@@ -248,6 +252,9 @@ def build_reference(
             features[column.name] = numeric_reference(columns[column.name], bins)
         elif column.type == "categorical":
             features[column.name] = categorical_reference(columns[column.name], max_categories)
+        elif column.type == "text":
+            lengths = numeric_reference(text_lengths(columns[column.name]), bins)
+            features[column.name] = lengths.model_copy(update={"measure": "length"})
         else:
             skipped[column.name] = f"{column.type} columns are not monitored"
     if schema.target.task == "regression":
@@ -284,6 +291,7 @@ def compare(
     return FeatureDrift(
         name=name,
         kind=reference.kind,
+        measure=reference.measure,
         psi=value,
         drifting=bool(rows) and value >= threshold,
         missing_reference=reference.missing_share,
@@ -316,12 +324,17 @@ def drift_report(
         Per-feature drift, most drifting first, and the prediction's.
     """
     features = [
-        compare(distribution, columns[name], name=name, threshold=threshold)
+        compare(
+            distribution,
+            text_lengths(columns[name]) if distribution.measure == "length" else columns[name],
+            name=name,
+            threshold=threshold,
+        )
         for name, distribution in reference.features.items()
         if name in columns
     ]
     features.sort(key=lambda f: -1.0 if math.isnan(f.psi) else -f.psi)
-    rows = max((len(columns[f.name]) for f in features), default=0)
+    rows = max((len(values) for values in columns.values()), default=0 if predictions is None else len(predictions))
     prediction = None
     if predictions is not None:
         values = predictions if reference.prediction.kind == "numeric" else [str(p) for p in predictions]
@@ -337,6 +350,17 @@ def drift_report(
         score=score,
         drifting=[f.name for f in features if f.drifting],
     )
+
+
+def text_lengths(values: Sequence[Any] | np.ndarray) -> list[float]:
+    """Length in characters of each text (NaN for a missing or empty text)."""
+    lengths = []
+    for value in values:
+        if value is None or (isinstance(value, float) and math.isnan(value)) or value == "":
+            lengths.append(math.nan)
+        else:
+            lengths.append(float(len(str(value))))
+    return lengths
 
 
 def _floats(values: Sequence[Any] | np.ndarray) -> np.ndarray:

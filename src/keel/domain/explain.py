@@ -68,16 +68,35 @@ class RecordExplanation:
         }
 
 
-def input_mapping(output_names: Sequence[str], input_names: Sequence[str]) -> list[str]:
+def input_mapping(
+    output_names: Sequence[str],
+    input_names: Sequence[str],
+    groups: Sequence[tuple[int, int, Sequence[str]]] = (),
+) -> list[str]:
     """The input column each model input column comes from.
 
-    An output column named like an input column (``age``) or prefixed by one and an underscore (``workclass_Private``,
-    ``date_year``) maps to that input column, the longest matching name winning; any other (a derived column) keeps
-    its own name.
+    Args:
+        output_names: The feature pipeline's output column names.
+        input_names: The feature columns a user sends.
+        groups: The pipeline's steps as ``(first output, end, input columns)``: a step that reads one input column
+            (a text vectorizer, date parts) gives it all its outputs; a step with one output per input column
+            (ordinal codes, numbers passed through) maps them in order.
+
+    Returns:
+        Per output column, its input column. Otherwise an output column named like an input column (``age``) or
+        prefixed by one and an underscore (``workclass_Private``) maps to it, the longest name winning; any other
+        (a derived column) keeps its own name.
     """
     by_length = sorted(input_names, key=len, reverse=True)
     mapped = []
-    for output in output_names:
+    for index, output in enumerate(output_names):
+        group = next((g for g in groups if g[0] <= index < g[1]), None)
+        if group is not None and len(group[2]) == 1 and group[2][0] in input_names:
+            mapped.append(group[2][0])
+            continue
+        if group is not None and len(group[2]) == group[1] - group[0] and group[2][index - group[0]] in input_names:
+            mapped.append(group[2][index - group[0]])
+            continue
         match = next((name for name in by_length if output == name or output.startswith(f"{name}_")), None)
         mapped.append(match or output)
     return mapped

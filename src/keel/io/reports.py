@@ -108,7 +108,8 @@ def drift_histogram(drift: FeatureDrift) -> bytes:
     axes.set_xticks(positions, [_short(label) for label in labels], rotation=45, ha="right", fontsize=8)
     axes.set_ylabel("share")
     psi = "n/a" if math.isnan(drift.psi) else f"{drift.psi:.3f}"
-    axes.set_title(f"{drift.name} (PSI {psi})", fontsize=10)
+    measure = " length (characters)" if drift.measure == "length" else ""
+    axes.set_title(f"{drift.name}{measure} (PSI {psi})", fontsize=10)
     axes.legend(fontsize=7)
     return _figure_bytes(figure)
 
