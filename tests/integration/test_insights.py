@@ -96,6 +96,8 @@ def test_report_command_writes_a_self_contained_page(
         assert section in html
     assert "lightgbm" in html
     assert "What drives the predictions" in html
+    assert "8 categories: Private, Self-emp-not-inc" in html  # the schema table's workclass row
+    assert "built-in method" not in html
     assert 'id="try-form"' not in html  # the form belongs to the service's page only
 
 

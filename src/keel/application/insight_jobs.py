@@ -239,7 +239,7 @@ def explain_file(
     """
     import numpy as np
 
-    from keel.application.insights import contribution_inputs, contribution_matrix
+    from keel.application.insights import contribution_inputs, contribution_matrix, contribution_unit
     from keel.domain.explain import class_contributions, explain_records
     from keel.domain.schema import to_scalar
     from keel.domain.validation import coerce_features
@@ -266,7 +266,7 @@ def explain_file(
     if model.task == "regression":
         predicted: list[Any] = model.predict_value(features).tolist()
         chosen_class = None
-        unit = "target units"
+        unit = contribution_unit(model)
     else:
         proba = model.predict_proba(features)
         predicted = model.predict_labels(proba)

@@ -58,6 +58,19 @@ def contribution_matrix(model: FittedModel, features: pd.DataFrame) -> np.ndarra
     return _dense(output)
 
 
+LOG_LINK_OBJECTIVES = frozenset({"poisson", "gamma", "tweedie"})
+
+
+def contribution_unit(model: FittedModel) -> str:
+    """What the raw score that contributions add up to means for this model."""
+    if model.task != "regression":
+        return "log-odds"
+    params = getattr(model.estimator, "params", None) or {}
+    if str(params.get("objective", "")) in LOG_LINK_OBJECTIVES:
+        return "log of the predicted value"
+    return "target units"
+
+
 def _dense(matrix: Any) -> np.ndarray:
     import numpy as np
 
@@ -142,6 +155,7 @@ def write_insights(
         reports.contributions_plot(contributions, directory / "plots" / reports.CONTRIBUTIONS_PLOT)
     insights = {
         "global_contributions": contributions,
+        "contribution_unit": contribution_unit(model),
         "contribution_rows": len(sample) if contributions else 0,
         "previous_champion": _previous_champion(registry, str(provenance["model_name"]), test, metric_names),
     }

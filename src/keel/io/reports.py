@@ -271,7 +271,8 @@ def model_report(
         "plots": plot_list(plots_folder, PLOT_TITLES),
         "contributions": list(contributions.items()),
         "contribution_rows": int(insights.get("contribution_rows", 0)),
-        "contribution_unit": "target units" if schema.target.task == "regression" else "log-odds",
+        "contribution_unit": insights.get("contribution_unit")
+        or ("target units" if schema.target.task == "regression" else "log-odds"),
         "contribution_plot": data_uri(plots_folder / CONTRIBUTIONS_PLOT)
         if (plots_folder / CONTRIBUTIONS_PLOT).is_file()
         else None,
@@ -342,7 +343,7 @@ def _schema_row(column: Any) -> dict[str, Any]:
         "type": column.type,
         "inferred": column.inferred,
         "missing_rate": column.missing_rate,
-        "values": values,
+        "detail": values,
     }
 
 
