@@ -24,7 +24,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import Response
+from fastapi.responses import PlainTextResponse, Response
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -207,7 +207,8 @@ def create_app(
         document = ReloadResponse(
             status=outcome.status, version=outcome.version, previous=outcome.previous, reason=outcome.reason
         )
-        return Response(document.model_dump_json(), status_code=409 if outcome.status == "refused" else 200)
+        status = 409 if outcome.status == "refused" else 200
+        return Response(document.model_dump_json(), status_code=status, media_type=_JSON)
 
     @app.get("/health", summary="The process is alive")
     async def health() -> dict[str, str]:
@@ -223,7 +224,7 @@ def create_app(
         document = {"status": "ready", "model": current.name, "version": current.version}
         return Response(json.dumps(document), media_type=_JSON)
 
-    @app.get("/metrics", summary="Prometheus metrics")
+    @app.get("/metrics", summary="Prometheus metrics", response_class=PlainTextResponse)
     async def prometheus() -> Response:
         """Requests by route and status, latency, predictions per class, records per request, model version."""
         return Response(metrics.render(), media_type=CONTENT_TYPE)
