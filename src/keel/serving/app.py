@@ -3,12 +3,14 @@
 Routes: ``POST /v1/predict``, ``GET /v1/model``, ``POST /v1/admin/reload``, ``GET /health``, ``GET /ready``,
 ``GET /metrics`` (plus ``/docs`` and ``/openapi.json``, whose request model follows the served version).
 
-Client mistakes are always 4xx with the field path and what to do: malformed JSON 400, missing or wrong API key
-401, body over the limit 413, invalid fields or too many records 422. Request bodies and keys are never logged.
+Client mistakes are always 4xx with the field path and what to do: malformed JSON or a repeated key 400, missing or
+wrong API key 401, a body that stalls 408, body over the limit 413, a body not sent as JSON 415, invalid fields or
+too many records 422. Request bodies and keys are never logged.
 """
 
 from __future__ import annotations
 
+import asyncio
 import difflib
 import hmac
 import json
@@ -28,6 +30,7 @@ from fastapi.responses import PlainTextResponse, Response
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from keel import __version__
@@ -47,6 +50,8 @@ log = logging.getLogger(__name__)
 
 API_KEYS_ENV = "KEEL_API_KEYS"
 DEFAULT_MAX_BODY_BYTES = 8 * 1024 * 1024
+BODY_TIMEOUT_SECONDS = 10.0
+"""Longest wait for the rest of a request body once it has started (a stalled or slow-loris client gets 408)."""
 DEFAULT_POLL_SECONDS = 10.0
 THREADPOOL_RECORDS = 256
 """Requests with at least this many records are scored in a worker thread, so small requests are not held up."""
@@ -145,7 +150,9 @@ def create_app(
     errors = {
         400: {"model": ErrorResponse, "description": "The body is not valid JSON"},
         401: {"model": ErrorResponse, "description": "Missing or wrong API key (when keys are set)"},
+        408: {"model": ErrorResponse, "description": "The body did not arrive in time"},
         413: {"model": ErrorResponse, "description": "The body is over the size limit"},
+        415: {"model": ErrorResponse, "description": "The body is not declared as application/json"},
         422: {"model": ErrorResponse, "description": "A field is missing, unknown, of the wrong type or not finite"},
     }
 
@@ -162,6 +169,7 @@ def create_app(
         reported in ``warnings``. ``?explain=true`` adds each record's largest feature contributions.
         """
         served = served_now()
+        _require_json(request)
         body = await _read_body(request, max_body_bytes)
         data = _parse_json(body)
         try:
@@ -237,7 +245,29 @@ def create_app(
     return app
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
+def _require_json(request: Request) -> None:
+    """Refuse a body not declared as JSON (it also keeps browsers from posting here cross-site without a preflight)."""
+    declared = request.headers.get("content-type", "")
+    media_type = declared.split(";", 1)[0].strip().lower()
+    if media_type != _JSON and not (media_type.startswith("application/") and media_type.endswith("+json")):
+        shown = f"{declared[:60]!r}" if declared else "none"
+        raise ClientError(415, f"the body must be sent as 'Content-Type: application/json' (got {shown})")
+
+
+async def _read_body(request: Request, limit: int, timeout: float = BODY_TIMEOUT_SECONDS) -> bytes:
+    try:
+        async with asyncio.timeout(timeout):
+            return await _read_limited(request, limit)
+    except TimeoutError:
+        raise ClientError(
+            408, f"the request body did not arrive within {timeout:g} seconds; send it in one go"
+        ) from None
+    except ClientDisconnect:
+        # Nobody is left to answer; a 4xx keeps it out of the error log and the 5xx count.
+        raise ClientError(400, "the client disconnected before the body was complete") from None
+
+
+async def _read_limited(request: Request, limit: int) -> bytes:
     declared = request.headers.get("content-length")
     too_large = ClientError(413, f"the body is over the {limit:,}-byte limit; send fewer records per request")
     if declared is not None and declared.isdigit() and int(declared) > limit:
@@ -257,13 +287,33 @@ def _parse_json(body: bytes) -> Any:
     if not body.strip():
         raise ClientError(400, f"the body is empty; {hint}")
     try:
-        return json.loads(body)
+        return json.loads(body, object_pairs_hook=_unique_keys)
+    except _DuplicateKeyError as error:
+        raise ClientError(400, f"the body repeats the key {error.key!r} in one object; send each field once") from None
     except json.JSONDecodeError as error:
         raise ClientError(
             400, f"the body is not valid JSON: {error.msg} (line {error.lineno}, column {error.colno}); {hint}"
         ) from None
     except (ValueError, RecursionError) as error:
         raise ClientError(400, f"the body is not valid JSON ({error}); {hint}") from None
+
+
+class _DuplicateKeyError(ValueError):
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key[:60]
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """An object from its key/value pairs, refusing a repeated key (parsers disagree on which one wins)."""
+    document = dict(pairs)
+    if len(document) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _DuplicateKeyError(key)
+            seen.add(key)
+    return document
 
 
 def _json_default(value: Any) -> Any:
@@ -304,7 +354,8 @@ def _path(loc: Sequence[Any]) -> str:
         if isinstance(part, int):
             text += f"[{part}]"
         else:
-            text += f".{part}" if text else str(part)
+            name = str(part) if len(str(part)) <= 100 else f"{str(part)[:97]}…"  # a huge unknown key is not echoed
+            text += f".{name}" if text else name
     return text
 
 

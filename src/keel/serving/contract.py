@@ -12,7 +12,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal, NotRequired
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, StrictInt, StrictStr, Tag, TypeAdapter
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    StrictInt,
+    StrictStr,
+    StringConstraints,
+    Tag,
+    TypeAdapter,
+)
 from typing_extensions import TypedDict
 
 from keel.domain.schema import ColumnSchema, FeatureSchema
@@ -22,6 +32,13 @@ _typed_dict: Any = TypedDict
 
 SHOWN_CATEGORIES = 50
 """Categories listed in a field's description (the rest are summarised)."""
+MAX_VALUE_CHARS = 1_000
+"""Longest category, date or id string accepted (longer is refused with 422: it cannot be a category seen in
+training, and it would be echoed back in a warning)."""
+MAX_TEXT_CHARS = 100_000
+"""Longest free-text value accepted."""
+
+_Short = Annotated[StrictStr, StringConstraints(max_length=MAX_VALUE_CHARS)]
 
 
 @dataclass(frozen=True)
@@ -62,11 +79,11 @@ def _field_type(column: ColumnSchema) -> Any:
             else "A category."
         )
         integral = bool(categories) and all(c.lstrip("-").isdigit() for c in categories)
-        base: Any = StrictStr | StrictInt if integral else StrictStr
+        base: Any = _Short | StrictInt if integral else _Short
         return Annotated[base, Field(description=description, examples=categories[:5] or None)]
     if column.type == "datetime":
-        return Annotated[str, Field(strict=True, description="A date or time (ISO 8601)")]
-    return Annotated[str, Field(strict=True, description="Free text")]
+        return Annotated[str, Field(strict=True, max_length=MAX_VALUE_CHARS, description="A date or time (ISO 8601)")]
+    return Annotated[str, Field(strict=True, max_length=MAX_TEXT_CHARS, description="Free text")]
 
 
 def build_request_types(schema: FeatureSchema, *, model_name: str, max_records: int) -> RequestTypes:
@@ -84,7 +101,7 @@ def build_request_types(schema: FeatureSchema, *, model_name: str, max_records: 
         fields[column.name] = NotRequired[kind | None] if column.missing_rate > 0 else kind
     for name in schema.id_names:
         fields[name] = NotRequired[
-            Annotated[StrictStr | StrictInt | None, Field(description="An id, returned with the prediction")]
+            Annotated[_Short | StrictInt | None, Field(description="An id, returned with the prediction")]
         ]
     record = _typed_dict(f"{title}Record", fields)
     example = {k: v for k, v in schema.example.items() if k in fields}
