@@ -213,6 +213,7 @@ def model_report(
     test = metrics_doc.get("test", {})
     evaluation = config.get("evaluation", {}) if isinstance(config, dict) else {}
     promotion_metric = (evaluation.get("promotion") or {}).get("metric") if isinstance(evaluation, dict) else None
+    named = {str(k): v for k, v in (test.get("baselines") or {}).items() if isinstance(v, dict)}
     champion = insights.get("previous_champion")
     champion_metrics = (champion or {}).get("metrics", {})
     rows = []
@@ -233,6 +234,7 @@ def model_report(
                 "champion": fmt(other),
                 "delta": _signed(delta),
                 "delta_class": _class(delta),
+                "named": [fmt(values.get(name)) for values in named.values()],
             }
         )
     split = config.get("split", {}) if isinstance(config, dict) else {}
@@ -257,6 +259,7 @@ def model_report(
         },
         "metrics": rows,
         "metric_names": list(test.get("metrics", {})),
+        "named_baselines": list(named),
         "baseline_note": "the regression baseline predicts the training mean"
         if schema.target.task == "regression"
         else "the classification baseline predicts the training data's class shares for every row",
@@ -311,10 +314,10 @@ def _yaml(text: str) -> dict[str, Any]:
     return {str(k): v for k, v in data.items()} if isinstance(data, dict) else {}
 
 
-def _fingerprint(value: Any) -> str:
+def _fingerprint(value: Any) -> list[str]:
     if isinstance(value, dict):
-        return ", ".join(f"{k}: {v}" for k, v in value.items())
-    return str(value or "unknown")
+        return [f"{k}: {v}" for k, v in value.items()]
+    return [str(value or "unknown")]
 
 
 def _signed(value: float | None) -> str:
