@@ -44,6 +44,7 @@ from keel.serving.contract import (
 from keel.serving.contract import _kind as body_kind
 from keel.serving.insights import DEFAULT_WINDOW, DriftMonitor, install_insight_routes
 from keel.serving.monitoring import CONTENT_TYPE, ServiceMetrics
+from keel.serving.recipe import RecipeEndpoint, RecipeRequestError
 from keel.serving.swap import DEFAULT_MAX_RECORDS, ModelSource, ModelSwapper, ModelVersion, ServedModel, serve_model
 
 log = logging.getLogger(__name__)
@@ -70,7 +71,7 @@ class ClientError(Exception):
         detail: Field-level problems.
     """
 
-    def __init__(self, status: int, error: str, detail: list[dict[str, str]] | None = None) -> None:
+    def __init__(self, status: int, error: str, detail: list[dict[str, Any]] | None = None) -> None:
         super().__init__(error)
         self.status = status
         self.error = error
@@ -156,6 +157,29 @@ def create_app(
         422: {"model": ErrorResponse, "description": "A field is missing, unknown, of the wrong type or not finite"},
     }
 
+    async def answer_with_recipe(
+        request: Request, served: ServedModel, recipe: RecipeEndpoint, data: Any, explain: bool
+    ) -> Response:
+        # A recipe with a serving hook (tennis: player names) answers in its own words; see keel.serving.recipe.
+        try:
+            batch, requests = recipe.validate(data)
+        except ValidationError as error:
+            raise ClientError(422, "the request has invalid fields; see detail", _problems(error, served)) from None
+        try:
+            if len(requests) >= THREADPOOL_RECORDS:
+                answer = await run_in_threadpool(
+                    recipe.answer, requests, batch, served.predictor, explain=explain, top=explain_top
+                )
+            else:
+                answer = recipe.answer(requests, batch, served.predictor, explain=explain, top=explain_top)
+        except RecipeRequestError as error:
+            raise ClientError(error.status, error.error, error.detail) from None
+        metrics.predicted(served.name, served.version, answer.predictions)
+        monitor.observe(served, answer.rows, answer.predictions)
+        meta = {"model": served.name, "version": served.version, "request_id": request.scope[_REQUEST_ID_KEY]}
+        document = {**meta, "predictions": answer.answers} if batch else {**answer.answers[0], **meta}
+        return Response(json.dumps(document, default=_json_default), media_type=_JSON)
+
     @app.post(
         "/v1/predict",
         response_model=SinglePrediction | BatchPrediction,
@@ -172,6 +196,8 @@ def create_app(
         _require_json(request)
         body = await _read_body(request, max_body_bytes)
         data = _parse_json(body)
+        if served.recipe is not None:
+            return await answer_with_recipe(request, served, served.recipe, data, explain)
         try:
             payload = served.request.adapter.validate_python(data)
         except ValidationError as error:
@@ -323,7 +349,7 @@ def _json_default(value: Any) -> Any:
 
 
 def _problems(error: ValidationError, served: ServedModel) -> list[dict[str, str]]:
-    fields = served.predictor.feature_names + served.predictor.id_names
+    fields = served.recipe.fields if served.recipe else served.predictor.feature_names + served.predictor.id_names
     problems = []
     for item in error.errors(include_url=False):
         loc = list(item["loc"])
@@ -368,7 +394,7 @@ def _shown(value: Any) -> str:
     return f"a JSON {'array' if isinstance(value, list) else 'object' if isinstance(value, dict) else 'value'}"
 
 
-def _error_response(status: int, error: str, detail: list[dict[str, str]], scope: Scope) -> Response:
+def _error_response(status: int, error: str, detail: list[dict[str, Any]], scope: Scope) -> Response:
     document = {"error": error, "detail": detail, "request_id": scope.get(_REQUEST_ID_KEY)}
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
     return Response(json.dumps(document), status_code=status, media_type=_JSON, headers=headers)
@@ -423,6 +449,8 @@ def _install_openapi(app: FastAPI, served_now: Callable[[], ServedModel]) -> Non
                 }
             },
         }
+        if served.recipe is not None:
+            served.recipe.document(document["paths"]["/v1/predict"]["post"], document["components"]["schemas"])
         cache.clear()
         cache[served.version] = document
         return document

@@ -191,6 +191,9 @@ class ProblemDetail(BaseModel):
     field: str = Field(description="Path of the field, e.g. records[3].age (empty for the whole body)")
     problem: str
     type: str
+    candidates: list[str] | None = Field(
+        default=None, description="Known names meant, closest first (unknown or ambiguous names, recipe services)"
+    )
 
 
 class ErrorResponse(BaseModel):

@@ -20,6 +20,7 @@ from keel.domain.model import FittedModel
 from keel.errors import KeelError
 from keel.serving.contract import RequestTypes, build_request_types
 from keel.serving.predictor import Predictor
+from keel.serving.recipe import RecipeEndpoint, load_recipe_endpoint
 
 log = logging.getLogger(__name__)
 
@@ -88,12 +89,15 @@ class ServedModel:
         predictor: Its compiled predictor.
         request: Its request validators and OpenAPI schema.
         alias: The alias the service follows.
+        recipe: The recipe's serving hook, when the version's recipe declares one (it then replaces the generic
+            request model, e.g. tennis takes two player names).
     """
 
     source: ModelVersion
     predictor: Predictor
     request: RequestTypes
     alias: str | None
+    recipe: RecipeEndpoint | None = None
 
     @property
     def name(self) -> str:
@@ -132,7 +136,8 @@ def serve_model(version: ModelVersion, *, alias: str | None, max_records: int = 
     """Compile a loaded version for serving."""
     predictor = Predictor(version.model)
     request = build_request_types(version.model.schema, model_name=version.name, max_records=max_records)
-    return ServedModel(source=version, predictor=predictor, request=request, alias=alias)
+    recipe = load_recipe_endpoint(version, max_records=max_records)
+    return ServedModel(source=version, predictor=predictor, request=request, alias=alias, recipe=recipe)
 
 
 @dataclass(frozen=True)
