@@ -12,7 +12,9 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from typer.testing import CliRunner
 
+from keel.cli import app
 from tests.conftest import REPO
 
 pytestmark = pytest.mark.slow
@@ -155,21 +157,19 @@ def test_monitor_is_quiet_on_a_random_sample(adult_workspace: Path, adult_rows: 
 
 
 def test_monitor_command_writes_html_and_json_and_exits_1_on_drift(
-    adult_workspace: Path, adult_rows: Any, keel_command: list[str], tmp_path: Path
+    adult_workspace: Path, adult_rows: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     data = tmp_path / "old.csv"
     rows = adult_rows[adult_rows["age"] >= 60].copy()
     rows.loc[rows.index[:50], "native_country"] = "Atlantis"
     rows.to_csv(data, index=False)
     output = tmp_path / "drift.html"
-    done = subprocess.run(
-        [*keel_command, "monitor", "--model", "adult-income@champion", "--data", str(data), "--output", str(output)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**os.environ, "KEEL_WORKSPACE": str(adult_workspace), "COLUMNS": "200"},
+    monkeypatch.setenv("KEEL_WORKSPACE", str(adult_workspace))
+    monkeypatch.setenv("COLUMNS", "200")
+    done = CliRunner().invoke(
+        app, ["monitor", "--model", "adult-income@champion", "--data", str(data), "--output", str(output)]
     )
-    assert done.returncode == 1, done.stderr
+    assert done.exit_code == 1, done.output
     assert "age" in done.stdout
     assert "drifting" in done.stdout
     document = json.loads(output.with_suffix(".json").read_text())
@@ -183,19 +183,16 @@ def test_monitor_command_writes_html_and_json_and_exits_1_on_drift(
 
 
 def test_explain_command_lists_contributions_that_add_up_to_the_score(
-    adult_workspace: Path, adult_rows: Any, keel_command: list[str], tmp_path: Path
+    adult_workspace: Path, adult_rows: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     data = tmp_path / "rows.csv"
     adult_rows.iloc[:10].to_csv(data, index=False)
     plots = tmp_path / "plots"
-    done = subprocess.run(
-        [*keel_command, "explain", "--input", str(data), "--rows", "0,3-4", "--plots", str(plots), "--json"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**os.environ, "KEEL_WORKSPACE": str(adult_workspace)},
+    monkeypatch.setenv("KEEL_WORKSPACE", str(adult_workspace))
+    done = CliRunner().invoke(
+        app, ["explain", "--input", str(data), "--rows", "0,3-4", "--plots", str(plots), "--json"]
     )
-    assert done.returncode == 0, done.stderr
+    assert done.exit_code == 0, done.output
     records = json.loads(done.stdout)["records"]
     assert [r["row"] for r in records] == [0, 3, 4]
     model = _handle(adult_workspace).loaded.model

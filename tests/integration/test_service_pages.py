@@ -1,8 +1,10 @@
-"""The report page in a real browser: headless Chromium (Debian's package) driven over WebDriver.
+"""The service's pages as people and monitors see them, from a real `keel serve` (uvicorn) on loopback.
 
-The test installs Chromium and ChromeDriver with apt-get when they are missing and it runs as root (as in CI), talks
-the W3C WebDriver protocol to ChromeDriver with httpx, and saves a screenshot of the page under
-``KEEL_TEST_ARTIFACTS`` (default: ``.test-artifacts/`` in the repository).
+The report at ``GET /`` in a real browser (headless Chromium, Debian's package, driven over WebDriver), the bounded
+drift window behind ``GET /v1/monitoring`` and its Prometheus gauges. The browser test installs Chromium and
+ChromeDriver with apt-get when they are missing and it runs as root (as in CI), talks the W3C WebDriver protocol to
+ChromeDriver with httpx, and saves a screenshot of the page under ``KEEL_TEST_ARTIFACTS`` (default:
+``.test-artifacts/`` in the repository).
 """
 
 from __future__ import annotations
@@ -19,11 +21,14 @@ from typing import Any
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import REPO
-from tests.integration.serving_helpers import Server, free_port, running_server
+from tests.integration.serving_helpers import Server, as_json_records, free_port, running_server
 
 pytestmark = pytest.mark.slow
+
+WINDOW = 200
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
@@ -120,7 +125,7 @@ def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Browser]:
 @pytest.fixture(scope="module")
 def server(adult_workspace: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     log = tmp_path_factory.mktemp("serve-browser") / "serve.log"
-    with running_server(adult_workspace, log, "--poll-interval", "0") as running:
+    with running_server(adult_workspace, log, "--poll-interval", "0", "--monitor-window", str(WINDOW)) as running:
         yield running
 
 
@@ -166,3 +171,66 @@ def test_report_page_renders_and_its_form_returns_a_prediction(browser: Browser,
     path.write_bytes(shot)
     assert shot[:8] == b"\x89PNG\r\n\x1a\n"
     assert path.stat().st_size > 20_000
+
+
+def _features(rows: Any) -> list[str]:
+    return [c for c in rows.columns if c != "income"]
+
+
+def test_the_root_page_is_the_versions_report_with_a_prediction_form(server: Server) -> None:
+    with server.client() as client:
+        page = client.get("/")
+    assert page.status_code == 200
+    assert page.headers["content-type"].startswith("text/html")
+    html = page.text
+    assert "adult-income" in html
+    assert "version 1" in html
+    assert 'id="try-form"' in html
+    assert '"endpoint": "/v1/predict"' in html
+    assert html.count('src="data:image/png;base64,') >= 5
+
+
+def test_monitoring_window_is_bounded_and_flags_the_shift(server: Server, adult_rows: Any) -> None:
+    old = adult_rows[adult_rows["age"] >= 60]
+    records = as_json_records(old.iloc[: WINDOW + 150], _features(adult_rows))
+    with server.client() as client:
+        empty = client.get("/v1/monitoring").json()
+        for start in range(0, len(records), 100):
+            assert client.post("/v1/predict", json={"records": records[start : start + 100]}).status_code == 200
+        drift = client.get("/v1/monitoring").json()
+        metrics = client.get("/metrics").text
+    assert empty["available"] is True
+    assert drift["window"] == WINDOW
+    assert drift["rows"] == WINDOW  # only the most recent records are kept
+    assert drift["features"][0]["name"] == "age"
+    assert "age" in drift["drifting"]
+    assert not {"sex", "race", "fnlwgt"} & set(drift["drifting"])
+    assert drift["prediction"]["name"] == "prediction"
+    assert sum(drift["prediction"]["current"]) == pytest.approx(1.0)
+    gauges = {
+        (sample.labels.get("feature"), sample.name): sample.value
+        for family in text_string_to_metric_families(metrics)
+        for sample in family.samples
+        if sample.name.startswith("keel_drift")
+    }
+    assert gauges[("age", "keel_drift_psi")] > 0.2
+    assert gauges[("age", "keel_drift_drifting")] == 1.0
+    assert gauges[("sex", "keel_drift_drifting")] == 0.0
+    assert gauges[(None, "keel_drift_window_records")] == WINDOW
+
+
+def test_the_report_page_needs_a_key_like_every_other_route(adult_workspace: Path) -> None:
+    from fastapi.testclient import TestClient
+
+    from keel.application.serve import RegistrySource
+    from keel.io.registry import Registry
+    from keel.serving.app import create_app
+
+    source = RegistrySource(Registry.open(adult_workspace), "adult-income@champion")
+    client = TestClient(create_app(source, api_keys=["s3cret"], poll_interval=0))
+    assert client.get("/").status_code == 401
+    assert client.get("/v1/monitoring").status_code == 401
+    page = client.get("/", headers={"X-API-Key": "s3cret"})
+    assert page.status_code == 200
+    assert "API key" in page.text
+    assert client.get("/v1/monitoring", headers={"Authorization": "Bearer s3cret"}).json()["rows"] == 0
