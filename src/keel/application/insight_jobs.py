@@ -39,7 +39,9 @@ def report_html(handle: ModelHandle) -> str:
 
 
 def write_report(handle: ModelHandle, output: Path) -> Path:
-    """Write the model report of ``handle`` to ``output`` (an HTML file)."""
+    """Write the model report of ``handle`` to ``output`` (an HTML file, or a folder to write ``report.html`` in)."""
+    if output.is_dir():
+        output = output / "report.html"
     return reports.write_html(output, report_html(handle))
 
 
