@@ -361,7 +361,8 @@ def serve(
 ) -> None:
     """Serve a registered model over HTTP (POST /v1/predict; docs at /docs), swapping in new champions live.
 
-    Set KEEL_API_KEYS (comma-separated) to require a key on every route but /health and /ready.
+    Set KEEL_API_KEYS (comma-separated), or KEEL_API_KEYS_FILE (a file of keys, one per line), to require a key on
+    every route but /health and /ready.
     """
     import os
 

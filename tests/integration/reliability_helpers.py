@@ -24,10 +24,11 @@ def synthetic_regression(rows: int = 800, seed: int = 7) -> pd.DataFrame:
     return pd.DataFrame({"row_id": np.arange(rows), "x1": x1, "x2": x2, "colour": colour, "value": value})
 
 
-def train_second_model(folder: Path) -> Path:
+def train_second_model(folder: Path, environment: dict[str, str] | None = None) -> Path:
     """Train :data:`SECOND_MODEL` (small LightGBM regression) into the workspace ``folder`` and return it.
 
-    The keel environment variables are cleared for the call so nothing leaks in from the developer's shell.
+    The keel environment variables are cleared for the call so nothing leaks in from the developer's shell, then
+    ``environment`` is set for it (e.g. API keys, to check they never reach the registry).
     """
     from keel.application.train import train
     from keel.config import load_config
@@ -45,11 +46,13 @@ def train_second_model(folder: Path) -> Path:
     config_file = folder.parent / f"{SECOND_MODEL}.yaml"
     config_file.write_text(yaml.safe_dump(config), encoding="utf-8")
     scrubbed = ("KEEL_WORKSPACE", "MLFLOW_TRACKING_URI", "KEEL_API_KEYS", "KEEL_API_KEYS_FILE")
-    saved = {name: os.environ.pop(name, None) for name in scrubbed}
+    saved = {name: os.environ.pop(name, None) for name in {*scrubbed, *(environment or {})}}
+    os.environ.update(environment or {})
     try:
         train(load_config([config_file]))
     finally:
         for name, value in saved.items():
+            os.environ.pop(name, None)
             if value is not None:
                 os.environ[name] = value
     return folder

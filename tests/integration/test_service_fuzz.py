@@ -21,11 +21,11 @@ from tests.integration.serving_helpers import running_server
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
-POSITIVE_PREDICT_CASES = 300
-NEGATIVE_PREDICT_CASES = 300
+POSITIVE_PREDICT_CASES = 250
+NEGATIVE_PREDICT_CASES = 250
 OTHER_CASES = 25
 """Cases per mode for operations other than predict (most have no parameters, so one case covers them)."""
-MIN_CASES_PER_MODEL = 550
+MIN_CASES_PER_MODEL = 500
 
 
 @pytest.fixture(scope="module")

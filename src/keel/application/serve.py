@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from keel.application.models import load_version
 from keel.domain.refs import ModelRef, parse_ref
-from keel.errors import RegistryError
+from keel.errors import KeelError, RegistryError
 from keel.io.registry import Registry
 
 if TYPE_CHECKING:
@@ -54,7 +54,12 @@ class RegistrySource:
         if self.ref.version is not None:
             return self.ref.version
         assert self.ref.alias is not None  # noqa: S101 - parse_ref gives a bare name the default alias
-        number = self.registry.alias_version(self.ref.name, self.ref.alias)
+        try:
+            number = self.registry.alias_version(self.ref.name, self.ref.alias)
+        except KeelError:
+            raise
+        except Exception as error:  # noqa: BLE001 - the store's own errors (SQLite, HTTP) become one clear error
+            raise RegistryError(f"could not read the registry at {self.registry.workspace}: {error}") from None
         if number is None:
             raise RegistryError(f"model {self.ref.name!r} has no version with alias {self.ref.alias!r}")
         return number
@@ -68,7 +73,12 @@ class RegistrySource:
         """
         from keel.serving.swap import ModelVersion
 
-        handle = load_version(self.registry, ModelRef(name=self.ref.name, version=version))
+        try:
+            handle = load_version(self.registry, ModelRef(name=self.ref.name, version=version))
+        except KeelError:
+            raise
+        except Exception as error:  # noqa: BLE001 - the store's own errors (SQLite, HTTP) become one clear error
+            raise RegistryError(f"could not read the registry at {self.registry.workspace}: {error}") from None
         loaded = handle.loaded
         return ModelVersion(
             name=handle.info.name,

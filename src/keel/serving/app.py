@@ -21,6 +21,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -50,6 +51,7 @@ from keel.serving.swap import DEFAULT_MAX_RECORDS, ModelSource, ModelSwapper, Mo
 log = logging.getLogger(__name__)
 
 API_KEYS_ENV = "KEEL_API_KEYS"
+API_KEYS_FILE_ENV = "KEEL_API_KEYS_FILE"
 DEFAULT_MAX_BODY_BYTES = 8 * 1024 * 1024
 BODY_TIMEOUT_SECONDS = 10.0
 """Longest wait for the rest of a request body once it has started (a stalled or slow-loris client gets 408)."""
@@ -79,8 +81,30 @@ class ClientError(Exception):
 
 
 def api_keys_from_environment() -> list[str]:
-    """Keys listed (comma-separated) in ``KEEL_API_KEYS``; empty means authentication is off."""
-    return [key.strip() for key in os.environ.get(API_KEYS_ENV, "").split(",") if key.strip()]
+    """Keys listed (comma-separated) in ``KEEL_API_KEYS`` and in the file ``KEEL_API_KEYS_FILE`` names.
+
+    The file holds keys separated by commas or new lines (``#`` starts a comment), e.g. a mounted secret. No keys
+    at all means authentication is off. Keys are never read from a configuration file or the command line, so they
+    cannot end up in MLflow parameters, shell history or ``ps``.
+
+    Raises:
+        KeelError: ``KEEL_API_KEYS_FILE`` is set but the file cannot be read, or holds no key (the message names
+            the file, never its content).
+    """
+    keys = [key.strip() for key in os.environ.get(API_KEYS_ENV, "").split(",") if key.strip()]
+    named = os.environ.get(API_KEYS_FILE_ENV, "").strip()
+    if named:
+        try:
+            text = Path(named).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as error:
+            reason = error.strerror if isinstance(error, OSError) and error.strerror else type(error).__name__
+            raise KeelError(f"{API_KEYS_FILE_ENV}={named}: cannot read the API key file ({reason})") from None
+        lines = (line.split("#", 1)[0] for line in text.splitlines())
+        found = [key.strip() for line in lines for key in line.split(",") if key.strip()]
+        if not found:
+            raise KeelError(f"{API_KEYS_FILE_ENV}={named}: the file holds no API key; authentication would be off")
+        keys += found
+    return keys
 
 
 def create_app(
@@ -227,7 +251,10 @@ def create_app(
     @app.post(
         "/v1/admin/reload",
         response_model=ReloadResponse,
-        responses={409: {"model": ReloadResponse, "description": "The new version failed verification"}},
+        responses={
+            409: {"model": ReloadResponse, "description": "The new version failed verification"},
+            503: {"model": ErrorResponse, "description": "The registry cannot be read (the current version serves on)"},
+        },
         summary="Check the registry for a new version now",
     )
     async def reload() -> Response:
@@ -235,7 +262,9 @@ def create_app(
         try:
             outcome = await run_in_threadpool(swapper.check, force=True)
         except KeelError as error:
-            raise ClientError(409, f"could not check the registry: {error}") from None
+            raise ClientError(
+                503, f"could not check the registry (still serving the current version): {error}"
+            ) from None
         if outcome.status != "unchanged":
             metrics.swaps.labels(outcome.status).inc()
         document = ReloadResponse(
@@ -251,11 +280,18 @@ def create_app(
 
     @app.get("/ready", summary="A verified model is loaded")
     async def ready() -> Response:
-        """200 when a verified model is loaded, else 503."""
+        """200 when a verified model is loaded, else 503.
+
+        When the registry cannot be read (deleted, moved, the served version removed), the loaded model keeps
+        serving, so the answer stays 200 (taking every replica out of a load balancer would turn a registry outage
+        into a service outage) and ``problem`` says what is wrong until a check succeeds again.
+        """
         current = swapper.current
         if current is None:
             return Response(json.dumps({"status": "not ready"}), status_code=503, media_type=_JSON)
-        document = {"status": "ready", "model": current.name, "version": current.version}
+        document: dict[str, Any] = {"status": "ready", "model": current.name, "version": current.version}
+        if swapper.problem is not None:
+            document["problem"] = f"cannot follow {source.reference} in the registry: {swapper.problem}"
         return Response(json.dumps(document), media_type=_JSON)
 
     @app.get("/metrics", summary="Prometheus metrics", response_class=PlainTextResponse)

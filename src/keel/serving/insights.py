@@ -20,6 +20,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from keel.domain.drift import DEFAULT_THRESHOLD, DriftReference, DriftReport, drift_report
+from keel.errors import KeelError
 
 if TYPE_CHECKING:
     from keel.serving.swap import ServedModel
@@ -214,7 +215,15 @@ def install_insight_routes(app: FastAPI, monitor: DriftMonitor, registry: Any) -
     async def report_page() -> HTMLResponse:
         """The model report (metrics, plots, schema, config, environment) and a form that calls ``/v1/predict``."""
         served = monitor.served_now()
-        html = await run_in_threadpool(monitor.page, served)
+        try:
+            html = await run_in_threadpool(monitor.page, served)
+        except KeelError as error:  # its files changed or vanished after loading; the model itself serves on
+            log.error("the model report of version %s cannot be shown: %s", served.version, error)
+            return HTMLResponse(
+                "<!DOCTYPE html><title>keel</title><p>This version's report files are missing or changed; see the "
+                "service log.</p>",
+                status_code=404,
+            )
         if html is None:
             return HTMLResponse(
                 "<!DOCTYPE html><title>keel</title><p>No report is stored with this version; see /docs.</p>",

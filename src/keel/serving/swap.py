@@ -172,6 +172,8 @@ class ModelSwapper:
     on_swap: Callable[[ServedModel], None] | None = None
     current: ServedModel | None = None
     refused: dict[int, str] = field(default_factory=dict)
+    problem: str | None = None
+    """Why the last check could not read the registry (``None`` once a check succeeds); the model keeps serving."""
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
@@ -200,7 +202,12 @@ class ModelSwapper:
         with self._lock:
             current = self.current
             assert current is not None  # noqa: S101 - load_initial runs before any check
-            wanted = self.source.pointed_version()
+            try:
+                wanted = self.source.pointed_version()
+            except KeelError as error:
+                self._report(str(error))
+                raise
+            self._report(None)
             if wanted == current.version:
                 return SwapOutcome("unchanged", current.version)
             if wanted in self.refused and not force:
@@ -235,11 +242,23 @@ class ModelSwapper:
             self._thread.join(timeout=30)
             self._thread = None
 
+    def _report(self, problem: str | None) -> None:
+        """Remember whether the registry can be read, logging only when that changes (not on every poll)."""
+        if problem == self.problem:
+            return
+        current = self.current
+        serving = f"{current.name} version {current.version}" if current is not None else "the current model"
+        if problem is not None:
+            log.error("cannot read the model registry; still serving %s: %s", serving, problem)
+        else:
+            log.warning("the model registry can be read again; serving %s", serving)
+        self.problem = problem
+
     def _poll(self, interval: float) -> None:
         while not self._stop.wait(interval):
             try:
                 self.check()
-            except KeelError as error:
-                log.warning("could not check for a new model version (still serving the current one): %s", error)
+            except KeelError:
+                pass  # recorded in ``problem`` and logged once by check()
             except Exception:  # a bug must not kill the poller; the current version keeps serving
                 log.exception("checking for a new model version failed; still serving the current one")
