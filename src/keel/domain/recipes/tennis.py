@@ -71,12 +71,12 @@ MATCH_CONTEXT = ("surface", "tourney_level", "round", "best_of")
 
 
 def _expected(rating: float, opponent: float) -> float:
-    return 1.0 / (1.0 + 10.0 ** ((opponent - rating) / 400.0))
+    return 1.0 / (1.0 + math.pow(10.0, (opponent - rating) / 400.0))
 
 
 def _k_factor(matches: int) -> float:
     # FiveThirtyEight's decaying K: new players' ratings move fast, established ones slowly.
-    return 250.0 / (matches + 5) ** 0.4
+    return 250.0 / math.pow(matches + 5, 0.4)
 
 
 @dataclass
@@ -398,7 +398,7 @@ def tennis_matches(tables: Mapping[str, pd.DataFrame], seed: int = 2024) -> Reci
     coins = np.random.default_rng(seed).random(len(frame)) < 0.5
     state = TennisState()
     rows = []
-    records = frame.to_dict("records")
+    records: list[dict[str, Any]] = frame.to_dict("records")  # type: ignore[assignment]
     for index, match in enumerate(records):
         winner, loser = _facts(match, "winner"), _facts(match, "loser")
         surface = str(match["surface"]) if not _missing(match["surface"]) else "Unknown"
