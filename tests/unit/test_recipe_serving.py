@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from pydantic import ValidationError
 
-from keel.domain.recipes.serving import AmbiguousEntityError, UnknownEntityError, serving_hook
+from keel.domain.recipes.serving import AmbiguousEntityError, InvalidRequestError, UnknownEntityError, serving_hook
 from keel.domain.recipes.tennis import MatchFacts, TennisState, tennis_matches
 from keel.domain.recipes.tennis_serving import TennisMatch, TennisService, normalise, tennis_service
 from tests.unit.test_recipes import matches
@@ -125,10 +125,11 @@ def test_rows_are_both_orders_and_refuse_the_same_player_twice_or_an_early_date(
     assert (swapped["p1_name"], swapped["p2_name"]) == ("Carlos Alcaraz", "Jannik Sinner")
     assert as_sent["best_of"] == 3.0  # not a Grand Slam: best of 3 unless sent
     assert service.rows(_match(tourney_level="G"))[0]["best_of"] == 5.0
-    with pytest.raises(ValueError, match="both Jannik Sinner"):
+    with pytest.raises(InvalidRequestError, match="both Jannik Sinner"):
         service.rows(_match(player_2="sinner"))
-    with pytest.raises(ValueError, match="before the last match"):
+    with pytest.raises(InvalidRequestError, match="before the last match") as caught:
         service.rows(_match(date="2024-01-01"))
+    assert caught.value.field == "date"
 
 
 def test_the_answer_is_symmetric_by_construction() -> None:

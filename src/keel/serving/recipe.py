@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 from pydantic import ConfigDict, Discriminator, Field, Tag, TypeAdapter
 from typing_extensions import TypedDict
 
-from keel.domain.recipes.serving import RecipeService, ServiceLookupError, serving_hook
+from keel.domain.recipes.serving import InvalidRequestError, RecipeService, ServiceLookupError, serving_hook
 from keel.errors import IntegrityError
 
 if TYPE_CHECKING:
@@ -171,8 +171,9 @@ class RecipeEndpoint:
                     )
                 )
                 continue
-            except ValueError as error:
-                problems.append((422, {"field": where.rstrip("."), "problem": str(error), "type": "value_error"}))
+            except InvalidRequestError as error:
+                field = f"{where}{error.field}" if error.field else where.rstrip(".")
+                problems.append((422, {"field": field, "problem": str(error), "type": "value_error"}))
                 continue
             rows.extend(self._as_record(row) for row in built)
             counts.append(len(built))

@@ -67,6 +67,18 @@ class AmbiguousEntityError(ServiceLookupError):
     kind = "ambiguous"
 
 
+class InvalidRequestError(ValueError):
+    """A well-formed request that cannot be scored (e.g. the same player twice); the service answers 422.
+
+    Attributes:
+        field: The request field at fault (empty for the request as a whole).
+    """
+
+    def __init__(self, message: str, *, field: str = "") -> None:
+        super().__init__(message)
+        self.field = field
+
+
 class RecipeService(Protocol):
     """What a recipe's serving hook provides for one model version."""
 
@@ -91,7 +103,7 @@ class RecipeService(Protocol):
         Raises:
             UnknownEntityError: A named entry is not in the stored state.
             AmbiguousEntityError: A name matches several entries.
-            ValueError: The request is well-formed but cannot be scored (the message says why).
+            InvalidRequestError: The request is well-formed but cannot be scored (the message says why).
         """
         ...
 

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictInt, StringConstraints
 
-from keel.domain.recipes.serving import AmbiguousEntityError, UnknownEntityError
+from keel.domain.recipes.serving import AmbiguousEntityError, InvalidRequestError, UnknownEntityError
 from keel.domain.recipes.tennis import MatchFacts, PlayerState, TennisState
 from keel.errors import DataError
 
@@ -241,17 +241,17 @@ class TennisService:
         """The ordinal day of the match (the day after the last known match unless the request gives one).
 
         Raises:
-            ValueError: The date is before the last match in the data (the stored state already includes later
+            InvalidRequestError: The date is before the last match in the data (the stored state already includes later
                 results, so features for that day would see the future).
         """
         if request.date is None:
             return self.last_day + 1
         day = request.date.toordinal()
         if day < self.last_day:
-            raise ValueError(
-                f"date: {request.date.isoformat()} is before the last match in the model's data "
-                f"({_date(self.last_day)}); the stored state would include later results. Send a later date "
-                "or leave it out"
+            raise InvalidRequestError(
+                f"{request.date.isoformat()} is before the last match in the model's data ({_date(self.last_day)}); "
+                "the stored state would include later results. Send a later date or leave it out",
+                field="date",
             )
         return day
 
@@ -261,13 +261,13 @@ class TennisService:
         Raises:
             UnknownEntityError: A player is not in the data.
             AmbiguousEntityError: A name matches several players.
-            ValueError: Both names are the same player, or the date is too early.
+            InvalidRequestError: Both names are the same player, or the date is too early.
         """
         first = self.resolve("player_1", request.player_1)
         second = self.resolve("player_2", request.player_2)
         if first == second:
             name = self.state.players[first].name
-            raise ValueError(f"player_1 and player_2 are both {name}; send two different players")
+            raise InvalidRequestError(f"player_1 and player_2 are both {name}; send two different players")
         day = self.match_day(request)
         best_of = request.best_of or (5 if request.tourney_level == "G" else 3)
         return [self._row(first, second, request, day, best_of), self._row(second, first, request, day, best_of)]
