@@ -159,10 +159,22 @@ def _resolve_interaction_constraints(params: dict[str, Any], names: list[str]) -
 
 
 def _safe_names(names: list[str]) -> list[str]:
-    # LightGBM refuses some characters in feature names (JSON specials); keep them readable otherwise.
+    """Feature names LightGBM accepts: JSON specials and spaces replaced, and every name unique.
+
+    Replacing characters can make two names equal (character n-grams such as ``"a,"`` and ``"a:"``), which
+    LightGBM refuses, so a repeated name gets its position appended.
+    """
     import re
 
-    return [re.sub(r'[\[\]{}":,]', "_", name) for name in names]
+    cleaned = [re.sub(r'[\[\]{}":,\s]', "_", name) for name in names]
+    seen: set[str] = set()
+    unique = []
+    for position, name in enumerate(cleaned):
+        if name in seen:
+            name = f"{name}__{position}"
+        seen.add(name)
+        unique.append(name)
+    return unique
 
 
 def _is_plain(value: Any) -> bool:
