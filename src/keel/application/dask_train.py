@@ -34,6 +34,7 @@ from keel.domain.features import build_feature_plan, output_names
 from keel.domain.model import FittedModel
 from keel.domain.schema import FeatureSchema
 from keel.domain.training import FitReport
+from keel.domain.training import _safe_names as lightgbm_feature_names
 from keel.errors import ConfigError, KeelError
 from keel.io.cluster import dask_client
 
@@ -114,7 +115,8 @@ def fit_on_dask(
         try:
             with warnings.catch_warnings(), contextlib.redirect_stdout(sys.stderr):
                 warnings.filterwarnings("ignore", message="Parameter .* will be ignored")
-                estimator.fit(x, y, categorical_feature=categorical or "auto", feature_name=_safe_names(names))
+                feature_names = lightgbm_feature_names(names)
+                estimator.fit(x, y, categorical_feature=categorical or "auto", feature_name=feature_names)
         except (lightgbm.basic.LightGBMError, OSError) as exc:
             text = str(exc)
             if any(word in text.lower() for word in _NETWORK_WORDS):
@@ -197,9 +199,3 @@ def _stdout_to_stderr() -> None:
     """Point a local worker's stdout at its stderr (LightGBM's C++ code prints network set-up there)."""
     sys.stdout.flush()
     os.dup2(2, 1)
-
-
-def _safe_names(names: list[str]) -> list[str]:
-    import re
-
-    return [re.sub(r'[\[\]{}":,]', "_", name) for name in names]
