@@ -134,10 +134,29 @@ class Registry:
 
             _quiet_mlflow()
 
-            if self.embedded:
-                self.workspace.mkdir(parents=True, exist_ok=True)
-            self._client = _retry(lambda: MlflowClient(tracking_uri=self.tracking_uri), what="open the store")
+            if not self.embedded:
+                self._client = _retry(lambda: MlflowClient(tracking_uri=self.tracking_uri), what="open the store")
+                return self._client
+            self.workspace.mkdir(parents=True, exist_ok=True)
+            # MLflow creates and migrates a new SQLite store on first use; two processes doing that at once race
+            # on the same ALTER TABLEs. The first keel process on this workspace does it alone, under a lock.
+            with self._workspace_lock(".store.lock"):
+                client = _retry(lambda: MlflowClient(tracking_uri=self.tracking_uri), what="open the store")
+                _retry(lambda: client.search_experiments(max_results=1), what="initialise the store")
+            self._client = client
         return self._client
+
+    @contextlib.contextmanager
+    def _workspace_lock(self, name: str) -> Iterator[None]:
+        import fcntl
+
+        self.workspace.mkdir(parents=True, exist_ok=True)
+        with (self.workspace / name).open("a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
 
     def _require_store(self) -> None:
         if not self.exists():
@@ -215,15 +234,8 @@ class Registry:
         The gate reads the champion, compares and moves the alias; two runs interleaving those steps could both
         decide against the same old champion. A file lock in the workspace makes the decision one step.
         """
-        import fcntl
-
-        self.workspace.mkdir(parents=True, exist_ok=True)
-        with (self.workspace / ".promotion.lock").open("a") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+        with self._workspace_lock(".promotion.lock"):
+            yield
 
     # -- versions --------------------------------------------------------------------------------------------
 
