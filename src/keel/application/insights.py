@@ -30,6 +30,10 @@ CONTRIBUTION_ROWS = 2000
 """Test rows the global contributions are averaged over (a sample keeps training fast on large data)."""
 CONTRIBUTION_CELLS = 4_000_000
 """Most contribution values computed at once (rows × model input columns)."""
+CONTRIBUTION_TREE_ROWS = 300_000
+"""Most rows × trees walked for the global contributions of a LightGBM model."""
+CONTRIBUTION_MIN_ROWS = 200
+"""Fewest test rows the global contributions are averaged over (when there are that many)."""
 
 
 def predicted_outputs(model: FittedModel, predictions: Predictions) -> tuple[list[Any], np.ndarray | None]:
@@ -149,6 +153,10 @@ def write_insights(
     test_features = coerce_features(test, schema, label="test rows").frame
     # Contributions are densified: with thousands of columns (text) fewer rows keep the matrix small.
     budget = max(100, CONTRIBUTION_CELLS // (len(model.feature_names) + 1))
+    if model.is_booster:
+        # SHAP values cost about rows × trees (× classes, which are trees too): a large multiclass model gets a
+        # smaller sample, so the mean stays a good estimate without dominating training time.
+        budget = min(budget, max(CONTRIBUTION_MIN_ROWS, CONTRIBUTION_TREE_ROWS // max(1, model.estimator.num_trees())))
     sample = test_features.sample(n=min(CONTRIBUTION_ROWS, budget, len(test_features)), random_state=seed)
     contributions = global_contributions(model, sample.reset_index(drop=True))
     if contributions:
