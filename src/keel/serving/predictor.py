@@ -26,6 +26,10 @@ DEFAULT_TOP_CONTRIBUTIONS = 5
 Record = Mapping[str, Any]
 
 
+ALL_CORES_FROM_ROWS = 256
+"""Requests with at least this many records let LightGBM use every core (0 = OpenMP's default)."""
+
+
 @dataclass(frozen=True)
 class _Column:
     """How one output column of the preprocessor is computed from a record.
@@ -162,6 +166,7 @@ class Predictor:
         self._plan = compile_plan(model)
         self.compiled = self._plan is not None
         self._checks = self._make_checks()
+        self._plan_positions = {column.name: j for j, column in enumerate(self._plan)} if self._plan is not None else {}
         self._contribution_names = list(model.feature_names) or (
             [c.name for c in self._plan] if self._plan else list(self.feature_names)
         )
@@ -234,7 +239,10 @@ class Predictor:
 
         model = self.model
         if model.is_booster:
-            output = np.asarray(model.estimator.predict(matrix, num_threads=self.threads))
+            # Small requests stay on one thread (no OpenMP start-up per call, the other cores serve other
+            # requests); a large batch is worth every core.
+            threads = self.threads if matrix.shape[0] < ALL_CORES_FROM_ROWS else 0
+            output = np.asarray(model.estimator.predict(matrix, num_threads=threads))
             if self.task == "regression":
                 return output.astype(np.float64, copy=False)
             return np.column_stack([1.0 - output, output]) if output.ndim == 1 else output
@@ -259,7 +267,7 @@ class Predictor:
         """
         matrix = self.encode(records)
         output = self.raw(matrix)
-        warnings = self.warnings(records)
+        warnings = self.warnings(records, matrix)
         results: list[dict[str, Any]]
         if self.task == "regression":
             results = [{"value": value} for value in output.tolist()]
@@ -280,14 +288,20 @@ class Predictor:
                 result["explanation"] = explanation
         return results
 
-    def warnings(self, records: Sequence[Record]) -> dict[int, list[dict[str, str]]]:
-        """Per record index, the fields whose value lies outside the training data (unseen category, range)."""
+    def warnings(self, records: Sequence[Record], matrix: Any = None) -> dict[int, list[dict[str, str]]]:
+        """Per record index, the fields whose value lies outside the training data (unseen category, range).
+
+        With the compiled plan's ``matrix``, only the rows it flags are looked at (a missing category code, a
+        number outside the range), so a large batch of ordinary records costs a few vector comparisons.
+        """
         found: dict[int, list[dict[str, str]]] = {}
         for check in self._checks:
             name = check.name
+            rows = self._flagged_rows(check, matrix, len(records))
             if check.known is not None:
                 known = check.known
-                for i, record in enumerate(records):
+                for i in rows:
+                    record = records[i]
                     value = record.get(name)
                     if value is not None and value not in known:
                         found.setdefault(i, []).append(
@@ -300,7 +314,8 @@ class Predictor:
                 low, high = check.low, check.high
                 assert low is not None  # noqa: S101 - numeric checks always have both bounds
                 assert high is not None  # noqa: S101
-                for i, record in enumerate(records):
+                for i in rows:
+                    record = records[i]
                     value = record.get(name)
                     if value is None or low <= value <= high:
                         continue
@@ -314,6 +329,20 @@ class Predictor:
                         }
                     )
         return found
+
+    def _flagged_rows(self, check: _Check, matrix: Any, count: int) -> Sequence[int]:
+        """Rows that may break ``check``: every row, or those the compiled matrix flags."""
+        import numpy as np
+
+        position = self._plan_positions.get(check.name)
+        if matrix is None or position is None or not isinstance(matrix, np.ndarray):
+            return range(count)
+        column = matrix[:, position]
+        if check.known is not None:
+            return np.flatnonzero(np.isnan(column)).tolist()  # unseen (or missing) categories have no code
+        assert check.low is not None  # noqa: S101 - numeric checks always have both bounds
+        assert check.high is not None  # noqa: S101
+        return np.flatnonzero((column < check.low) | (column > check.high)).tolist()
 
     def explain(self, records: Sequence[Record], matrix: Any, output: np.ndarray, top: int) -> list[dict[str, Any]]:
         """The ``top`` largest feature contributions (LightGBM's SHAP values, in raw-score units) of each record.
