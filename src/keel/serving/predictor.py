@@ -26,6 +26,8 @@ DEFAULT_TOP_CONTRIBUTIONS = 5
 Record = Mapping[str, Any]
 
 
+VECTOR_CHECKS_FROM_ROWS = 32
+"""Requests with at least this many records find out-of-range values with vector comparisons first."""
 ALL_CORES_FROM_ROWS = 256
 """Requests with at least this many records let LightGBM use every core (0 = OpenMP's default)."""
 
@@ -335,8 +337,8 @@ class Predictor:
         import numpy as np
 
         position = self._plan_positions.get(check.name)
-        if matrix is None or position is None or not isinstance(matrix, np.ndarray):
-            return range(count)
+        if count < VECTOR_CHECKS_FROM_ROWS or matrix is None or position is None or not isinstance(matrix, np.ndarray):
+            return range(count)  # a few records: looking at each is cheaper than numpy's per-call overhead
         column = matrix[:, position]
         if check.known is not None:
             return np.flatnonzero(np.isnan(column)).tolist()  # unseen (or missing) categories have no code
