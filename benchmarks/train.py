@@ -29,7 +29,8 @@ from importlib import resources
 names = ["age","workclass","fnlwgt","education","education_num","marital_status","occupation","relationship",
          "race","sex","capital_gain","capital_loss","hours_per_week","native_country","income"]
 folder = resources.files("keel") / "data" / "adult"
-read = lambda f, skip: pd.read_csv(folder / f, header=None, names=names, skipinitialspace=True, na_values=["?"], skiprows=skip)
+def read(f, skip):
+    return pd.read_csv(folder / f, header=None, names=names, skipinitialspace=True, na_values=["?"], skiprows=skip)
 train, test = read("adult.data.gz", 0), read("adult.test.gz", 1)
 y, y_test = (train.pop("income") == ">50K").astype(int), test.pop("income").str.startswith(">50K").astype(int)
 for column in train.columns:

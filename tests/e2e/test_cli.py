@@ -11,7 +11,9 @@ import pandas as pd
 import pytest
 
 
-def keel(command: list[str], *args: str, cwd: Path | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
+def keel(
+    command: list[str], *args: str, cwd: Path | None = None, check: bool = True
+) -> subprocess.CompletedProcess[str]:
     result = subprocess.run(
         [*command, *args], capture_output=True, text=True, cwd=cwd, env=os.environ.copy(), timeout=300
     )
@@ -43,9 +45,17 @@ def test_main_job_twice_registers_two_versions_and_keeps_the_champion(keel_comma
 
 
 @pytest.mark.slow
-def test_train_shows_progress_metrics_and_the_decision(keel_command: list[str], workspace: Path, tmp_path: Path) -> None:
-    result = keel(keel_command, "train", "configs/adult.yaml", "model.params.n_estimators=60", "split.seed=7",
-                  cwd=Path(__file__).resolve().parents[2])
+def test_train_shows_progress_metrics_and_the_decision(
+    keel_command: list[str], workspace: Path, tmp_path: Path
+) -> None:
+    result = keel(
+        keel_command,
+        "train",
+        "configs/adult.yaml",
+        "model.params.n_estimators=60",
+        "split.seed=7",
+        cwd=Path(__file__).resolve().parents[2],
+    )
     assert "Training lightgbm" in result.stderr
     assert "workclass: feature, categorical" in result.stderr
     assert "roc_auc" in result.stdout
@@ -63,7 +73,9 @@ def test_train_shows_progress_metrics_and_the_decision(keel_command: list[str], 
         (["model.estimator=xgboost"], "model.estimator"),
     ],
 )
-def test_config_mistakes_exit_2_with_one_clear_message(keel_command: list[str], workspace: Path, args: list[str], expected: str) -> None:
+def test_config_mistakes_exit_2_with_one_clear_message(
+    keel_command: list[str], workspace: Path, args: list[str], expected: str
+) -> None:
     result = keel(keel_command, "train", *args, check=False)
     assert result.returncode == 2
     assert expected in result.stderr
@@ -94,7 +106,9 @@ def test_predict_evaluate_and_models_commands(
     rows.loc[3, "age"] = "unknown"
     rows.to_csv(source, index=False)
     output = tmp_path / "scored.csv"
-    result = keel(keel_command, "predict", "--model", "adult-income@champion", "--input", str(source), "--output", str(output))
+    result = keel(
+        keel_command, "predict", "--model", "adult-income@champion", "--input", str(source), "--output", str(output)
+    )
     assert "scored 499 of 500 rows" in result.stdout
     assert "invalid row(s)" in result.stdout
     assert len(pd.read_csv(output)) == 499
@@ -117,7 +131,9 @@ def test_predict_evaluate_and_models_commands(
     assert "champion" in promoted.stdout
 
 
-def test_a_tampered_model_is_refused_by_predict(keel_command: list[str], copy_workspace: Path, adult_rows: pd.DataFrame, tmp_path: Path) -> None:
+def test_a_tampered_model_is_refused_by_predict(
+    keel_command: list[str], copy_workspace: Path, adult_rows: pd.DataFrame, tmp_path: Path
+) -> None:
     [booster] = list(copy_workspace.rglob("model.lgb.txt"))
     booster.write_text(booster.read_text().replace("learning_rate", "learning_rate "))
     source = tmp_path / "in.csv"

@@ -1,9 +1,8 @@
 """The four example projects served by `keel serve`, each with its own request model, hit with real examples.
 
-Each project is trained once for this module with `keel train configs/X.yaml` (KEEL_DATA_DIR pointing at the shared
-data) with fewer boosting rounds or seasons than the shipped config, which keeps the suite quick while the models
-stay real (their goals are asserted in test_projects.py); then a real uvicorn process serves it on a free loopback
-port. Tennis takes two player names and the match; the others take a record of their own feature columns (tags:
+The models are the ones test_projects.py trains from the shipped configs (the session's `trained` fixture: each
+project is trained once for the whole run); a real uvicorn process serves each on a free loopback port. Tennis
+takes two player names and the match; the others take a record of their own feature columns (tags:
 ``{"title": ..., "description": ...}``).
 """
 
@@ -18,16 +17,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from tests.e2e.test_projects import REPO, Trained, _train
+from tests.e2e.test_projects import REPO, Trained
 from tests.integration.serving_helpers import Server, as_json_records, running_server
 
-REDUCED: dict[str, tuple[str, ...]] = {
-    # Seasons 2016-2024 (train to 2022, validate on 2023, test on 2024) and faster boosting: ~1 minute.
-    "tennis": ("data.train.years=[2016,2024]", "model.params.n_estimators=400", "model.params.learning_rate=0.05"),
-    "covertype": ("model.params.n_estimators=200", "model.params.learning_rate=0.2"),
-    "bikes": ("model.params.n_estimators=300", "model.params.learning_rate=0.1"),
-    "tags": (),
-}
 MATCH = {"player_1": "Jannik Sinner", "player_2": "Carlos Alcaraz", "surface": "Clay", "tourney_level": "G",
          "round": "F", "best_of": 5}  # fmt: skip
 
@@ -35,17 +27,15 @@ MATCH = {"player_1": "Jannik Sinner", "player_2": "Carlos Alcaraz", "surface": "
 class _Services(dict[str, Server]):
     """Projects trained and served on first use; every server is stopped when the module ends."""
 
-    def __init__(self, shared_data: Path, factory: pytest.TempPathFactory, keel_command: list[str]) -> None:
+    def __init__(self, trained: dict[str, Trained], factory: pytest.TempPathFactory) -> None:
         super().__init__()
-        self.shared_data, self.factory, self.keel_command = shared_data, factory, keel_command
-        self.trained: dict[str, Trained] = {}
+        self.trained, self.factory = trained, factory
         self._contexts: list[Any] = []
 
     def __missing__(self, project: str) -> Server:
         folder = self.factory.mktemp(f"served-{project}")
-        trained = _train(project, self.shared_data, folder / "workspace", self.keel_command, *REDUCED[project])
-        self.trained[project] = trained
-        context = running_server(trained.workspace, folder / "serve.log", f"{project}@champion")
+        workspace = self.trained[project].workspace
+        context = running_server(workspace, folder / "serve.log", f"{project}@champion")
         self[project] = context.__enter__()
         self._contexts.append(context)
         return self[project]
@@ -56,9 +46,9 @@ class _Services(dict[str, Server]):
 
 
 @pytest.fixture(scope="module")
-def services(shared_data: Path, tmp_path_factory: pytest.TempPathFactory, keel_command: list[str]) -> Iterator[Any]:
-    """The projects, each trained and served once for this module."""
-    served = _Services(shared_data, tmp_path_factory, keel_command)
+def services(trained: dict[str, Trained], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """The projects (trained once per session), each served once for this module."""
+    served = _Services(trained, tmp_path_factory)
     try:
         yield served
     finally:

@@ -60,10 +60,8 @@ class _Projects(dict[str, Trained]):
         return self[project]
 
 
-@pytest.fixture(scope="module")
-def trained(shared_data: Path, tmp_path_factory: pytest.TempPathFactory, keel_command: list[str]) -> _Projects:
-    """The four projects, each trained once for this module."""
-    return _Projects(shared_data, tmp_path_factory, keel_command)
+# The `trained` fixture (tests/e2e/conftest.py) holds the projects for the whole session, so the service tests
+# serve these same models instead of training them again.
 
 
 @pytest.mark.slow

@@ -50,7 +50,9 @@ def test_each_task_and_estimator_trains_registers_and_reloads(
     assert handle.loaded.schema.id_names == ["row_id"]
 
 
-def test_second_identical_run_is_registered_but_not_promoted(make_project: ProjectFactory, module_workspace: Path) -> None:
+def test_second_identical_run_is_registered_but_not_promoted(
+    make_project: ProjectFactory, module_workspace: Path
+) -> None:
     config = make_project(synthetic("binary"), "gate")
     first = train(load_config([config]))
     second = train(load_config([config]))

@@ -27,15 +27,17 @@ def test_lightgbm_core_parameters_and_aliases_are_accepted() -> None:
         ("ridge", "binary", {}, "cannot do binary"),
     ],
 )
-def test_bad_parameters_are_config_errors_naming_them(name: str, task: str, params: dict[str, object], message: str) -> None:
+def test_bad_parameters_are_config_errors_naming_them(
+    name: str, task: str, params: dict[str, object], message: str
+) -> None:
     with pytest.raises(ConfigError, match=message):
         build_estimator(name, task, params, seed=0)  # type: ignore[arg-type]
 
 
 def test_feature_names_stay_unique_after_cleaning_for_lightgbm() -> None:
-    from keel.domain.training import _safe_names
+    from keel.domain.training import lightgbm_feature_names
 
-    names = _safe_names(["text__char__a,", "text__char__a:", "text__char__a b", "plain"])
+    names = lightgbm_feature_names(["text__char__a,", "text__char__a:", "text__char__a b", "plain"])
     assert len(set(names)) == 4
     assert all(not any(ch in name for ch in '[]{}":, ') for name in names)
     assert names[-1] == "plain"

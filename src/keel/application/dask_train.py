@@ -33,8 +33,7 @@ from keel.domain.estimators import build_estimator
 from keel.domain.features import build_feature_plan, output_names
 from keel.domain.model import FittedModel
 from keel.domain.schema import FeatureSchema
-from keel.domain.training import FitReport
-from keel.domain.training import _safe_names as lightgbm_feature_names
+from keel.domain.training import FitReport, lightgbm_feature_names
 from keel.errors import ConfigError, KeelError
 from keel.io.cluster import dask_client
 

@@ -106,7 +106,9 @@ class TrainResult:
 
 
 @dataclass
-class _Parts:
+class Parts:
+    """The labelled rows of each part of the split (``valid`` is ``None`` without a validation part)."""
+
     train: pd.DataFrame
     valid: pd.DataFrame | None
     test: pd.DataFrame
@@ -137,7 +139,7 @@ def train(loaded: LoadedConfig, reporter: Reporter | None = None) -> TrainResult
         for reason, count in data.dropped.items():
             reporter.note(f"dropped {count:,} row(s): {reason}")
     with reporter.step("Splitting and validating"):
-        parts = _split(data, loaded)
+        parts = split_parts(data, loaded)
         schema = infer_schema(parts.train, config.data)
         for column in schema.columns:
             if column.inferred and column.role != "target":
@@ -160,7 +162,7 @@ def train(loaded: LoadedConfig, reporter: Reporter | None = None) -> TrainResult
             if slice_column not in parts.test.columns:
                 raise ConfigError(f"evaluation.slices: column {slice_column!r} is not in the test data")
         check_baseline_columns(config.evaluation.baselines, list(parts.test.columns), task)
-        train_x, train_y = _features_and_target(parts.train, schema, "training rows")
+        train_x, train_y = features_and_target(parts.train, schema, "training rows")
         if config.data.leakage_check:
             leaks = find_leaks(train_x, train_y, schema)
             if leaks:
@@ -168,8 +170,8 @@ def train(loaded: LoadedConfig, reporter: Reporter | None = None) -> TrainResult
         check_not_all_missing(coerce_features(parts.train, schema), schema, label="training rows")
         valid_x, valid_y = (None, None)
         if parts.valid is not None and len(parts.valid):
-            valid_x, valid_y = _features_and_target(parts.valid, schema, "validation rows")
-        _features_and_target(parts.test, schema, "test rows")
+            valid_x, valid_y = features_and_target(parts.valid, schema, "validation rows")
+        features_and_target(parts.test, schema, "test rows")
         rows = {
             "train": len(parts.train),
             "valid": 0 if parts.valid is None else len(parts.valid),
@@ -251,7 +253,12 @@ def _fitter(loaded: LoadedConfig) -> Callable[..., tuple[FittedModel, FitReport]
     return functools.partial(fit_on_dask, scheduler=config.scheduler, workers=config.dask_workers)
 
 
-def _split(data: LoadedData, loaded: LoadedConfig) -> _Parts:
+def split_parts(data: LoadedData, loaded: LoadedConfig) -> Parts:
+    """Split the loaded tables into train, validation and test rows as the config says.
+
+    Raises:
+        DataError: The explicit test table lacks columns, or the test part is empty.
+    """
     from keel.domain.schema import infer_task
 
     config = loaded.config
@@ -270,10 +277,15 @@ def _split(data: LoadedData, loaded: LoadedConfig) -> _Parts:
         test = frame.iloc[indices.test].reset_index(drop=True)
     if test.empty:
         raise DataError("the test part is empty; check `split.test_size` or the test file")
-    return _Parts(train=frame.iloc[indices.train].reset_index(drop=True), valid=valid, test=test)
+    return Parts(train=frame.iloc[indices.train].reset_index(drop=True), valid=valid, test=test)
 
 
-def _features_and_target(frame: pd.DataFrame, schema: FeatureSchema, label: str) -> tuple[pd.DataFrame, Any]:
+def features_and_target(frame: pd.DataFrame, schema: FeatureSchema, label: str) -> tuple[pd.DataFrame, Any]:
+    """Coerced feature columns and the encoded target of labelled rows.
+
+    Raises:
+        DataError: Some values cannot be read as their column's type (counted, with examples).
+    """
     coerced = coerce_features(frame, schema, label=label)
     raise_for_invalid_training_rows(frame, coerced, schema, label=label)
     return coerced.frame, encode_target(frame[schema.target.name].reset_index(drop=True), schema)

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from keel.application.dataset import load_data
 from keel.application.progress import Reporter, SilentReporter
-from keel.application.train import _features_and_target, _split
+from keel.application.train import features_and_target, split_parts
 from keel.config import LoadedConfig, dump_yaml
 from keel.domain.metrics import Predictions, check_metrics_fit_task, compute_metrics, default_promotion_metric
 from keel.domain.schema import FeatureSchema, infer_schema
@@ -104,7 +104,7 @@ def _prepare(loaded: LoadedConfig) -> _Prepared:
     """Load, split and validate the data exactly as ``keel train`` does, keeping train and validation only."""
     config = loaded.config
     data = load_data(loaded)
-    parts = _split(data, loaded)
+    parts = split_parts(data, loaded)
     if parts.valid is None or not len(parts.valid):
         raise ConfigError(
             "keel tune scores trials on the validation split and never on the test split; set `split.valid_size` "
@@ -115,8 +115,8 @@ def _prepare(loaded: LoadedConfig) -> _Prepared:
     metric = config.tuning.metric or config.evaluation.promotion.metric or default_promotion_metric(task)
     if check_metrics_fit_task([metric], task):
         raise ConfigError(f"tuning.metric: {metric!r} does not apply to a {task} task")
-    train_x, train_y = _features_and_target(parts.train, schema, "training rows")
-    valid_x, valid_y = _features_and_target(parts.valid, schema, "validation rows")
+    train_x, train_y = features_and_target(parts.train, schema, "training rows")
+    valid_x, valid_y = features_and_target(parts.valid, schema, "validation rows")
     return _Prepared(schema, train_x, train_y, valid_x, valid_y, metric)
 
 

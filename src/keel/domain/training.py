@@ -99,7 +99,10 @@ def fit_model(
     if model.estimator == "lightgbm":
         import lightgbm
 
-        fit_kwargs: dict[str, Any] = {"categorical_feature": categorical or "auto", "feature_name": _safe_names(names)}
+        fit_kwargs: dict[str, Any] = {
+            "categorical_feature": categorical or "auto",
+            "feature_name": lightgbm_feature_names(names),
+        }
         has_valid = valid_x is not None and valid_y is not None and len(valid_x) > 0
         if has_valid and (model.early_stopping_rounds or callbacks):
             fit_kwargs["eval_X"] = (preprocessor.transform(valid_x),)
@@ -158,7 +161,7 @@ def _resolve_interaction_constraints(params: dict[str, Any], names: list[str]) -
     return {**params, "interaction_constraints": resolved}
 
 
-def _safe_names(names: list[str]) -> list[str]:
+def lightgbm_feature_names(names: list[str]) -> list[str]:
     """Feature names LightGBM accepts: JSON specials and spaces replaced, and every name unique.
 
     Replacing characters can make two names equal (character n-grams such as ``"a,"`` and ``"a:"``), which
