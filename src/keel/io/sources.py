@@ -211,9 +211,13 @@ def download_member(url: str, member: str, sha256: str, *, timeout: float = 60.0
     with tempfile.TemporaryDirectory(dir=target.parent, prefix=".archive-") as scratch:
         archive = Path(scratch) / "archive.zip"
         try:
-            with urllib.request.urlopen(  # noqa: S310 - http(s) only, checked by SourceConfig
-                urllib.request.Request(url, headers={"User-Agent": "keel"}), timeout=timeout  # noqa: S310
-            ) as response, archive.open("wb") as out:
+            with (
+                urllib.request.urlopen(  # noqa: S310 - http(s) only, checked by SourceConfig
+                    urllib.request.Request(url, headers={"User-Agent": "keel"}),
+                    timeout=timeout,  # noqa: S310
+                ) as response,
+                archive.open("wb") as out,
+            ):
                 expected_length = response.headers.get("Content-Length")
                 received = 0
                 while chunk := response.read(_CHUNK):
