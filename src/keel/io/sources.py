@@ -213,8 +213,8 @@ def download_member(url: str, member: str, sha256: str, *, timeout: float = 60.0
         try:
             with (
                 urllib.request.urlopen(  # noqa: S310 - http(s) only, checked by SourceConfig
-                    urllib.request.Request(url, headers={"User-Agent": "keel"}),
-                    timeout=timeout,  # noqa: S310
+                    urllib.request.Request(url, headers={"User-Agent": "keel"}),  # noqa: S310
+                    timeout=timeout,
                 ) as response,
                 archive.open("wb") as out,
             ):
