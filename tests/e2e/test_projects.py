@@ -149,27 +149,6 @@ def test_tags_weighted_f1_beats_the_fine_tuned_scibert(trained: dict[str, Traine
             assert scores["f1_weighted"] > 0.75
 
 
-@pytest.mark.slow
-def test_tags_trains_in_under_30_seconds(shared_data: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from keel.application import train as job
-    from keel.application.dataset import load_data
-    from keel.config import load_config
-    from keel.domain.schema import infer_schema
-    from keel.domain.training import fit_model
-
-    monkeypatch.setenv("KEEL_DATA_DIR", str(shared_data))
-    loaded = load_config([REPO / "configs" / "tags.yaml"])
-    config = loaded.config
-    parts = job._split(load_data(loaded), loaded)
-    schema = infer_schema(parts.train, config.data)
-    features, target = job._features_and_target(parts.train, schema, "training rows")
-    started = time.perf_counter()
-    fit_model(schema, config.features, config.model, seed=config.split.seed, train_x=features, train_y=target)
-    seconds = time.perf_counter() - started
-    print(f"\n[timing] tags: TF-IDF + logistic regression fit in {seconds:.1f}s")
-    assert seconds < 30
-
-
 @pytest.fixture(scope="module")
 def tagger(trained: dict[str, Trained]) -> Any:
     from keel.application.models import load_version
