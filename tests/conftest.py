@@ -58,20 +58,9 @@ def copy_workspace(adult_workspace: Path, tmp_path: Path, monkeypatch: pytest.Mo
 
     The embedded store records absolute artifact paths, so the copy keeps them pointing at its own files.
     """
-    import shutil
-    import sqlite3
+    from tests.workspaces import copy_workspace_to
 
-    target = tmp_path / "workspace"
-    shutil.copytree(adult_workspace, target)
-    old, new = adult_workspace.as_uri(), target.as_uri()
-    with sqlite3.connect(target / "mlflow.db") as db:
-        for table, column in (
-            ("experiments", "artifact_location"),
-            ("runs", "artifact_uri"),
-            ("model_versions", "source"),
-            ("model_versions", "storage_location"),
-        ):
-            db.execute(f"UPDATE {table} SET {column} = REPLACE({column}, ?, ?)", (old, new))  # noqa: S608
+    target = copy_workspace_to(adult_workspace, tmp_path / "workspace")
     monkeypatch.setenv("KEEL_WORKSPACE", str(target))
     return target
 

@@ -15,7 +15,6 @@ import os
 import shlex
 import shutil
 import socket
-import sqlite3
 import subprocess
 import time
 import urllib.error
@@ -27,6 +26,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import REPO
+from tests.workspaces import copy_workspace_to
 
 pytestmark = [
     pytest.mark.image,
@@ -155,16 +155,7 @@ def _serving(
 
 def _copy_workspace(source: Path, target: Path, owner: str) -> Path:
     """A copy of an embedded workspace (its store's absolute artifact paths rewritten), owned by the image's user."""
-    shutil.copytree(source, target)
-    old, new = source.as_uri(), target.as_uri()
-    with sqlite3.connect(target / "mlflow.db") as db:
-        for table, column in (
-            ("experiments", "artifact_location"),
-            ("runs", "artifact_uri"),
-            ("model_versions", "source"),
-            ("model_versions", "storage_location"),
-        ):
-            db.execute(f"UPDATE {table} SET {column} = REPLACE({column}, ?, ?)", (old, new))  # noqa: S608
+    copy_workspace_to(source, target)
     uid, _, gid = owner.partition(":")
     for path in [target, *target.rglob("*")]:
         os.chown(path, int(uid), int(gid or uid))

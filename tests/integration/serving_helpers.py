@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import math
 import os
-import shutil
 import socket
-import sqlite3
 import subprocess
 import sys
 import time
@@ -76,21 +74,6 @@ def running_server(workspace: Path, log: Path, *args: str, **env: str) -> Iterat
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
-
-
-def copy_workspace_to(source: Path, target: Path) -> Path:
-    """A private copy of a workspace whose registry points at the copied artifacts."""
-    shutil.copytree(source, target)
-    old, new = source.as_uri(), target.as_uri()
-    with sqlite3.connect(target / "mlflow.db") as db:
-        for table, column in (
-            ("experiments", "artifact_location"),
-            ("runs", "artifact_uri"),
-            ("model_versions", "source"),
-            ("model_versions", "storage_location"),
-        ):
-            db.execute(f"UPDATE {table} SET {column} = REPLACE({column}, ?, ?)", (old, new))  # noqa: S608
-    return target
 
 
 def register_copy(workspace: Path, *, name: str = "adult-income", of_version: int = 1) -> tuple[int, Path]:

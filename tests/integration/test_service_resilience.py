@@ -15,7 +15,8 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from tests.integration.serving_helpers import Server, copy_workspace_to, running_server
+from tests.integration.serving_helpers import Server, running_server
+from tests.workspaces import copy_workspace_to
 
 pytestmark = pytest.mark.slow
 

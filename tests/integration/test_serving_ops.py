@@ -15,13 +15,13 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.integration.serving_helpers import (
-    copy_workspace_to,
     free_port,
     register_copy,
     running_server,
     server_env,
     set_champion,
 )
+from tests.workspaces import copy_workspace_to
 
 pytestmark = pytest.mark.slow
 
