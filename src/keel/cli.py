@@ -47,11 +47,18 @@ ConfigArgs = Annotated[
 WorkspaceOption = Annotated[
     Path | None,
     typer.Option(
-        "--workspace", "-w", help="Workspace holding the embedded registry [env: KEEL_WORKSPACE; default: .keel]."
+        "--workspace", "-w", help="Workspace holding the embedded registry \\[env: KEEL_WORKSPACE; default: .keel]."
     ),
 ]
 ModelOption = Annotated[str, typer.Option("--model", "-m", help="Model reference: NAME, NAME@ALIAS or NAME:VERSION.")]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document instead of tables.")]
+SchedulerOption = Annotated[
+    str | None,
+    typer.Option("--scheduler", help="Dask scheduler address (tcp://host:8786) \\[default: a LocalCluster]."),
+]
+DaskWorkersOption = Annotated[
+    int | None, typer.Option("--workers", min=1, help="LocalCluster workers \\[default: one per core].")
+]
 
 
 class Engine(enum.StrEnum):
@@ -267,20 +274,15 @@ def predict(
     output_path: Annotated[Path, typer.Option("--output", "-o", help="Predictions file (.csv or .parquet).")],
     model: ModelOption = "adult-income@champion",
     errors_path: Annotated[
-        Path | None, typer.Option("--errors", help="File for rows that fail validation [default: OUTPUT.errors.EXT].")
+        Path | None, typer.Option("--errors", help="File for rows that fail validation \\[default: OUTPUT.errors.EXT].")
     ] = None,
     chunk_rows: Annotated[int, typer.Option("--chunk-rows", min=1, help="Rows scored at a time.")] = 50_000,
     engine: Annotated[
         Engine,
         typer.Option("--engine", help="`local` (in-process) or `dask` (Parquet input; OUTPUT is a folder of parts)."),
     ] = Engine.local,
-    scheduler: Annotated[
-        str | None,
-        typer.Option("--scheduler", help="Dask scheduler address (tcp://host:8786) [default: a LocalCluster]."),
-    ] = None,
-    workers: Annotated[
-        int | None, typer.Option("--workers", min=1, help="LocalCluster workers [default: one per core].")
-    ] = None,
+    scheduler: SchedulerOption = None,
+    workers: DaskWorkersOption = None,
     workspace: WorkspaceOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -332,14 +334,14 @@ def serve(
     reference: Annotated[
         str | None,
         typer.Argument(
-            help="Model to serve: NAME, NAME@ALIAS or NAME:VERSION [default: adult-income@champion].",
+            help="Model to serve: NAME, NAME@ALIAS or NAME:VERSION \\[default: adult-income@champion].",
             show_default=False,
         ),
     ] = None,
     model: Annotated[str | None, typer.Option("--model", "-m", help="Same as REF.", show_default=False)] = None,
     model_dir: Annotated[
         Path | None,
-        typer.Option("--model-dir", help="Serve a `keel models export` folder, no registry [env: KEEL_MODEL_DIR]."),
+        typer.Option("--model-dir", help="Serve a `keel models export` folder, no registry \\[env: KEEL_MODEL_DIR]."),
     ] = None,
     host: Annotated[
         str, typer.Option("--host", help="Interface to bind; 0.0.0.0 makes the service reachable from other hosts.")
@@ -406,26 +408,21 @@ def tune(
     storage: Annotated[
         str | None,
         typer.Option(
-            "--storage", help="Optuna storage URL [env: KEEL_TUNE_STORAGE; default: sqlite in the workspace]."
+            "--storage", help="Optuna storage URL \\[env: KEEL_TUNE_STORAGE; default: sqlite in the workspace]."
         ),
     ] = None,
     study: Annotated[
-        str | None, typer.Option("--study", help="Study name (an existing one is continued) [default: tune-MODEL].")
+        str | None, typer.Option("--study", help="Study name (an existing one is continued) \\[default: tune-MODEL].")
     ] = None,
     n_jobs: Annotated[int, typer.Option("--n-jobs", min=1, help="Trials run in parallel threads here.")] = 1,
     engine: Annotated[Engine, typer.Option("--engine", help="`dask` runs trials on a Dask cluster's workers.")] = (
         Engine.local
     ),
-    scheduler: Annotated[
-        str | None,
-        typer.Option("--scheduler", help="Dask scheduler address (tcp://host:8786) [default: a LocalCluster]."),
-    ] = None,
-    workers: Annotated[
-        int | None, typer.Option("--workers", min=1, help="LocalCluster workers [default: one per core].")
-    ] = None,
+    scheduler: SchedulerOption = None,
+    workers: DaskWorkersOption = None,
     output: Annotated[
         Path | None,
-        typer.Option("--output", "-o", help="Config file to write [default: WORKSPACE/tuned/STUDY.yaml]."),
+        typer.Option("--output", "-o", help="Config file to write \\[default: WORKSPACE/tuned/STUDY.yaml]."),
     ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the summary.")] = False,
     as_json: JsonOption = False,
@@ -558,11 +555,11 @@ def explain(
     input_path: Annotated[Path, typer.Option("--input", "-i", help="CSV or Parquet file holding the features.")],
     model: ModelOption = "adult-income@champion",
     rows: Annotated[
-        str | None, typer.Option("--rows", "-r", help="Rows to explain, 0-based: 0,3,10-12 [default: the first 5].")
+        str | None, typer.Option("--rows", "-r", help="Rows to explain, 0-based: 0,3,10-12 \\[default: the first 5].")
     ] = None,
     top: Annotated[int, typer.Option("--top", min=1, help="Contributions shown per row.")] = 8,
     plots: Annotated[
-        Path | None, typer.Option("--plots", help="Folder for one waterfall PNG per row [default: explanations].")
+        Path | None, typer.Option("--plots", help="Folder for one waterfall PNG per row \\[default: explanations].")
     ] = Path("explanations"),
     workspace: WorkspaceOption = None,
     as_json: JsonOption = False,

@@ -66,19 +66,10 @@ def png_uri(data: bytes) -> str:
 
 def write_html(path: Path, html: str) -> Path:
     """Write a page atomically (temporary file, then rename)."""
-    import os
-    import tempfile
+    from keel.io.tables import write_text_atomically
 
     path = path.expanduser()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as out:
-            out.write(html)
-        os.replace(name, path)
-    except BaseException:
-        Path(name).unlink(missing_ok=True)
-        raise
+    write_text_atomically(path, html)
     return path
 
 
