@@ -67,15 +67,17 @@ class DriftMonitor:
         self, served: ServedModel, records: Sequence[dict[str, Any]], results: Sequence[dict[str, Any]]
     ) -> None:
         """Remember a request's records and predictions (cheap: appends to the window)."""
-        positive = served.predictor.class_keys[1] if len(served.predictor.class_keys) == 2 else None
+        keys = served.predictor.class_keys
+        outputs = [result["label"] if "label" in result else result.get("value") for result in results]
+        scores: list[float | None] = (
+            [result["probabilities"][keys[1]] for result in results] if len(keys) == 2 else [None] * len(results)
+        )
+        rows = zip(records[-self.window :], outputs[-self.window :], scores[-self.window :], strict=True)
         with self._lock:
             if served.version != self._version:
                 self._records.clear()
                 self._version = served.version
-            for record, result in zip(records, results, strict=True):
-                output = result["label"] if "label" in result else result.get("value")
-                score = result["probabilities"][positive] if positive is not None else None
-                self._records.append((record, output, score))
+            self._records.extend(rows)
             self._seen += len(records)
 
     # -- on request ----------------------------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 from collections.abc import Sequence
 from typing import Any
 
@@ -60,13 +61,13 @@ class ServiceMetrics:
     def predicted(self, name: str, version: int, results: Sequence[dict[str, Any]]) -> None:
         """Count predictions by class, records per request and warnings by field."""
         self.records.observe(len(results))
-        counts: dict[str, int] = {}
-        fields: dict[str, int] = {}
-        for result in results:
-            label = str(result["label"]) if "label" in result else "value"
-            counts[label] = counts.get(label, 0) + 1
-            for warning in result["warnings"]:
-                fields[warning["field"]] = fields.get(warning["field"], 0) + 1
+        if results and "label" in results[0]:
+            counts = collections.Counter(str(result["label"]) for result in results)
+        else:
+            counts = collections.Counter({"value": len(results)})
+        fields = collections.Counter(
+            warning["field"] for result in results if result["warnings"] for warning in result["warnings"]
+        )
         tag = str(version)
         for label, count in counts.items():
             self.predictions.labels(name, tag, label).inc(count)

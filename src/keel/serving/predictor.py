@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from itertools import repeat
 from typing import TYPE_CHECKING, Any
 
 from keel.domain.model import FittedModel
@@ -194,14 +195,21 @@ class Predictor:
 
     # -- encoding ----------------------------------------------------------------------------------------------
 
-    def encode(self, records: Sequence[Record]) -> Any:
-        """The model's input matrix for ``records`` (what the fitted preprocessor would produce)."""
+    def encode(self, records: Sequence[Record], columns: Mapping[str, list[Any]] | None = None) -> Any:
+        """The model's input matrix for ``records`` (what the fitted preprocessor would produce).
+
+        Args:
+            records: Validated records.
+            columns: The same records as columns (feature → values, ``None`` where missing), when the caller
+                already has them (see :class:`keel.serving.contract.BatchAcceptor`).
+        """
         import numpy as np
 
         plan = self._plan
         if plan is None:
             return self._encode_with_pipeline(records)
-        if len(records) == 1:
+        count = len(records)
+        if count == 1 and columns is None:
             record = records[0]
             row = [
                 (NAN if (value := record.get(column.name)) is None else value)
@@ -210,15 +218,14 @@ class Predictor:
                 for column in plan
             ]
             return np.array([row], dtype=np.float64)
-        matrix = np.empty((len(records), len(plan)), dtype=np.float64)
+        matrix = np.empty((count, len(plan)), dtype=np.float64)
         for j, column in enumerate(plan):
             name = column.name
-            codes = column.codes
-            if codes is None:
-                matrix[:, j] = [NAN if (value := r.get(name)) is None else value for r in records]
+            values = columns[name] if columns is not None else [record.get(name) for record in records]
+            if column.codes is None:
+                matrix[:, j] = values  # numpy turns None into NaN
             else:
-                lookup = codes.get
-                matrix[:, j] = [lookup(r.get(name), NAN) for r in records]
+                matrix[:, j] = list(map(column.codes.get, values, repeat(NAN)))
         return matrix
 
     def _encode_with_pipeline(self, records: Sequence[Record]) -> Any:
@@ -253,12 +260,18 @@ class Predictor:
         return np.asarray(model.estimator.predict_proba(matrix))
 
     def predict(
-        self, records: Sequence[Record], *, explain: bool = False, top: int = DEFAULT_TOP_CONTRIBUTIONS
+        self,
+        records: Sequence[Record],
+        *,
+        columns: Mapping[str, list[Any]] | None = None,
+        explain: bool = False,
+        top: int = DEFAULT_TOP_CONTRIBUTIONS,
     ) -> list[dict[str, Any]]:
         """Predict every record.
 
         Args:
             records: Validated records (feature name → value; missing or ``None`` for a missing value).
+            columns: The records as columns, when the caller has them (saves reading each record again).
             explain: Add the ``top`` largest feature contributions of each record (LightGBM models).
             top: How many contributions to report.
 
@@ -267,21 +280,28 @@ class Predictor:
             ``warnings`` (values outside what the model saw in training), ``ids`` when the schema has id columns,
             and ``explanation`` when asked for.
         """
-        matrix = self.encode(records)
+        matrix = self.encode(records, columns)
         output = self.raw(matrix)
-        warnings = self.warnings(records, matrix)
         results: list[dict[str, Any]]
         if self.task == "regression":
-            results = [{"value": value} for value in output.tolist()]
+            results = [{"value": value, "warnings": []} for value in output.tolist()]
         else:
             classes, keys = self.classes, self.class_keys
-            best = output.argmax(axis=1).tolist()
-            results = [
-                {"label": classes[b], "probabilities": dict(zip(keys, row, strict=True))}
-                for b, row in zip(best, output.tolist(), strict=True)
-            ]
-        for i, result in enumerate(results):
-            result["warnings"] = warnings.get(i, [])
+            labels = [classes[b] for b in output.argmax(axis=1).tolist()]
+            rows = output.tolist()
+            if len(keys) == 2:
+                first, second = keys
+                results = [
+                    {"label": label, "probabilities": {first: p, second: q}, "warnings": []}
+                    for label, (p, q) in zip(labels, rows, strict=True)
+                ]
+            else:
+                results = [
+                    {"label": label, "probabilities": dict(zip(keys, row, strict=True)), "warnings": []}
+                    for label, row in zip(labels, rows, strict=True)
+                ]
+        for i, found in self.warnings(records, matrix).items():
+            results[i]["warnings"] = found
         if self.id_names:
             for record, result in zip(records, results, strict=True):
                 result["ids"] = {name: record.get(name) for name in self.id_names}
