@@ -53,6 +53,57 @@ def encode_target(target: pd.Series, schema: FeatureSchema) -> np.ndarray:
     return codes.to_numpy(dtype=np.int64)
 
 
+@dataclass
+class FeatureFit:
+    """The fitted feature pipeline and the unfitted estimator that learns from its output.
+
+    Attributes:
+        preprocessor: The fitted ``ColumnTransformer``.
+        names: Its output columns' readable names.
+        categorical: Output positions of the integer-coded categorical columns.
+        estimator: The estimator, built for the task with ``model.params`` (interaction constraints named by
+            column resolved to positions).
+    """
+
+    preprocessor: Any
+    names: list[str]
+    categorical: list[int]
+    estimator: Any
+
+
+def fit_features(
+    schema: FeatureSchema, features: FeaturesConfig, model: ModelConfig, *, seed: int, frame: pd.DataFrame
+) -> tuple[FeatureFit, Any]:
+    """Build the feature plan, fit it on ``frame`` and build the estimator for its output.
+
+    Args:
+        schema: Feature schema of the training split.
+        features: Features section of the configuration.
+        model: Model section of the configuration.
+        seed: Random seed.
+        frame: Coerced feature columns to fit the pipeline on.
+
+    Returns:
+        What was fitted and built, and ``frame`` transformed (a dense or sparse matrix).
+
+    Raises:
+        ConfigError: ``model.params.interaction_constraints`` names a column the pipeline does not output.
+    """
+    plan = build_feature_plan(schema, features, model.estimator)
+    preprocessor = plan.transformer
+    matrix = preprocessor.fit_transform(frame)
+    names = output_names(preprocessor)
+    categorical = [i for i, name in enumerate(names) if name in set(plan.categorical_columns)]
+    spec = build_estimator(
+        model.estimator,
+        schema.target.task,
+        _resolve_interaction_constraints(model.params, names),
+        seed=seed,
+        categorical_indices=categorical,
+    )
+    return FeatureFit(preprocessor, names, categorical, spec.estimator), matrix
+
+
 def fit_model(
     schema: FeatureSchema,
     features: FeaturesConfig,
@@ -82,19 +133,9 @@ def fit_model(
     Returns:
         The fitted model and a report of the fit.
     """
-    plan = build_feature_plan(schema, features, model.estimator)
-    preprocessor = plan.transformer
-    matrix = preprocessor.fit_transform(train_x)
-    names = output_names(preprocessor)
-    categorical = [i for i, name in enumerate(names) if name in set(plan.categorical_columns)]
-    spec = build_estimator(
-        model.estimator,
-        schema.target.task,
-        _resolve_interaction_constraints(model.params, names),
-        seed=seed,
-        categorical_indices=categorical,
-    )
-    estimator = spec.estimator
+    prepared, matrix = fit_features(schema, features, model, seed=seed, frame=train_x)
+    preprocessor, names, categorical = prepared.preprocessor, prepared.names, prepared.categorical
+    estimator = prepared.estimator
     report = FitReport()
     if model.estimator == "lightgbm":
         import lightgbm
