@@ -141,3 +141,75 @@ def _as_time_like(value: Any, time: pd.Series) -> Any:
         except ValueError:
             raise ConfigError(f"split start {value!r} is not a number, but the time column holds numbers") from None
     return value
+
+
+TRAIN, VALID, TEST = 0, 1, 2
+"""Part codes of :func:`assign_parts`."""
+
+
+def split_shares(config: SplitConfig, rows: int) -> tuple[float, float]:
+    """The shares of rows a per-row random split sends to test and to validation.
+
+    Counts (``test_size`` or ``valid_size`` ≥ 1) become shares of ``rows``; ``valid_size`` is, as in
+    :func:`split_rows`, a share of the rows left after the test part.
+
+    Args:
+        config: The split section (``explicit`` takes no test rows).
+        rows: How many rows the table holds (an estimate is fine).
+
+    Returns:
+        ``(test_share, valid_share)``, where ``valid_share`` is of the rows that are not test rows.
+
+    Raises:
+        ConfigError: A size leaves no rows to train on.
+    """
+    test = 0.0 if config.strategy == "explicit" else _share(config.test_size, rows, "test_size")
+    valid = _share(config.valid_size, max(1, round(rows * (1 - test))), "valid_size") if config.valid_size else 0.0
+    return test, valid
+
+
+def _share(size: float, rows: int, key: str) -> float:
+    share = size if size < 1 else size / max(rows, 1)
+    if share >= 1:
+        raise ConfigError(f"`split.{key}` ({size}) leaves no rows to train on out of about {rows:,}")
+    return share
+
+
+def row_draws(frame: pd.DataFrame, seed: int) -> np.ndarray:
+    """A seeded number in [0, 1) for each row, computed from the row's values alone.
+
+    The same row gets the same number whatever partition or position it is in, so a per-partition split is the
+    same however the table is cut into files, and identical rows always land in the same part.
+    """
+    import hashlib
+
+    import numpy as np
+    import pandas as pd
+
+    key = hashlib.blake2b(str(seed).encode(), digest_size=8).hexdigest()
+    hashes = pd.util.hash_pandas_object(frame, index=False, hash_key=key).to_numpy(dtype=np.uint64)
+    # The top 53 bits make an exactly representable float in [0, 1).
+    draws: np.ndarray = (hashes >> np.uint64(11)).astype(np.float64) * 2.0**-53
+    return draws
+
+
+def assign_parts(draws: np.ndarray, test_share: float, valid_share: float) -> np.ndarray:
+    """The part (:data:`TRAIN`, :data:`VALID` or :data:`TEST`) of each row, from its :func:`row_draws` number.
+
+    Rows below ``test_share`` are test rows, the next ``valid_share`` of the rest validation rows, the others
+    training rows: a random (not stratified) split, reproducible from the seed.
+    """
+    import numpy as np
+
+    valid_end = test_share + valid_share * (1 - test_share)
+    parts = np.full(len(draws), TRAIN, dtype=np.int8)
+    parts[draws < valid_end] = VALID
+    parts[draws < test_share] = TEST
+    return parts
+
+
+def training_draws(draws: np.ndarray, test_share: float, valid_share: float) -> np.ndarray:
+    """The :func:`row_draws` numbers of training rows rescaled to [0, 1), for drawing a uniform sample of them."""
+    valid_end = test_share + valid_share * (1 - test_share)
+    rescaled: np.ndarray = (draws - valid_end) / (1 - valid_end)
+    return rescaled
