@@ -317,11 +317,15 @@ def _describe(
         if not finite.empty:
             column.min, column.max, column.mean = float(finite.min()), float(finite.max()), float(finite.mean())
     elif column_type == "categorical":
-        counts = series.dropna().astype(str).value_counts()
-        counts = counts.head(MAX_CATEGORIES_KEPT)
-        column.categories = [str(c) for c in counts.index]
-        column.category_counts = [int(n) for n in counts.to_numpy()]
+        keep_categories(column, series.dropna().astype(str).value_counts())
     return column
+
+
+def keep_categories(column: ColumnSchema, counts: pd.Series) -> None:
+    """Record a categorical column's categories from their counts (most frequent first, ties in order seen)."""
+    counts = counts.head(MAX_CATEGORIES_KEPT)
+    column.categories = [str(c) for c in counts.index]
+    column.category_counts = [int(n) for n in counts.to_numpy()]
 
 
 def _describe_target(target: pd.Series, task: Task) -> TargetSchema:
@@ -333,14 +337,27 @@ def _describe_target(target: pd.Series, task: Task) -> TargetSchema:
         numbers = pd.to_numeric(values, errors="coerce")
         if numbers.isna().any():
             bad = values[numbers.isna()].astype(str).unique()[:5].tolist()
-            raise DataError(
-                f"target {name!r} is a regression target but {int(numbers.isna().sum()):,} values are not numbers "
-                f"(for example {bad}); fix them or set data.task to a classification task"
-            )
+            raise DataError(non_numeric_target_message(name, int(numbers.isna().sum()), bad))
         return TargetSchema(
             name=name, task=task, min=float(numbers.min()), max=float(numbers.max()), mean=float(numbers.mean())
         )
-    counts = values.value_counts().sort_index()
+    return classification_target(name, task, values.value_counts().sort_index())
+
+
+def non_numeric_target_message(name: str, count: int, examples: list[str]) -> str:
+    """Why a regression target whose values are not all numbers cannot be learned."""
+    return (
+        f"target {name!r} is a regression target but {count:,} values are not numbers (for example {examples}); "
+        "fix them or set data.task to a classification task"
+    )
+
+
+def classification_target(name: str, task: Task, counts: pd.Series) -> TargetSchema:
+    """The target of a classification task from its class counts (sorted by label).
+
+    Raises:
+        DataError: There is only one class.
+    """
     if len(counts) < 2:
         only = counts.index[0] if len(counts) else None
         raise DataError(

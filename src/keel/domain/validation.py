@@ -182,7 +182,15 @@ def check_not_all_missing(coerced: Coerced, schema: FeatureSchema, *, label: str
     Raises:
         DataError: Naming the empty columns.
     """
-    empty = [name for name in schema.feature_names if coerced.frame[name].isna().all()]
+    raise_for_all_missing([name for name in schema.feature_names if coerced.frame[name].isna().all()], label=label)
+
+
+def raise_for_all_missing(empty: list[str], *, label: str) -> None:
+    """Refuse the feature columns named in ``empty``, which have no values at all.
+
+    Raises:
+        DataError: ``empty`` is not empty.
+    """
     if empty:
         raise DataError(
             f"{label}: feature column(s) {', '.join(empty)} have no values at all; add them to `data.ignore` or fix "
