@@ -75,7 +75,7 @@ def resolve_source(
         if source.path.startswith(PACKAGE_PREFIX):
             return ResolvedSource(_packaged_file(source.path), source.path, "package")
         for candidate in _candidates(source.path, data_dir, base_dir):
-            if candidate.exists():
+            if candidate.exists() or _glob_files(candidate):
                 if source.member is not None and candidate.suffix.lower() == ".zip":
                     return ResolvedSource(extract_member(candidate, source.member), source.path, "local")
                 return ResolvedSource(candidate, source.path, "local")
@@ -289,10 +289,35 @@ def file_sha256(path: Path) -> str:
 
 
 def fingerprint(paths: Iterable[Path]) -> dict[str, str]:
-    """sha256 of every file behind the given paths (folders are walked), keyed by file name."""
-    result: dict[str, str] = {}
+    """sha256 of every file behind the given paths (folders are walked, glob patterns expanded), keyed by file name."""
+    return {key: file_sha256(file) for key, file in fingerprint_files(paths).items()}
+
+
+def fingerprint_files(paths: Iterable[Path]) -> dict[str, Path]:
+    """The files :func:`fingerprint` hashes, keyed as it keys them (relative to the folder above each path)."""
+    result: dict[str, Path] = {}
     for path in paths:
-        files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+        files = _glob_files(path)
+        if files:
+            # Keyed like a folder's files, from the pattern's last folder without wildcards.
+            path = next(p for p in path.parents if not _is_pattern(p))
+        elif path.is_dir():
+            files = sorted(p for p in path.rglob("*") if p.is_file())
+        else:
+            files = [path]
         for file in files:
-            result[str(file.relative_to(path.parent))] = file_sha256(file)
+            result[str(file.relative_to(path.parent))] = file
     return result
+
+
+def _is_pattern(path: Path) -> bool:
+    return any(ch in str(path) for ch in "*?[")
+
+
+def _glob_files(path: Path) -> list[Path]:
+    """The files a glob pattern matches (sorted); empty when ``path`` is not a pattern."""
+    import glob
+
+    if not _is_pattern(path):
+        return []
+    return sorted(Path(p) for p in glob.glob(str(path), recursive=True) if Path(p).is_file())
