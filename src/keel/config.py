@@ -435,6 +435,9 @@ class KeelConfig(_Model):
     """Dask scheduler address for ``engine: dask``; empty starts a ``LocalCluster`` on this machine."""
     dask_workers: Annotated[int, Field(ge=1)] | None = None
     """Workers of the ``LocalCluster`` started when ``scheduler`` is empty (default: sized to the machine)."""
+    dask_collect_rows: Annotated[int, Field(ge=1)] | None = None
+    """Most test and validation rows ``engine: dask`` brings to the driver when it splits a partitioned (Parquet)
+    training table on the workers (default 2,000,000); a split that would bring more is refused before reading."""
 
     @field_validator("project", mode="before")
     @classmethod
@@ -455,8 +458,11 @@ class KeelConfig(_Model):
                 f"`engine: dask` trains with lightgbm.dask; `model.estimator: {self.model.estimator}` only trains "
                 "in-process (use engine: local)"
             )
-        if self.engine == "local" and (self.scheduler is not None or self.dask_workers is not None):
-            raise ValueError("`scheduler` and `dask_workers` apply only with `engine: dask`; add engine=dask")
+        dask_keys = {"scheduler": self.scheduler, "dask_workers": self.dask_workers}
+        dask_keys["dask_collect_rows"] = self.dask_collect_rows
+        if self.engine == "local" and any(value is not None for value in dask_keys.values()):
+            set_keys = ", ".join(f"`{key}`" for key, value in dask_keys.items() if value is not None)
+            raise ValueError(f"{set_keys} apply only with `engine: dask`; add engine=dask")
         return self
 
     @property

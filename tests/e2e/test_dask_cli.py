@@ -9,6 +9,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from tests.e2e.test_cli import keel
+
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
 
@@ -46,3 +48,30 @@ def test_predict_on_dask_from_the_command_line(
     )
     assert wrong.returncode != 0
     assert "--engine dask" in wrong.stderr
+
+
+def test_train_on_dask_from_parquet_parts_from_the_command_line(
+    keel_command: list[str], workspace: Path, adult_rows: pd.DataFrame, tmp_path: Path
+) -> None:
+    rows = adult_rows.head(8_000)
+    (tmp_path / "train").mkdir()
+    for index in range(4):
+        rows.iloc[index * 2_000 : (index + 1) * 2_000].to_parquet(tmp_path / "train" / f"{index}.parquet", index=False)
+    common = ["--json", "engine=dask", "dask_workers=2", "model.params.n_estimators=60", "split.strategy=random"]
+    done = keel(keel_command, "train", *common, f"data.train.path={tmp_path / 'train' / '*.parquet'}")
+    result = json.loads(done.stdout)
+    assert result["version"] == 1
+    assert sum(result["rows"].values()) == 8_000
+    assert result["rows"]["test"] == pytest.approx(1_600, abs=150)  # split on the workers, not the official test file
+    assert result["metrics"]["accuracy"] > 0.8
+
+    bad = rows.assign(hours_per_week=rows["hours_per_week"].astype(str))
+    bad.loc[[7, 12], "hours_per_week"] = "forty"
+    for index in range(4):
+        bad.iloc[index * 2_000 : (index + 1) * 2_000].to_parquet(tmp_path / "train" / f"{index}.parquet", index=False)
+    wrong = keel(keel_command, "train", *common, f"data.train.path={tmp_path / 'train'}", check=False)
+    assert wrong.returncode not in (0, 1), wrong.stderr
+    assert "hours_per_week" in wrong.stderr
+    assert "'forty'" in wrong.stderr
+    assert "partition 1" in wrong.stderr
+    assert "Traceback" not in wrong.stderr

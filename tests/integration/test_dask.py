@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from keel.errors import DataError, KeelError
+from keel.errors import ConfigError, DataError, KeelError
 from tests.integration.conftest import ProjectFactory, synthetic
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
@@ -128,6 +128,7 @@ def test_dask_training_registers_a_version_like_local_training(
 
     assert distributed.version == 1
     assert distributed.promotion.promote
+    assert any("is not Parquet" in note for note in distributed.notes)  # CSV: read on the driver, and said so
     metric = distributed.promotion.metric
     # Same rows, same test split: the distributed fit is as good as the local one within noise.
     assert distributed.evaluation.metrics[metric] == pytest.approx(local.evaluation.metrics[metric], rel=0.1)
@@ -138,6 +139,100 @@ def test_dask_training_registers_a_version_like_local_training(
     assert handle.loaded.model.is_booster
     assert 1 <= handle.loaded.manifest["best_iteration"] <= 40
     assert handle.loaded.model.estimator.current_iteration() == handle.loaded.manifest["best_iteration"]
+
+
+@pytest.fixture
+def adult_training_parts(tmp_path: Path) -> Path:
+    """The packaged Adult training rows (32,561) as 4 Parquet part files."""
+    from keel.config import load_config
+    from keel.io.sources import resolve_source
+    from keel.io.tables import read_table
+
+    source = load_config().config.data.train
+    return _write_parts(read_table(resolve_source(source).path, csv=source.csv), tmp_path / "train-parts", parts=4)
+
+
+def _refuse_reading(monkeypatch: pytest.MonkeyPatch, folder: Path) -> None:
+    """Make every way this process reads a table with pandas fail for files under ``folder``."""
+    import keel.application.dataset
+    import keel.io.tables
+
+    def guard(original):  # type: ignore[no-untyped-def]
+        def reader(path, *args, **kwargs):  # type: ignore[no-untyped-def]
+            if str(folder) in str(path):
+                raise AssertionError(f"the driver read {path} with pandas")
+            return original(path, *args, **kwargs)
+
+        return reader
+
+    monkeypatch.setattr(keel.io.tables, "read_table", guard(keel.io.tables.read_table))
+    monkeypatch.setattr(keel.application.dataset, "read_table", guard(keel.application.dataset.read_table))
+    monkeypatch.setattr(keel.io.tables, "_parquet_batches", guard(keel.io.tables._parquet_batches))
+    monkeypatch.setattr(pd, "read_parquet", guard(pd.read_parquet))
+
+
+def test_dask_training_reads_splits_and_encodes_parquet_parts_on_the_workers(
+    adult_training_parts: Path, module_workspace: Path, scheduler: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from keel.application.models import load_version
+    from keel.application.train import train
+    from keel.config import load_config
+    from keel.io.registry import Registry
+
+    common = [
+        f"registry.workspace={module_workspace}",
+        f"data.train.path={adult_training_parts}",
+        "model.params.n_estimators=300",
+    ]
+    local = train(load_config(overrides=[*common, "registry.model_name=adult-parts-local"]))
+    _refuse_reading(monkeypatch, adult_training_parts)
+    with pytest.raises(AssertionError, match=r"read .* with pandas"):  # the guard works
+        train(load_config(overrides=[*common, "registry.model_name=adult-parts-guard"]))
+    distributed = train(
+        load_config(
+            overrides=[*common, "engine=dask", f"scheduler={scheduler}", "registry.model_name=adult-parts-dask"]
+        )
+    )
+
+    assert any(note.startswith("split on the workers") for note in distributed.notes)
+    assert distributed.rows["test"] == local.rows["test"] == 16_281  # the same explicit test table
+    assert distributed.rows["train"] + distributed.rows["valid"] == 32_561
+    assert distributed.rows["valid"] == pytest.approx(3_256, abs=150)  # a random 10 %, not an exact count
+    assert distributed.version == 1
+    assert distributed.promotion.promote
+    metrics, expected = distributed.evaluation.metrics, local.evaluation.metrics
+    assert metrics["accuracy"] == pytest.approx(expected["accuracy"], abs=0.01)
+    assert metrics["roc_auc"] == pytest.approx(expected["roc_auc"], abs=0.01)
+    registry = Registry.open(module_workspace)
+    handle = load_version(registry, "adult-parts-dask@champion")
+    local_handle = load_version(registry, "adult-parts-local@champion")
+    assert set(handle.loaded.manifest["files"]) == set(local_handle.loaded.manifest["files"])
+    assert handle.loaded.manifest["data_fingerprint"] == local_handle.loaded.manifest["data_fingerprint"]
+    schema, local_schema = handle.loaded.model.schema, local_handle.loaded.model.schema
+    assert schema.rows == distributed.rows["train"]
+    assert [(c.name, c.role, c.type) for c in schema.columns] == [
+        (c.name, c.role, c.type) for c in local_schema.columns
+    ]
+    assert schema.column("workclass").categories == local_schema.column("workclass").categories
+    assert schema.target.classes == local_schema.target.classes
+
+
+def test_dask_training_refuses_to_collect_more_rows_than_allowed(
+    adult_training_parts: Path, module_workspace: Path, scheduler: str
+) -> None:
+    from keel.application.train import train
+    from keel.config import load_config
+
+    overrides = [
+        f"registry.workspace={module_workspace}",
+        f"data.train.path={adult_training_parts}/*.parquet",
+        "split.strategy=random",
+        "engine=dask",
+        f"scheduler={scheduler}",
+        "dask_collect_rows=5000",
+    ]
+    with pytest.raises(ConfigError, match=r"about 9,117 test and validation rows .* dask_collect_rows \(5,000\)"):
+        train(load_config(overrides=overrides))
 
 
 def test_dask_training_explains_port_problems(make_project: ProjectFactory, scheduler: str) -> None:

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from keel.config import LoadedConfig, SourceConfig
+from keel.config import DataConfig, LoadedConfig, SourceConfig
 from keel.domain.recipes import apply_recipe
 from keel.domain.schema import apply_recode, missing_column_message
 from keel.errors import DataError
@@ -71,8 +71,32 @@ class YearlySource(ResolvedSource):
     paths: tuple[Path, ...] = ()
 
 
-def _source_paths(sources: dict[str, ResolvedSource]) -> list[Path]:
+def source_paths(sources: dict[str, ResolvedSource]) -> list[Path]:
+    """Every file or folder behind the given sources (a yearly source stands for several)."""
     return [p for s in sources.values() for p in (s.paths if isinstance(s, YearlySource) else (s.path,))]
+
+
+def labelled_rows(frame: pd.DataFrame, data: DataConfig, *, label: str) -> tuple[pd.DataFrame, int]:
+    """Apply ``data.recode`` and drop the rows without a label.
+
+    Args:
+        frame: A table as read.
+        data: The data section of the configuration.
+        label: How to name the table in errors.
+
+    Returns:
+        The labelled rows (index reset when rows were dropped) and how many rows were dropped.
+
+    Raises:
+        DataError: The target column, or a recoded column, is not in the table.
+    """
+    frame = apply_recode(frame, data.recode, label=label)
+    if data.target not in frame.columns:
+        raise DataError(f"{label}: " + missing_column_message(data.target, "data.target", list(frame.columns)))
+    unlabelled = frame[data.target].isna()
+    if unlabelled.any():
+        frame = frame.loc[~unlabelled].reset_index(drop=True)
+    return frame, int(unlabelled.sum())
 
 
 def load_data(loaded: LoadedConfig) -> LoadedData:
@@ -102,14 +126,9 @@ def load_data(loaded: LoadedConfig) -> LoadedData:
     for part, frame in list(tables.items()):
         if frame is None:
             continue
-        label = sources[part].label
-        frame = apply_recode(frame, data.recode, label=label)
-        if data.target not in frame.columns:
-            raise DataError(f"{label}: " + missing_column_message(data.target, "data.target", list(frame.columns)))
-        unlabelled = frame[data.target].isna()
-        if unlabelled.any():
-            dropped[f"{part}: missing target"] = int(unlabelled.sum())
-            frame = frame.loc[~unlabelled].reset_index(drop=True)
+        frame, unlabelled = labelled_rows(frame, data, label=sources[part].label)
+        if unlabelled:
+            dropped[f"{part}: missing target"] = unlabelled
         tables[part] = frame
     train_table = tables["train"]
     if train_table is None:  # read_source always returns a table; checked so the type is narrowed
@@ -117,7 +136,7 @@ def load_data(loaded: LoadedConfig) -> LoadedData:
     return LoadedData(
         train=train_table,
         test=tables["test"],
-        fingerprint=fingerprint(_source_paths(sources)),
+        fingerprint=fingerprint(source_paths(sources)),
         sources=sources,
         dropped=dropped,
         recipe_tables=recipe_tables,

@@ -132,67 +132,14 @@ def train(loaded: LoadedConfig, reporter: Reporter | None = None) -> TrainResult
     started = time.perf_counter()
     reporter = reporter or SilentReporter()
     config = loaded.config
-    with reporter.step("Loading data"):
-        data = load_data(loaded)
-        for note in data.notes:
-            reporter.note(note)
-        for reason, count in data.dropped.items():
-            reporter.note(f"dropped {count:,} row(s): {reason}")
-    with reporter.step("Splitting and validating"):
-        parts = split_parts(data, loaded)
-        schema = infer_schema(parts.train, config.data)
-        for column in schema.columns:
-            if column.inferred and column.role != "target":
-                reporter.note(f"{column.name}: {column.role}, {column.type} (inferred: {column.note})")
-            elif column.role != "feature":
-                reporter.note(f"{column.name}: {column.role}" + (f" ({column.note})" if column.note else ""))
+    with contextlib.ExitStack() as cluster:
+        prepared = _prepare(loaded, reporter, cluster)
+        data, parts, schema, train_y = prepared.data, prepared.parts, prepared.schema, prepared.train_y
+        metric_names, promotion_metric, rows = prepared.metric_names, prepared.promotion_metric, prepared.rows
         task = schema.target.task
-        metric_names: list[str] = [*config.evaluation.metrics] or default_metrics(task)
-        wrong = check_metrics_fit_task(metric_names, task)
-        promotion_metric = config.evaluation.promotion.metric or default_promotion_metric(task)
-        wrong += check_metrics_fit_task([promotion_metric], task)
-        if wrong:
-            raise ConfigError(
-                f"evaluation: metric(s) {', '.join(sorted(set(wrong)))} do not apply to a {task} task; "
-                f"use some of {', '.join(default_metrics(task))}"
-            )
-        if promotion_metric not in metric_names:
-            metric_names.append(promotion_metric)
-        for slice_column in config.evaluation.slices:
-            if slice_column not in parts.test.columns:
-                raise ConfigError(f"evaluation.slices: column {slice_column!r} is not in the test data")
-        check_baseline_columns(config.evaluation.baselines, list(parts.test.columns), task)
-        train_x, train_y = features_and_target(parts.train, schema, "training rows")
-        if config.data.leakage_check:
-            leaks = find_leaks(train_x, train_y, schema)
-            if leaks:
-                raise DataError(leakage_message(leaks, schema.target.name))
-        check_not_all_missing(coerce_features(parts.train, schema), schema, label="training rows")
-        valid_x, valid_y = (None, None)
-        if parts.valid is not None and len(parts.valid):
-            valid_x, valid_y = features_and_target(parts.valid, schema, "validation rows")
-        features_and_target(parts.test, schema, "test rows")
-        rows = {
-            "train": len(parts.train),
-            "valid": 0 if parts.valid is None else len(parts.valid),
-            "test": len(parts.test),
-        }
-        reporter.note(
-            f"{task} task on {len(schema.feature_names)} features; rows: train {rows['train']:,}, "
-            f"valid {rows['valid']:,}, test {rows['test']:,}"
-        )
-    where = "" if config.engine == "local" else f" on Dask ({config.scheduler or 'local cluster'})"
-    with reporter.step(f"Training {config.model.estimator}{where}"):
-        model, fit_report = _fitter(loaded)(
-            schema,
-            config.features,
-            config.model,
-            seed=config.split.seed,
-            train_x=train_x,
-            train_y=train_y,
-            valid_x=valid_x,
-            valid_y=valid_y,
-        )
+        where = "" if config.engine == "local" else f" on Dask ({config.scheduler or 'local cluster'})"
+        with reporter.step(f"Training {config.model.estimator}{where}"):
+            model, fit_report = prepared.fit()
     with reporter.step("Evaluating on the test data"):
         predictions = labelled_predictions(model, parts.test, label="test rows")
         baseline = baseline_predictions(predictions.y_true, train_y, task, len(schema.target.classes or []))
@@ -238,6 +185,140 @@ def train(loaded: LoadedConfig, reporter: Reporter | None = None) -> TrainResult
         seconds=time.perf_counter() - started,
         notes=notes,
     )
+
+
+@dataclass
+class Prepared:
+    """Validated data, ready to fit on.
+
+    Attributes:
+        data: The loaded tables (``train`` is a bounded sample of the training rows when they stay on Dask workers).
+        parts: Training (or that sample), validation and test rows.
+        schema: The feature schema of the training rows.
+        train_y: The encoded target of ``parts.train`` (for the naive baseline).
+        metric_names: Metrics to evaluate.
+        promotion_metric: The metric the promotion gate compares.
+        rows: Rows per part (train, valid, test).
+        fit: Fits the model on the training rows.
+    """
+
+    data: LoadedData
+    parts: Parts
+    schema: FeatureSchema
+    train_y: Any
+    metric_names: list[str]
+    promotion_metric: str
+    rows: dict[str, int]
+    fit: Callable[[], tuple[FittedModel, FitReport]]
+
+
+def _prepare(loaded: LoadedConfig, reporter: Reporter, cluster: contextlib.ExitStack) -> Prepared:
+    """Load, split and validate the data on the driver, or on Dask workers for a Parquet table with engine: dask.
+
+    A Dask cluster the data stays on is entered into ``cluster``, so it lives until the fit is done.
+    """
+    config = loaded.config
+    if config.engine == "dask":
+        from keel.io.cluster import dask_client, require_extra
+
+        require_extra("dask")
+        from keel.application.dask_train import partitioned_source, prepare_partitioned
+
+        source, why_not = partitioned_source(loaded)
+        if source is not None:
+            client = cluster.enter_context(dask_client(config.scheduler, workers=config.dask_workers))
+            return prepare_partitioned(loaded, source, client, reporter)
+        reporter.note(
+            f"engine: dask: {why_not}, so this process reads and splits the whole table (pandas) and only the "
+            "boosting runs on the workers; a Parquet file, folder or glob in data.train is read on the workers"
+        )
+    return _prepare_in_memory(loaded, reporter)
+
+
+def _prepare_in_memory(loaded: LoadedConfig, reporter: Reporter) -> Prepared:
+    config = loaded.config
+    with reporter.step("Loading data"):
+        data = load_data(loaded)
+        for note in data.notes:
+            reporter.note(note)
+        for reason, count in data.dropped.items():
+            reporter.note(f"dropped {count:,} row(s): {reason}")
+    with reporter.step("Splitting and validating"):
+        parts = split_parts(data, loaded)
+        schema = infer_schema(parts.train, config.data)
+        note_schema(schema, reporter)
+        metric_names, promotion_metric = check_evaluation(loaded, schema, parts.test)
+        train_x, train_y = features_and_target(parts.train, schema, "training rows")
+        if config.data.leakage_check:
+            leaks = find_leaks(train_x, train_y, schema)
+            if leaks:
+                raise DataError(leakage_message(leaks, schema.target.name))
+        check_not_all_missing(coerce_features(parts.train, schema), schema, label="training rows")
+        valid_x, valid_y = (None, None)
+        if parts.valid is not None and len(parts.valid):
+            valid_x, valid_y = features_and_target(parts.valid, schema, "validation rows")
+        features_and_target(parts.test, schema, "test rows")
+        rows = {
+            "train": len(parts.train),
+            "valid": 0 if parts.valid is None else len(parts.valid),
+            "test": len(parts.test),
+        }
+        note_rows(schema, rows, reporter)
+    fit = functools.partial(
+        _fitter(loaded),
+        schema,
+        config.features,
+        config.model,
+        seed=config.split.seed,
+        train_x=train_x,
+        train_y=train_y,
+        valid_x=valid_x,
+        valid_y=valid_y,
+    )
+    return Prepared(data, parts, schema, train_y, metric_names, promotion_metric, rows, fit)
+
+
+def note_schema(schema: FeatureSchema, reporter: Reporter) -> None:
+    """Tell the user each inferred column type and each column that is not a feature."""
+    for column in schema.columns:
+        if column.inferred and column.role != "target":
+            reporter.note(f"{column.name}: {column.role}, {column.type} (inferred: {column.note})")
+        elif column.role != "feature":
+            reporter.note(f"{column.name}: {column.role}" + (f" ({column.note})" if column.note else ""))
+
+
+def note_rows(schema: FeatureSchema, rows: dict[str, int], reporter: Reporter) -> None:
+    """Tell the user the task, the feature count and the rows of each part."""
+    reporter.note(
+        f"{schema.target.task} task on {len(schema.feature_names)} features; rows: train {rows['train']:,}, "
+        f"valid {rows['valid']:,}, test {rows['test']:,}"
+    )
+
+
+def check_evaluation(loaded: LoadedConfig, schema: FeatureSchema, test: pd.DataFrame) -> tuple[list[str], str]:
+    """The metrics to evaluate and the promotion metric, checked against the task and the test table's columns.
+
+    Raises:
+        ConfigError: A metric does not apply to the task, or a slice or baseline column is not in the test data.
+    """
+    config = loaded.config
+    task = schema.target.task
+    metric_names: list[str] = [*config.evaluation.metrics] or default_metrics(task)
+    wrong = check_metrics_fit_task(metric_names, task)
+    promotion_metric = config.evaluation.promotion.metric or default_promotion_metric(task)
+    wrong += check_metrics_fit_task([promotion_metric], task)
+    if wrong:
+        raise ConfigError(
+            f"evaluation: metric(s) {', '.join(sorted(set(wrong)))} do not apply to a {task} task; "
+            f"use some of {', '.join(default_metrics(task))}"
+        )
+    if promotion_metric not in metric_names:
+        metric_names.append(promotion_metric)
+    for slice_column in config.evaluation.slices:
+        if slice_column not in test.columns:
+            raise ConfigError(f"evaluation.slices: column {slice_column!r} is not in the test data")
+    check_baseline_columns(config.evaluation.baselines, list(test.columns), task)
+    return metric_names, promotion_metric
 
 
 def _fitter(loaded: LoadedConfig) -> Callable[..., tuple[FittedModel, FitReport]]:

@@ -75,7 +75,8 @@ def dask_client(
     require_extra("dask")
     from distributed import Client, LocalCluster
 
-    if logging.getLogger().getEffectiveLevel() > logging.INFO:
+    quiet = logging.getLogger().getEffectiveLevel() > logging.INFO
+    if quiet:
         # Distributed logs every connection at INFO; keel reports what matters itself (``-v`` shows it all).
         logging.getLogger("distributed").setLevel(logging.WARNING)
 
@@ -101,7 +102,9 @@ def dask_client(
             processes=True,
             host=LOOPBACK,
             dashboard_address=None,
-            silence_logs=logging.ERROR,
+            # A task that fails (bad data) is logged by its worker with a traceback and raised again here, where
+            # keel turns it into one message; the workers' own log says it again only with ``-v``.
+            silence_logs=logging.CRITICAL if quiet else logging.ERROR,
         ) as cluster,
         Client(cluster) as client,  # type: ignore[no-untyped-call]
     ):
