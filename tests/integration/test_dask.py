@@ -141,6 +141,38 @@ def test_dask_training_registers_a_version_like_local_training(
     assert handle.loaded.model.estimator.current_iteration() == handle.loaded.manifest["best_iteration"]
 
 
+@pytest.mark.parametrize("task", ["multiclass", "regression"])
+def test_dask_training_on_parquet_parts_matches_local_training(
+    make_project: ProjectFactory, scheduler: str, task: str, tmp_path: Path
+) -> None:
+    from keel.application.models import load_version
+    from keel.application.train import train
+    from keel.config import load_config
+    from keel.io.registry import Registry
+
+    frame = synthetic(task, rows=3_000)
+    parts = _write_parts(frame.iloc[:2_400], tmp_path / "parts", parts=3)
+    frame.iloc[2_400:].to_parquet(tmp_path / "test.parquet", index=False)
+    data = {"train": {"path": str(parts)}, "test": {"path": str(tmp_path / "test.parquet")}}
+    split = {"strategy": "explicit", "valid_size": 0.2, "seed": 1}
+    config = make_project(frame, f"parquet-{task}", data=data, split=split)
+    common = ["model.early_stopping_rounds=10"]
+    local = train(load_config([config], [*common, f"registry.model_name=local-pq-{task}"]))
+    overrides = [*common, "engine=dask", f"scheduler={scheduler}", f"registry.model_name=dask-pq-{task}"]
+    distributed = train(load_config([config], overrides))
+
+    assert any(note.startswith("split on the workers") for note in distributed.notes)
+    assert distributed.rows["test"] == local.rows["test"] == 600
+    metric = distributed.promotion.metric
+    assert distributed.evaluation.metrics[metric] == pytest.approx(local.evaluation.metrics[metric], rel=0.1)
+    registry = Registry.open(load_config([config]).config.registry.workspace)
+    handle = load_version(registry, f"dask-pq-{task}@champion")
+    local_handle = load_version(registry, f"local-pq-{task}@champion")
+    assert set(handle.loaded.manifest["files"]) == set(local_handle.loaded.manifest["files"])
+    assert handle.loaded.model.schema.target.classes == local_handle.loaded.model.schema.target.classes
+    assert handle.loaded.model.estimator.current_iteration() == handle.loaded.manifest["best_iteration"] <= 40
+
+
 @pytest.fixture
 def adult_training_parts(tmp_path: Path) -> Path:
     """The packaged Adult training rows (32,561) as 4 Parquet part files."""

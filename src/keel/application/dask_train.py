@@ -1,13 +1,20 @@
 """Training LightGBM on a Dask cluster (``engine: dask``), returning the same kind of model in-process fitting does.
 
-:func:`fit_on_dask` has the signature of :func:`keel.domain.training.fit_model`, so ``keel train`` swaps one for
-the other and everything around the fit (loading, splitting, validation, evaluation, artifacts, registration, the
-promotion gate) is the same code for both engines.
+Two paths, chosen by :func:`partitioned_source`:
 
-What runs where: the feature pipeline is fitted on the client (it only learns category codes and column order);
-the boosting itself runs in ``lightgbm.dask`` across the workers, each one training on the partitions it holds and
-synchronising histograms with the others over LightGBM's own sockets. The fitted model is converted to a local
-``lightgbm.Booster`` and stored exactly like an in-process one.
+- A Parquet ``data.train`` (a file, a folder of parts or a glob) never comes to the driver:
+  :func:`prepare_partitioned` has the workers read, recode, split (a seeded per-row hash, see
+  :func:`keel.domain.splits.row_draws`), validate and summarise every partition, and brings back only the
+  validation rows, the test rows, a bounded training sample and small per-partition summaries, from which the
+  driver completes the schema (:mod:`keel.domain.summaries`) and fits the tree feature pipeline on a frame holding
+  each category once. The workers then encode their partitions and keep them for the fit.
+- Anything else (CSV, recipes, chronological splits, one-hot encoding) is loaded and split on the driver as
+  ``engine: local`` does, and :func:`fit_on_dask`, which has the signature of
+  :func:`keel.domain.training.fit_model`, ships the encoded matrix to the workers.
+
+Both end in the same fit: ``lightgbm.dask`` boosts across the workers, each one training on the partitions it
+holds and synchronising histograms with the others over LightGBM's own sockets, and the fitted model is converted
+to a local ``lightgbm.Booster`` and stored exactly like an in-process one (same artifacts, evaluation, gate).
 
 Early stopping: ``lightgbm.dask`` does not support callbacks, so the whole ``n_estimators`` is trained and the best
 round is then chosen on the validation split on the client (the validation loss of every round, computed
