@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -103,14 +104,28 @@ def test_dask_scoring_needs_parquet_and_a_folder_output(adult_workspace: Path, t
         predict_dask(handle, tmp_path, tmp_path / "out.parquet")
 
 
+def _like_local(config: Path, distributed: Any, local: Any, dask_name: str, local_name: str) -> tuple[Any, Any]:
+    """Check a Dask-trained version scores like the local one and holds the same files; return both versions."""
+    from keel.application.models import load_version
+    from keel.config import load_config
+    from keel.io.registry import Registry
+
+    metric = distributed.promotion.metric
+    # Same rows, same test rows: the distributed fit is as good as the local one within noise.
+    assert distributed.evaluation.metrics[metric] == pytest.approx(local.evaluation.metrics[metric], rel=0.1)
+    registry = Registry.open(load_config([config]).config.registry.workspace)
+    handle = load_version(registry, f"{dask_name}@champion")
+    local_handle = load_version(registry, f"{local_name}@champion")
+    assert set(handle.loaded.manifest["files"]) == set(local_handle.loaded.manifest["files"])
+    return handle, local_handle
+
+
 @pytest.mark.parametrize("task", ["binary", "regression"])
 def test_dask_training_registers_a_version_like_local_training(
     make_project: ProjectFactory, scheduler: str, task: str
 ) -> None:
-    from keel.application.models import load_version
     from keel.application.train import train
     from keel.config import load_config
-    from keel.io.registry import Registry
 
     config = make_project(synthetic(task, rows=2_000), f"dask-{task}", split={"valid_size": 0.2, "seed": 1})
     local = train(load_config([config], [f"registry.model_name=local-{task}"]))
@@ -129,13 +144,7 @@ def test_dask_training_registers_a_version_like_local_training(
     assert distributed.version == 1
     assert distributed.promotion.promote
     assert any("is not Parquet" in note for note in distributed.notes)  # CSV: read on the driver, and said so
-    metric = distributed.promotion.metric
-    # Same rows, same test split: the distributed fit is as good as the local one within noise.
-    assert distributed.evaluation.metrics[metric] == pytest.approx(local.evaluation.metrics[metric], rel=0.1)
-    registry = Registry.open(load_config([config]).config.registry.workspace)
-    handle = load_version(registry, f"dask-{task}@champion")
-    local_handle = load_version(registry, f"local-{task}@champion")
-    assert set(handle.loaded.manifest["files"]) == set(local_handle.loaded.manifest["files"])
+    handle, _ = _like_local(config, distributed, local, f"dask-{task}", f"local-{task}")
     assert handle.loaded.model.is_booster
     assert 1 <= handle.loaded.manifest["best_iteration"] <= 40
     assert handle.loaded.model.estimator.current_iteration() == handle.loaded.manifest["best_iteration"]
@@ -145,10 +154,8 @@ def test_dask_training_registers_a_version_like_local_training(
 def test_dask_training_on_parquet_parts_matches_local_training(
     make_project: ProjectFactory, scheduler: str, task: str, tmp_path: Path
 ) -> None:
-    from keel.application.models import load_version
     from keel.application.train import train
     from keel.config import load_config
-    from keel.io.registry import Registry
 
     frame = synthetic(task, rows=3_000)
     parts = _write_parts(frame.iloc[:2_400], tmp_path / "parts", parts=3)
@@ -163,12 +170,7 @@ def test_dask_training_on_parquet_parts_matches_local_training(
 
     assert any(note.startswith("split on the workers") for note in distributed.notes)
     assert distributed.rows["test"] == local.rows["test"] == 600
-    metric = distributed.promotion.metric
-    assert distributed.evaluation.metrics[metric] == pytest.approx(local.evaluation.metrics[metric], rel=0.1)
-    registry = Registry.open(load_config([config]).config.registry.workspace)
-    handle = load_version(registry, f"dask-pq-{task}@champion")
-    local_handle = load_version(registry, f"local-pq-{task}@champion")
-    assert set(handle.loaded.manifest["files"]) == set(local_handle.loaded.manifest["files"])
+    handle, local_handle = _like_local(config, distributed, local, f"dask-pq-{task}", f"local-pq-{task}")
     assert handle.loaded.model.schema.target.classes == local_handle.loaded.model.schema.target.classes
     assert handle.loaded.model.estimator.current_iteration() == handle.loaded.manifest["best_iteration"] <= 40
 
