@@ -269,6 +269,24 @@ def test_dask_training_refuses_to_collect_more_rows_than_allowed(
         train(load_config(overrides=overrides))
 
 
+def test_dask_training_names_unreadable_part_files(
+    make_project: ProjectFactory, scheduler: str, tmp_path: Path
+) -> None:
+    from keel.application.train import train
+    from keel.config import load_config
+
+    frame = synthetic("binary", rows=900)
+    parts = _write_parts(frame, tmp_path / "parts", parts=3)
+    config = make_project(frame, "dask-unreadable", data={"train": {"path": str(parts)}})
+    overrides = ["engine=dask", f"scheduler={scheduler}"]
+    frame.iloc[:300].rename(columns={"x1": "x_one"}).to_parquet(parts / "part-1.parquet", index=False)
+    with pytest.raises(DataError, match=r"cannot read it as Parquet .* same columns"):
+        train(load_config([config], overrides))
+    (parts / "part-2.parquet").write_bytes((parts / "part-2.parquet").read_bytes()[:500])
+    with pytest.raises(DataError, match=r"part-2\.parquet: not a readable Parquet file"):
+        train(load_config([config], overrides))
+
+
 def test_dask_training_explains_port_problems(make_project: ProjectFactory, scheduler: str) -> None:
     from keel.application.train import train
     from keel.config import load_config

@@ -500,9 +500,16 @@ def _split_on_workers(
         missing = [c for c in plan.columns if c not in test.columns and c != data.target]
         if missing:
             raise DataError(f"{sources['test'].label}: the test table lacks column(s) {', '.join(missing)}")
-    pieces: list[_SplitPiece] = client.gather(
-        client.compute([delayed(_split_partition)(part, plan) for part in partitions])
-    )
+    try:
+        pieces: list[_SplitPiece] = client.gather(
+            client.compute([delayed(_split_partition)(part, plan) for part in partitions])
+        )
+    except (OSError, ValueError, KeyError) as exc:  # a damaged part file, or parts with different columns
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DataError(
+            f"{plan.label}: the workers cannot read it as Parquet ({reason}); check that every part file is "
+            "complete and has the same columns"
+        ) from None
     unlabelled = sum(piece.dropped for piece in pieces)
     if unlabelled:
         dropped = {"train: missing target": unlabelled, **dropped}
@@ -550,7 +557,14 @@ def _split_plan(loaded: LoadedConfig, source: ResolvedSource, files: list[Path],
     import pyarrow.parquet as pq
 
     config = loaded.config
-    rows = sum(pq.ParquetFile(path).metadata.num_rows for path in files)
+    rows = 0
+    for path in files:
+        try:
+            rows += pq.ParquetFile(path).metadata.num_rows
+        except (OSError, ValueError) as exc:
+            raise DataError(
+                f"{path}: not a readable Parquet file ({str(exc).strip().splitlines()[0]}); replace or remove it"
+            ) from None
     if rows == 0:
         raise DataError(f"{source.label}: the table has no rows")
     test_share, valid_share = split_shares(config.split, rows)
