@@ -83,6 +83,60 @@ def test_single_and_batch_predictions_equal_keel_predict(
         assert answer["version"] == 1
 
 
+def test_columns_are_answered_in_columns_as_the_same_records_would_be(client: httpx.Client, adult_rows: Any) -> None:
+    features = [c for c in adult_rows.columns if c != "income"]
+    records = as_json_records(adult_rows.iloc[:MAX_RECORDS].reset_index(drop=True), features)
+    records[3] = {**records[3], "workclass": "Astronaut"}
+    records[7] = {**records[7], "age": 130}
+    columns = {name: [record[name] for record in records] for name in features}
+
+    response = client.post("/v1/predict", json={"columns": columns})
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    assert (answer["model"], answer["version"]) == ("adult-income", 1)
+    assert answer["request_id"] == response.headers["x-request-id"]
+    expected = client.post("/v1/predict", json={"records": records}).json()["predictions"]
+    assert answer["predictions"]["label"] == [p["label"] for p in expected]
+    for label, values in answer["predictions"]["probabilities"].items():
+        assert values == pytest.approx([p["probabilities"][label] for p in expected], abs=1e-12)
+    assert [(w["record"], w["field"]) for w in answer["warnings"]] == [(3, "workclass"), (7, "age")]
+    assert answer["warnings"][1]["problem"] == expected[7]["warnings"][0]["problem"]
+
+    # An optional column left out is missing in every record, as an absent field is in a record.
+    without = {name: values for name, values in columns.items() if name != "occupation"}
+    answer = client.post("/v1/predict", json={"columns": without}).json()
+    plain = client.post(
+        "/v1/predict", json={"records": [{k: v for k, v in r.items() if k != "occupation"} for r in records]}
+    ).json()
+    assert answer["predictions"]["label"] == [p["label"] for p in plain["predictions"]]
+
+
+def test_columnar_mistakes_are_422_naming_the_column(client: httpx.Client, example: dict[str, Any]) -> None:
+    columns = {name: [value, value, value] for name, value in example.items()}
+
+    def problems(body: Any) -> dict[str, str]:
+        response = client.post("/v1/predict", json=body)
+        assert response.status_code == 422, response.text
+        return {item["field"]: item["problem"] for item in response.json()["detail"]}
+
+    assert problems({"columns": {**columns, "age": [39, 40]}}) == {
+        "columns.age": "2 values where the other columns have 3"
+    }
+    assert 'got "old"' in problems({"columns": {**columns, "age": [39, 40, "old"]}})["columns.age[2]"]
+    assert "did you mean 'age'" in problems({"columns": {**columns, "agee": [1, 2, 3]}})["columns.agee"]
+    missing = {name: values for name, values in columns.items() if name != "age"}
+    assert problems({"columns": missing})["columns.age"].startswith("required column is missing")
+    many = {name: [value] * (MAX_RECORDS + 1) for name, value in example.items()}
+    assert str(MAX_RECORDS) in problems({"columns": many})["columns.age"]
+
+
+def test_columns_can_be_explained_record_by_record(client: httpx.Client, example: dict[str, Any]) -> None:
+    columns = {name: [value, value] for name, value in example.items()}
+    answer = client.post("/v1/predict", json={"columns": columns}, params={"explain": "true"}).json()
+    single = client.post("/v1/predict", json=example, params={"explain": "true"}).json()
+    assert answer["predictions"]["explanations"] == [single["explanation"]] * 2
+
+
 def test_unseen_category_and_out_of_range_value_are_scored_with_warnings(
     client: httpx.Client, example: dict[str, Any]
 ) -> None:

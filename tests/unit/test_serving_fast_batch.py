@@ -167,9 +167,9 @@ def test_bodies_are_parsed_the_fast_way_only_when_no_key_can_repeat(body: bytes,
 
     from keel.serving.app import _parse_json
 
-    data, was_plain = _parse_json(body)
-    assert was_plain is plain
-    assert json.dumps(data) == json.dumps(json.loads(body))
+    parsed = _parse_json(body)
+    assert parsed.fast is plain
+    assert json.dumps(parsed.data) == json.dumps(json.loads(body))
 
 
 @pytest.mark.parametrize(
@@ -189,3 +189,28 @@ def test_a_repeated_key_is_refused_whichever_parser_reads_it(body: bytes, key: s
         _parse_json(body)
     assert caught.value.status == 400
     assert f"repeats the key {key!r}" in caught.value.error
+
+
+def test_an_integer_beyond_64_bits_is_validated_on_the_exact_document(types: RequestTypes) -> None:
+    from keel.serving.app import _parse_json
+
+    big = 2**70
+    body = f'{{"records": [{{"row_id": {big}, "x1": 1, "size": "2", "flag": true}}]}}'.encode()
+    parsed = _parse_json(body)
+    assert parsed.fast  # orjson read it, as a float
+    assert types.fast_batch(parsed.data) is None  # a float id: left to pydantic
+    payload = parsed.validated(types.adapter.validate_python)  # refused as a float, accepted as the integer
+    assert payload["records"][0]["row_id"] == big
+    assert not parsed.fast
+
+
+def test_a_lone_surrogate_sent_in_an_id_is_written_back_as_it_came() -> None:
+    import json
+
+    from keel.serving.app import _parse_json, _render
+
+    body = b'{"records": [{"row_id": "\\ud800x"}]}'
+    parsed = _parse_json(body)  # orjson refuses it; the standard library reads it
+    assert not parsed.fast
+    echoed = {"predictions": [{"ids": parsed.data["records"][0]}], "value": np.float64(1.5)}
+    assert json.loads(_render(echoed)) == {"predictions": [{"ids": {"row_id": "\ud800x"}}], "value": 1.5}

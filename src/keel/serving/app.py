@@ -11,6 +11,7 @@ too many records 422. Request bodies and keys are never logged.
 from __future__ import annotations
 
 import asyncio
+import collections
 import difflib
 import hmac
 import json
@@ -21,8 +22,9 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 from fastapi import FastAPI, Request
@@ -39,6 +41,7 @@ from keel import __version__
 from keel.errors import KeelError
 from keel.serving.contract import (
     BatchPrediction,
+    ColumnsPrediction,
     ErrorResponse,
     ReloadResponse,
     SinglePrediction,
@@ -63,6 +66,8 @@ OPEN_PATHS = frozenset({"/health", "/ready"})
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _REQUEST_ID_KEY = "keel.request_id"
 _JSON = "application/json"
+_T = TypeVar("_T")
+_NO_CONTRIBUTIONS = {"field": "explain", "problem": "this model's estimator has no per-feature contributions"}
 _BODY_HINT = 'send one record as a JSON object, or several as {"records": [...]}'
 
 
@@ -184,11 +189,11 @@ def create_app(
     }
 
     async def answer_with_recipe(
-        request: Request, served: ServedModel, recipe: RecipeEndpoint, data: Any, explain: bool
+        request: Request, served: ServedModel, recipe: RecipeEndpoint, body: _Body, explain: bool
     ) -> Response:
         # A recipe with a serving hook (tennis: player names) answers in its own words; see keel.serving.recipe.
         try:
-            batch, requests = recipe.validate(data)
+            batch, requests = body.validated(recipe.validate)
         except ValidationError as error:
             raise ClientError(422, "the request has invalid fields; see detail", _problems(error, served)) from None
         try:
@@ -206,37 +211,60 @@ def create_app(
         document = {**meta, "predictions": answer.answers} if batch else {**answer.answers[0], **meta}
         return Response(_render(document), media_type=_JSON)
 
+    async def answer_columns(request: Request, served: ServedModel, body: _Body, explain: bool) -> Response:
+        # {"columns": {field: [values]}}: validated by pydantic a column at a time, answered in columns.
+        try:
+            columns = body.validated(served.request.adapter.validate_python)["columns"]
+        except ValidationError as error:
+            raise ClientError(422, "the request has invalid fields; see detail", _problems(error, served)) from None
+        count = _column_length(columns)
+        predictor = served.predictor
+        if count >= THREADPOOL_RECORDS:
+            predictions, warnings = await run_in_threadpool(
+                predictor.predict_columns, columns, count, explain=explain, top=explain_top
+            )
+        else:
+            predictions, warnings = predictor.predict_columns(columns, count, explain=explain, top=explain_top)
+        if explain and not predictor.can_explain:
+            warnings.append({"record": None, **_NO_CONTRIBUTIONS})
+        metrics.counted(served.name, served.version, count, predictions.get("label"), (w["field"] for w in warnings))
+        monitor.observe_columns(served, columns, predictions, count)
+        meta = {"model": served.name, "version": served.version, "request_id": request.scope[_REQUEST_ID_KEY]}
+        return Response(_render({**meta, "predictions": predictions, "warnings": warnings}), media_type=_JSON)
+
     @app.post(
         "/v1/predict",
-        response_model=SinglePrediction | BatchPrediction,
+        response_model=SinglePrediction | BatchPrediction | ColumnsPrediction,
         responses=errors,  # type: ignore[arg-type]
-        summary='Predict one record, or many as {"records": [...]}',
+        summary='Predict one record, many as {"records": [...]}, or many as {"columns": {...}}',
     )
     async def predict(request: Request, explain: bool = False) -> Response:
-        """Predict one record (a JSON object) or many (``{"records": [...]}``).
+        """Predict one record (a JSON object), many (``{"records": [...]}``), or many as columns.
 
-        Values outside the training data (an unseen category, a number out of the training range) are scored and
-        reported in ``warnings``. ``?explain=true`` adds each record's largest feature contributions.
+        A columnar body, ``{"columns": {"field": [...], ...}}``, is answered in columns: the compact form for large
+        batches. Values outside the training data (an unseen category, a number out of the training range) are
+        scored and reported in ``warnings``. ``?explain=true`` adds each record's largest feature contributions.
         """
         served = served_now()
         _require_json(request)
-        body = await _read_body(request, max_body_bytes)
-        data, plain = _parse_json(body)
+        body = _parse_json(await _read_body(request, max_body_bytes))
         if served.recipe is not None:
-            return await answer_with_recipe(request, served, served.recipe, data, explain)
+            return await answer_with_recipe(request, served, served.recipe, body, explain)
+        if body_kind(body.data) == "columns":
+            return await answer_columns(request, served, body, explain)
         # A batch of plain values is accepted column by column; anything else (and ?explain=true, which echoes
         # values back as pydantic returns them) is validated record by record, with exact error messages.
-        accepted = served.request.fast_batch(data) if plain and not explain else None
+        accepted = served.request.fast_batch(body.data) if body.fast and not explain else None
         columns: dict[str, list[Any]] | None = None
         if accepted is not None:
             records, columns = accepted
             batch = True
         else:
             try:
-                payload = served.request.adapter.validate_python(data)
+                payload = body.validated(served.request.adapter.validate_python)
             except ValidationError as error:
                 raise ClientError(422, "the request has invalid fields; see detail", _problems(error, served)) from None
-            batch = body_kind(data) == "batch"
+            batch = body_kind(body.data) == "batch"
             records = payload["records"] if batch else [payload]
         predictor = served.predictor
         if len(records) >= THREADPOOL_RECORDS:
@@ -246,11 +274,10 @@ def create_app(
         else:
             results = predictor.predict(records, columns=columns, explain=explain, top=explain_top)
         if explain and not predictor.can_explain:
-            note = {"field": "explain", "problem": "this model's estimator has no per-feature contributions"}
             for result in results:
-                result["warnings"].append(note)
+                result["warnings"].append(dict(_NO_CONTRIBUTIONS))
         metrics.predicted(served.name, served.version, results)
-        monitor.observe(served, records, results)
+        monitor.observe(served, records, results, columns)
         meta = {"model": served.name, "version": served.version, "request_id": request.scope[_REQUEST_ID_KEY]}
         document = {**meta, "predictions": results} if batch else {**results[0], **meta}
         return Response(_render(document), media_type=_JSON)
@@ -356,11 +383,39 @@ async def _read_limited(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def _parse_json(body: bytes) -> tuple[Any, bool]:
-    """The parsed body, and whether it is plain: unique keys and finite numbers only.
+@dataclass
+class _Body:
+    """A parsed request body.
 
-    orjson parses well-formed bodies (about twice as fast as the standard library) but lets a repeated key win
-    silently. Counting colons proves there is none: every key in the text is followed by one colon outside
+    Attributes:
+        raw: The bytes received.
+        data: The parsed document.
+        fast: Whether orjson parsed it. Its document has unique keys (see :func:`_parse_json`) and finite numbers,
+            but it reads an integer beyond 64 bits as a float, so a validation that refuses it is run again on the
+            exact document (:meth:`validated`). A document that validates is the same either way: such a float is
+            only accepted where a float is, and it equals the integer's conversion.
+    """
+
+    raw: bytes
+    data: Any
+    fast: bool
+
+    def validated(self, validate: Callable[[Any], _T]) -> _T:
+        """``validate(data)``, deciding on the exactly parsed document when the fast one is refused."""
+        try:
+            return validate(self.data)
+        except ValidationError:
+            if not self.fast:
+                raise
+        self.data, self.fast = _parse_json_exactly(self.raw), False
+        return validate(self.data)
+
+
+def _parse_json(body: bytes) -> _Body:
+    """The parsed body; orjson's fast parse when it is plain (unique keys, finite numbers).
+
+    orjson parses well-formed bodies (two to three times as fast as the standard library) but lets a repeated key
+    win silently. Counting colons proves there is none: every key in the text is followed by one colon outside
     strings, so when the body holds no more colons than keys were parsed, no key was repeated (and no string holds
     a colon). Otherwise, and for anything orjson refuses (NaN, 1e309, invalid UTF-8, deep nesting), the standard
     library parses the body again with a duplicate-key check and names the exact problem.
@@ -373,8 +428,8 @@ def _parse_json(body: bytes) -> tuple[Any, bool]:
         pass
     else:
         if body.count(b":") == _keys_parsed(data):
-            return data, True
-    return _parse_json_exactly(body), False
+            return _Body(body, data, fast=True)
+    return _Body(body, _parse_json_exactly(body), fast=False)
 
 
 def _keys_parsed(data: Any) -> int:
@@ -384,12 +439,20 @@ def _keys_parsed(data: Any) -> int:
     records = data.get("records")
     if type(records) is list and set(map(type, records)) == {dict}:
         return len(data) + sum(map(len, records))
-    return len(data)
+    columns = data.get("columns")
+    return len(data) + (len(columns) if type(columns) is dict else 0)
 
 
 def _render(document: Any) -> bytes:
-    """A response document as JSON (numpy values as numbers)."""
-    return orjson.dumps(document, default=_json_default, option=orjson.OPT_SERIALIZE_NUMPY)
+    """A response document as JSON (numpy values as numbers).
+
+    A string echoed from the request may hold a lone surrogate (an escaped U+D800 is valid JSON but not UTF-8),
+    which orjson refuses; the standard library writes it back escaped, as it came.
+    """
+    try:
+        return orjson.dumps(document, default=_json_default, option=orjson.OPT_SERIALIZE_NUMPY)
+    except orjson.JSONEncodeError:
+        return json.dumps(document, default=_json_default).encode()
 
 
 def _parse_json_exactly(body: bytes) -> Any:
@@ -423,6 +486,26 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return document
 
 
+def _column_length(columns: dict[str, list[Any]]) -> int:
+    """Records in a columnar body; 422 unless every column holds the same number of values."""
+    lengths = {name: len(values) for name, values in columns.items()}
+    if not lengths:
+        raise ClientError(422, 'the body has no columns; send {"columns": {"field": [values], ...}}')
+    common = collections.Counter(lengths.values()).most_common(1)[0][0]
+    odd = [
+        {
+            "field": f"columns.{name}",
+            "problem": f"{length:,} values where the other columns have {common:,}",
+            "type": "column_length",
+        }
+        for name, length in lengths.items()
+        if length != common
+    ]
+    if odd:
+        raise ClientError(422, "every column must hold one value per record; see detail", odd)
+    return common
+
+
 def _json_default(value: Any) -> Any:
     if hasattr(value, "item"):
         return value.item()
@@ -434,19 +517,23 @@ def _problems(error: ValidationError, served: ServedModel) -> list[dict[str, str
     problems = []
     for item in error.errors(include_url=False):
         loc = list(item["loc"])
-        if loc and loc[0] in ("record", "batch"):
+        if loc and loc[0] in ("record", "batch", "columns"):
             loc = loc[1:]
         path = _path(loc)
         kind = item["type"]
         if kind == "missing":
-            problem = "required field is missing"
+            problem = (
+                "required column is missing (the field had no missing values in training)"
+                if path.startswith("columns.")
+                else "required field is missing"
+            )
         elif kind == "extra_forbidden":
             close = difflib.get_close_matches(str(loc[-1]), fields, n=1) if loc else []
             problem = "unknown field" + (
                 f"; did you mean {close[0]!r}?" if close else f"; the fields are: {', '.join(fields)}"
             )
         elif kind in ("dict_type", "model_type", "typed_dict_type") and not loc:
-            problem = 'the body must be one record (a JSON object) or {"records": [...]}'
+            problem = 'the body must be one record (a JSON object), {"records": [...]} or {"columns": {...}}'
         elif item.get("input", "") is None:
             problem = "null is not allowed here (the field had no missing values in training); send a value"
         else:

@@ -123,8 +123,11 @@ def build_request_types(schema: FeatureSchema, *, model_name: str, max_records: 
     batch.__pydantic_config__ = ConfigDict(
         extra="forbid", title=f"{title}Batch", json_schema_extra={"examples": [{"records": [example]}]}
     )
+    table = _columns_type(schema, title, example, max_records)
     body = Annotated[
-        Annotated[record, Tag("record")] | Annotated[batch, Tag("batch")],  # type: ignore[valid-type]
+        Annotated[record, Tag("record")]  # type: ignore[valid-type]
+        | Annotated[batch, Tag("batch")]  # type: ignore[valid-type]
+        | Annotated[table, Tag("columns")],  # type: ignore[valid-type]
         Discriminator(_kind),
     ]
     adapter: TypeAdapter[Any] = TypeAdapter(body)
@@ -253,9 +256,47 @@ def _rule(column: ColumnSchema) -> _FieldRule:
     return _FieldRule(column.name, frozenset(types), chars)
 
 
+def _columns_type(schema: FeatureSchema, title: str, example: dict[str, Any], max_records: int) -> Any:
+    """``{"columns": {field: [values]}}``: the same fields as a record, one list per field, one value per record."""
+    limits = Field(min_length=1, max_length=max_records, description=f"1 to {max_records:,} values, one per record")
+    fields: dict[str, Any] = {}
+    for column in schema.features:
+        kind = _field_type(column)
+        if column.missing_rate > 0:
+            fields[column.name] = NotRequired[Annotated[list[kind | None], limits]]  # type: ignore[valid-type]
+        else:
+            fields[column.name] = Annotated[list[kind], limits]  # type: ignore[valid-type]
+    for name in schema.id_names:
+        fields[name] = NotRequired[Annotated[list[_Short | StrictInt | None], limits]]
+    columns = _typed_dict(f"{title}Columns", fields)
+    columns.__pydantic_config__ = ConfigDict(extra="forbid", title=f"{title}Columns")
+    table = _typed_dict(
+        f"{title}Table",
+        {
+            "columns": Annotated[
+                columns,
+                Field(
+                    description="One list per field, all of the same length (a field left out is missing in every "
+                    "record, where the model allows it); the answer comes back in columns too"
+                ),
+            ]
+        },
+    )
+    shown: dict[str, Any] = {name: [value] for name, value in example.items()}
+    table.__pydantic_config__ = ConfigDict(
+        extra="forbid", title=f"{title}Table", json_schema_extra={"examples": [{"columns": shown}]}
+    )
+    return table
+
+
 def _kind(value: Any) -> str:
-    """``batch`` for ``{"records": [...]}``, else ``record``."""
-    return "batch" if isinstance(value, dict) and isinstance(value.get("records"), list) else "record"
+    """``batch`` for ``{"records": [...]}``, ``columns`` for ``{"columns": {...}}``, else ``record``."""
+    if isinstance(value, dict):
+        if isinstance(value.get("records"), list):
+            return "batch"
+        if isinstance(value.get("columns"), dict):
+            return "columns"
+    return "record"
 
 
 class FieldWarning(BaseModel):
@@ -307,6 +348,38 @@ class BatchPrediction(BaseModel):
     version: int
     request_id: str
     predictions: list[Prediction]
+
+
+class ColumnPredictions(BaseModel):
+    """Predictions in columns: one value per record, in the order sent."""
+
+    label: list[Any] | None = Field(default=None, description="The most probable class of each record")
+    probabilities: dict[str, list[float]] | None = Field(
+        default=None, description="Class → the probability of that class for each record"
+    )
+    value: list[float] | None = Field(default=None, description="The predicted value of each record (regression)")
+    ids: dict[str, list[Any]] | None = Field(default=None, description="Id column → the values sent")
+    explanations: list[Explanation] | None = Field(
+        default=None, description="With ?explain=true (LightGBM models): one per record"
+    )
+
+
+class RecordWarning(FieldWarning):
+    """A value outside what the model saw in training, in a columnar request."""
+
+    record: int | None = Field(
+        description="Index of the record (0 is the first value of every column); null for the whole request"
+    )
+
+
+class ColumnsPrediction(BaseModel):
+    """The response to ``{"columns": {...}}``."""
+
+    model: str
+    version: int
+    request_id: str
+    predictions: ColumnPredictions
+    warnings: list[RecordWarning] = Field(default_factory=list)
 
 
 class ProblemDetail(BaseModel):

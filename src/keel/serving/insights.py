@@ -11,7 +11,8 @@ from __future__ import annotations
 import collections
 import logging
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -30,6 +31,16 @@ log = logging.getLogger(__name__)
 DEFAULT_WINDOW = 5000
 """Most recent records kept for drift monitoring (per worker process)."""
 REFERENCE_FILE = "reference.json"
+
+
+@dataclass(frozen=True)
+class _Chunk:
+    """One request's share of the window: feature columns, predicted labels or values, positive-class scores."""
+
+    columns: Mapping[str, Sequence[Any]]
+    outputs: Sequence[Any]
+    scores: Sequence[float] | None
+    count: int
 
 
 class DriftMonitor:
@@ -53,7 +64,9 @@ class DriftMonitor:
         self.served_now = served_now
         self.window = window
         self.threshold = threshold
-        self._records: collections.deque[tuple[dict[str, Any], Any, float | None]] = collections.deque(maxlen=window)
+        # Requests' columns, newest last; together at most ``window`` records beyond the oldest chunk's start.
+        self._chunks: collections.deque[_Chunk] = collections.deque()
+        self._held = 0
         self._version: int | None = None
         self._seen = 0
         self._lock = threading.Lock()
@@ -64,21 +77,49 @@ class DriftMonitor:
     # -- the hot path --------------------------------------------------------------------------------------------
 
     def observe(
-        self, served: ServedModel, records: Sequence[dict[str, Any]], results: Sequence[dict[str, Any]]
+        self,
+        served: ServedModel,
+        records: Sequence[dict[str, Any]],
+        results: Sequence[dict[str, Any]],
+        columns: Mapping[str, Sequence[Any]] | None = None,
     ) -> None:
-        """Remember a request's records and predictions (cheap: appends to the window)."""
+        """Remember a request's records and predictions (cheap: appends to the window).
+
+        Args:
+            served: The version that answered.
+            records: The validated records.
+            results: Their predictions, as returned.
+            columns: The records as columns, when the caller has them already.
+        """
+        if columns is None or len(records) > self.window:
+            recent = records[-self.window :]
+            columns = {name: [record.get(name) for record in recent] for name in served.predictor.feature_names}
+            results = results[-self.window :]
         keys = served.predictor.class_keys
         outputs = [result["label"] if "label" in result else result.get("value") for result in results]
-        scores: list[float | None] = (
-            [result["probabilities"][keys[1]] for result in results] if len(keys) == 2 else [None] * len(results)
-        )
-        rows = zip(records[-self.window :], outputs[-self.window :], scores[-self.window :], strict=True)
+        scores = [result["probabilities"][keys[1]] for result in results] if len(keys) == 2 else None
+        self._append(served.version, _Chunk(columns, outputs, scores, len(results)), len(records))
+
+    def observe_columns(
+        self, served: ServedModel, columns: Mapping[str, Sequence[Any]], predictions: Mapping[str, Any], count: int
+    ) -> None:
+        """Remember a columnar request (``columns`` as validated) and its predictions (as returned)."""
+        keys = served.predictor.class_keys
+        outputs = predictions["label"] if "label" in predictions else predictions["value"]
+        scores = predictions["probabilities"][keys[1]] if len(keys) == 2 else None
+        self._append(served.version, _Chunk(columns, outputs, scores, count), count)
+
+    def _append(self, version: int, chunk: _Chunk, seen: int) -> None:
         with self._lock:
-            if served.version != self._version:
-                self._records.clear()
-                self._version = served.version
-            self._records.extend(rows)
-            self._seen += len(records)
+            if version != self._version:
+                self._chunks.clear()
+                self._held = 0
+                self._version = version
+            self._chunks.append(chunk)
+            self._held += chunk.count
+            while self._held - self._chunks[0].count >= self.window:  # the oldest chunk is wholly outside
+                self._held -= self._chunks.popleft().count
+            self._seen += seen
 
     # -- on request ----------------------------------------------------------------------------------------------
 
@@ -94,9 +135,9 @@ class DriftMonitor:
                 self._references[version] = DriftReference.model_validate_json(path.read_text(encoding="utf-8"))
         return self._references[version]
 
-    def _snapshot(self) -> tuple[int | None, int, list[tuple[dict[str, Any], Any, float | None]]]:
+    def _snapshot(self) -> tuple[int | None, int, list[_Chunk]]:
         with self._lock:
-            return self._version, self._seen, list(self._records)
+            return self._version, self._seen, list(self._chunks)
 
     def report(self) -> dict[str, Any]:
         """Drift of the window against the served version's reference, as ``GET /v1/monitoring`` returns it."""
@@ -124,10 +165,20 @@ class DriftMonitor:
         key = (served.version, seen if items else -1)
         if self._cached is not None and self._cached[0] == key:
             return self._cached[1]
-        names = list(reference.features)
-        columns = {name: [record.get(name) for record, _, _ in items] for name in names}
-        predictions = [output for _, output, _ in items] if items else None
-        scores = [s for _, _, s in items if s is not None] if items and reference.score is not None else None
+        held = sum(chunk.count for chunk in items)
+        start = max(0, held - self.window)  # records of the oldest chunk that fell out of the window
+
+        def window_of(parts: list[Sequence[Any] | None]) -> list[Any]:
+            values: list[Any] = []
+            for chunk, part in zip(items, parts, strict=True):
+                values.extend([None] * chunk.count if part is None else part)
+            return values[start:]
+
+        columns = {name: window_of([chunk.columns.get(name) for chunk in items]) for name in reference.features}
+        predictions = window_of([chunk.outputs for chunk in items]) if items else None
+        scores = None
+        if items and reference.score is not None:
+            scores = [s for s in window_of([chunk.scores for chunk in items]) if s is not None]
         report = drift_report(reference, columns, predictions=predictions, scores=scores, threshold=self.threshold)
         self._cached = (key, report)
         return report

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import collections
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -59,20 +59,20 @@ class ServiceMetrics:
         self.latency.labels(route).observe(seconds)
 
     def predicted(self, name: str, version: int, results: Sequence[dict[str, Any]]) -> None:
-        """Count predictions by class, records per request and warnings by field."""
-        self.records.observe(len(results))
-        if results and "label" in results[0]:
-            counts = collections.Counter(str(result["label"]) for result in results)
-        else:
-            counts = collections.Counter({"value": len(results)})
-        fields = collections.Counter(
-            warning["field"] for result in results if result["warnings"] for warning in result["warnings"]
-        )
+        """Count predictions by class, records per request and warnings by field, from per-record results."""
+        labels = [result["label"] for result in results] if results and "label" in results[0] else None
+        fields = [warning["field"] for result in results if result["warnings"] for warning in result["warnings"]]
+        self.counted(name, version, len(results), labels, fields)
+
+    def counted(self, name: str, version: int, count: int, labels: Sequence[Any] | None, warned: Iterable[str]) -> None:
+        """Count ``count`` predictions (``labels`` for a classifier, else ``None``) and the fields ``warned`` about."""
+        self.records.observe(count)
+        counts = collections.Counter(map(str, labels)) if labels is not None else {"value": count}
         tag = str(version)
-        for label, count in counts.items():
-            self.predictions.labels(name, tag, label).inc(count)
-        for field, count in fields.items():
-            self.warnings.labels(name, tag, field).inc(count)
+        for label, number in counts.items():
+            self.predictions.labels(name, tag, label).inc(number)
+        for field, number in collections.Counter(warned).items():
+            self.warnings.labels(name, tag, field).inc(number)
 
     def render(self) -> bytes:
         """The Prometheus text exposition."""

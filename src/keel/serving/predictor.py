@@ -12,7 +12,7 @@ Pipelines the compiler does not understand (one-hot encoding, text, dates) fall 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import repeat
 from typing import TYPE_CHECKING, Any
@@ -195,7 +195,7 @@ class Predictor:
 
     # -- encoding ----------------------------------------------------------------------------------------------
 
-    def encode(self, records: Sequence[Record], columns: Mapping[str, list[Any]] | None = None) -> Any:
+    def encode(self, records: Sequence[Record], columns: Mapping[str, Sequence[Any]] | None = None) -> Any:
         """The model's input matrix for ``records`` (what the fitted preprocessor would produce).
 
         Args:
@@ -206,10 +206,7 @@ class Predictor:
         import numpy as np
 
         plan = self._plan
-        if plan is None:
-            return self._encode_with_pipeline(records)
-        count = len(records)
-        if count == 1 and columns is None:
+        if plan is not None and len(records) == 1 and columns is None:
             record = records[0]
             row = [
                 (NAN if (value := record.get(column.name)) is None else value)
@@ -218,24 +215,37 @@ class Predictor:
                 for column in plan
             ]
             return np.array([row], dtype=np.float64)
+        if columns is None:
+            columns = {name: [record.get(name) for record in records] for name in self.feature_names}
+        return self.encode_columns(columns, len(records))
+
+    def encode_columns(self, columns: Mapping[str, Sequence[Any]], count: int) -> Any:
+        """The model's input matrix for ``count`` records given as columns (an absent column is all missing)."""
+        import numpy as np
+
+        plan = self._plan
+        if plan is None:
+            return self._encode_with_pipeline(columns, count)
         matrix = np.empty((count, len(plan)), dtype=np.float64)
         for j, column in enumerate(plan):
-            name = column.name
-            values = columns[name] if columns is not None else [record.get(name) for record in records]
-            if column.codes is None:
+            values = columns.get(column.name)
+            if values is None:
+                matrix[:, j] = NAN
+            elif column.codes is None:
                 matrix[:, j] = values  # numpy turns None into NaN
             else:
                 matrix[:, j] = list(map(column.codes.get, values, repeat(NAN)))
         return matrix
 
-    def _encode_with_pipeline(self, records: Sequence[Record]) -> Any:
+    def _encode_with_pipeline(self, columns: Mapping[str, Sequence[Any]], count: int) -> Any:
         import pandas as pd
 
         from keel.domain.validation import coerce_features
 
-        frame = pd.DataFrame.from_records(
-            [{name: record.get(name) for name in self.feature_names} for record in records],
+        frame = pd.DataFrame(
+            {name: list(columns.get(name) or [None] * count) for name in self.feature_names},
             columns=self.feature_names,
+            index=range(count),
         )
         coerced = coerce_features(frame, self.schema, label="request")
         return self.model.transform(coerced.frame)
@@ -263,7 +273,7 @@ class Predictor:
         self,
         records: Sequence[Record],
         *,
-        columns: Mapping[str, list[Any]] | None = None,
+        columns: Mapping[str, Sequence[Any]] | None = None,
         explain: bool = False,
         top: int = DEFAULT_TOP_CONTRIBUTIONS,
     ) -> list[dict[str, Any]]:
@@ -310,21 +320,70 @@ class Predictor:
                 result["explanation"] = explanation
         return results
 
+    def predict_columns(
+        self,
+        columns: Mapping[str, Sequence[Any]],
+        count: int,
+        *,
+        explain: bool = False,
+        top: int = DEFAULT_TOP_CONTRIBUTIONS,
+    ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """Predict ``count`` records sent as columns, and answer in columns.
+
+        Args:
+            columns: Validated columns (feature → one value per record; an absent optional column is all missing).
+            count: Records in every column.
+            explain: Add each record's ``top`` largest feature contributions (LightGBM models).
+            top: How many contributions to report.
+
+        Returns:
+            The predictions: ``label`` (one per record) and ``probabilities`` (class → one per record) for a
+            classifier, ``value`` for a regressor, ``ids`` (id column → values) when the schema has id columns and
+            ``explanations`` (one per record) when asked for; and the warnings, each naming its ``record`` (index),
+            ``field`` and ``problem``, in record order.
+        """
+        matrix = self.encode_columns(columns, count)
+        output = self.raw(matrix)
+        predictions: dict[str, Any]
+        if self.task == "regression":
+            predictions = {"value": output.tolist()}
+        else:
+            classes = self.classes
+            predictions = {
+                "label": [classes[b] for b in output.argmax(axis=1).tolist()],
+                "probabilities": {key: output[:, j].tolist() for j, key in enumerate(self.class_keys)},
+            }
+        if self.id_names:
+            predictions["ids"] = {name: list(columns.get(name) or [None] * count) for name in self.id_names}
+
+        def value_of(i: int, name: str) -> Any:
+            return columns[name][i] if name in columns else None
+
+        if explain and self.can_explain:
+            predictions["explanations"] = self._explain(count, value_of, matrix, output, top)
+        found = self._warnings(count, value_of, matrix)
+        warnings = [{"record": i, **warning} for i in sorted(found) for warning in found[i]]
+        return predictions, warnings
+
     def warnings(self, records: Sequence[Record], matrix: Any = None) -> dict[int, list[dict[str, str]]]:
         """Per record index, the fields whose value lies outside the training data (unseen category, range).
 
         With the compiled plan's ``matrix``, only the rows it flags are looked at (a missing category code, a
         number outside the range), so a large batch of ordinary records costs a few vector comparisons.
         """
+        return self._warnings(len(records), lambda i, name: records[i].get(name), matrix)
+
+    def _warnings(
+        self, count: int, value_of: Callable[[int, str], Any], matrix: Any
+    ) -> dict[int, list[dict[str, str]]]:
         found: dict[int, list[dict[str, str]]] = {}
         for check in self._checks:
             name = check.name
-            rows = self._flagged_rows(check, matrix, len(records))
+            rows = self._flagged_rows(check, matrix, count)
             if check.known is not None:
                 known = check.known
                 for i in rows:
-                    record = records[i]
-                    value = record.get(name)
+                    value = value_of(i, name)
                     if value is not None and value not in known:
                         found.setdefault(i, []).append(
                             {
@@ -337,8 +396,7 @@ class Predictor:
                 assert low is not None  # noqa: S101 - numeric checks always have both bounds
                 assert high is not None  # noqa: S101
                 for i in rows:
-                    record = records[i]
-                    value = record.get(name)
+                    value = value_of(i, name)
                     if value is None or low <= value <= high:
                         continue
                     side, bound = (
@@ -371,17 +429,22 @@ class Predictor:
 
         For a multiclass model the contributions are those towards the predicted class.
         """
+        return self._explain(len(records), lambda i, name: records[i].get(name), matrix, output, top)
+
+    def _explain(
+        self, count: int, value_of: Callable[[int, str], Any], matrix: Any, output: np.ndarray, top: int
+    ) -> list[dict[str, Any]]:
         import numpy as np
 
         contributions = np.asarray(self.model.estimator.predict(matrix, pred_contrib=True, num_threads=self.threads))
         width = len(self._contribution_names) + 1
         if self.task == "multiclass":
-            per_class = contributions.reshape(len(records), len(self.classes), width)
-            contributions = per_class[np.arange(len(records)), output.argmax(axis=1)]
+            per_class = contributions.reshape(count, len(self.classes), width)
+            contributions = per_class[np.arange(count), output.argmax(axis=1)]
         unit = "log-odds" if self.task != "regression" else "target units"
         names = self._contribution_names
         explanations = []
-        for record, row in zip(records, contributions, strict=True):
+        for i, row in enumerate(contributions):
             values = row[:-1]
             order = np.argsort(-np.abs(values), kind="stable")[:top]
             explanations.append(
@@ -389,7 +452,7 @@ class Predictor:
                     "base_value": float(row[-1]),
                     "unit": unit,
                     "contributions": [
-                        {"feature": names[k], "value": record.get(names[k]), "contribution": float(values[k])}
+                        {"feature": names[k], "value": value_of(i, names[k]), "contribution": float(values[k])}
                         for k in order.tolist()
                     ],
                 }
