@@ -255,7 +255,7 @@ def create_app(
         # A batch of plain values is accepted column by column; anything else (and ?explain=true, which echoes
         # values back as pydantic returns them) is validated record by record, with exact error messages.
         accepted = served.request.fast_batch(body.data) if body.fast and not explain else None
-        columns: dict[str, list[Any]] | None = None
+        columns: dict[str, Sequence[Any]] | None = None
         if accepted is not None:
             records, columns = accepted
             batch = True

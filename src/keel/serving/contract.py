@@ -9,6 +9,7 @@ passed through. Unknown fields are refused.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from operator import itemgetter
 from typing import Annotated, Any, Literal, NotRequired
@@ -189,7 +190,7 @@ class BatchAcceptor:
         self.names = [rule.name for rule in self.rules]
         self._every_field = itemgetter(*self.names) if len(self.names) > 1 else None
 
-    def __call__(self, body: Any) -> tuple[list[dict[str, Any]], dict[str, list[Any]]] | None:
+    def __call__(self, body: Any) -> tuple[list[dict[str, Any]], dict[str, Sequence[Any]]] | None:
         """The records and their columns (field → values, ``None`` where missing), or ``None``: ask pydantic.
 
         Args:
@@ -208,7 +209,7 @@ class BatchAcceptor:
             else:
                 if sum(map(len, records)) != count * len(self.rules):
                     return None  # some record has a field that is not in the schema
-                columns = dict(zip(self.names, map(list, zip(*rows, strict=True)), strict=True))
+                columns: dict[str, Sequence[Any]] = dict(zip(self.names, zip(*rows, strict=True), strict=True))
                 return (records, columns) if all(map(_passes, self.rules, columns.values())) else None
         sent = sum(map(len, records))
         columns = {}
@@ -224,7 +225,7 @@ class BatchAcceptor:
         return records, columns
 
 
-def _passes(rule: _FieldRule, values: list[Any]) -> bool:
+def _passes(rule: _FieldRule, values: Sequence[Any]) -> bool:
     """Whether every value of one field is of a type its rule lets through (and short enough)."""
     types = set(map(type, values))
     if not types <= rule.types:
