@@ -34,11 +34,13 @@ def _records(frame: pd.DataFrame, features: list[str]) -> list[dict[str, Any]]:
 
 
 def _pipeline_output(model: FittedModel, frame: pd.DataFrame) -> np.ndarray:
+    """What the fitted scikit-learn pipeline itself gives (not the compiled encoding ``FittedModel`` uses)."""
     coerced = coerce_features(frame, model.schema)
     assert coerced.valid.all()
+    matrix = model.preprocessor.transform(coerced.frame)
     if model.task == "regression":
-        return model.predict_value(coerced.frame)
-    return model.predict_proba(coerced.frame)
+        return np.asarray(model.estimator.predict(matrix), dtype=np.float64)
+    return model.proba_from_matrix(matrix)
 
 
 def _served_output(predictor: Predictor, results: list[dict[str, Any]]) -> np.ndarray:

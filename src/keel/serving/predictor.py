@@ -34,19 +34,6 @@ ALL_CORES_FROM_ROWS = 256
 
 
 @dataclass(frozen=True)
-class _Column:
-    """How one output column of the preprocessor is computed from a record.
-
-    Attributes:
-        name: The input feature it reads.
-        codes: Category → code for an encoded categorical; ``None`` for a number passed through.
-    """
-
-    name: str
-    codes: dict[Any, float] | None
-
-
-@dataclass(frozen=True)
 class _Check:
     """What the training data looked like for one feature, to warn about values outside it.
 
@@ -61,88 +48,6 @@ class _Check:
     known: frozenset[Any] | None = None
     low: float | None = None
     high: float | None = None
-
-
-def compile_plan(model: FittedModel) -> list[_Column] | None:
-    """Compile the fitted preprocessor into per-column lookups, or ``None`` when it cannot be compiled.
-
-    Only what :func:`keel.domain.features.build_feature_plan` builds for tree models is compiled: an
-    ``OrdinalEncoder`` (unknown and missing categories → NaN) and numeric passthrough columns.
-    """
-    from sklearn.preprocessing import FunctionTransformer, OrdinalEncoder
-
-    preprocessor = model.preprocessor
-    transformers = getattr(preprocessor, "transformers_", None)
-    slices = getattr(preprocessor, "output_indices_", None)
-    if transformers is None or slices is None:
-        return None
-    width = sum(s.stop - s.start for s in slices.values())
-    plan: list[_Column | None] = [None] * width
-    for name, transformer, columns in transformers:
-        if isinstance(transformer, str) and transformer == "drop":
-            continue
-        names = [columns] if isinstance(columns, str) else list(columns)
-        if not all(isinstance(c, str) for c in names):
-            return None
-        where = slices[name]
-        if where.stop - where.start == 0:
-            continue
-        if where.stop - where.start != len(names):
-            return None
-        if isinstance(transformer, OrdinalEncoder):
-            if not _plain_ordinal(transformer):
-                return None
-            for offset, (column, categories) in enumerate(zip(names, transformer.categories_, strict=True)):
-                plan[where.start + offset] = _Column(column, _codes(list(categories)))
-        elif transformer == "passthrough" or (
-            isinstance(transformer, FunctionTransformer) and transformer.func is None and transformer.validate is False
-        ):
-            for offset, column in enumerate(names):
-                plan[where.start + offset] = _Column(column, None)
-        else:
-            return None
-    if any(column is None for column in plan):
-        return None
-    numeric = {c.name for c in model.schema.features if c.type in ("numeric", "boolean")}
-    categorical = {c.name for c in model.schema.features if c.type == "categorical"}
-    for column in plan:
-        assert column is not None  # noqa: S101 - checked just above; narrows the type
-        if column.codes is None and column.name not in numeric:
-            return None
-        if column.codes is not None and column.name not in categorical:
-            return None
-    return [column for column in plan if column is not None]
-
-
-def _plain_ordinal(encoder: Any) -> bool:
-    """Whether an ``OrdinalEncoder`` maps unknown and missing values to NaN and keeps every category."""
-    return (
-        encoder.handle_unknown == "use_encoded_value"
-        and _is_nan(encoder.unknown_value)
-        and _is_nan(encoder.encoded_missing_value)
-        and getattr(encoder, "infrequent_categories_", None) is None
-        and getattr(encoder, "_infrequent_enabled", False) is False
-    )
-
-
-def _is_nan(value: Any) -> bool:
-    return isinstance(value, float) and math.isnan(value)
-
-
-def _codes(categories: list[Any]) -> dict[Any, float]:
-    """Category → code, as the fitted encoder assigns them; missing values (None, NaN) are not keys.
-
-    Categories that spell an integer (``"7"``) are also keyed by the integer, as the batch path turns an integer
-    column into text before encoding.
-    """
-    codes: dict[Any, float] = {}
-    for index, category in enumerate(categories):
-        if category is None or (isinstance(category, float) and math.isnan(category)):
-            continue
-        codes[category] = float(index)
-        if isinstance(category, str) and category.lstrip("-").isdigit() and str(int(category)) == category:
-            codes[int(category)] = float(index)
-    return codes
 
 
 class Predictor:
@@ -166,7 +71,7 @@ class Predictor:
         self.task = model.task
         self.classes = model.classes
         self.class_keys = [str(c) for c in self.classes]
-        self._plan = compile_plan(model)
+        self._plan = model.encoding
         self.compiled = self._plan is not None
         self._checks = self._make_checks()
         self._plan_positions = {column.name: j for j, column in enumerate(self._plan)} if self._plan is not None else {}
