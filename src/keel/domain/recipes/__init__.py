@@ -66,15 +66,29 @@ def resolve_recipe(spec: str) -> Recipe:
         raise ConfigError(
             f"`data.recipe`: no recipe called {spec!r}; use one of {known} or `module:function` for your own"
         )
-    module_name, _, function_name = target.partition(":")
+    return import_callable(target, context="`data.recipe`", noun="function")
+
+
+def import_callable(target: str, *, context: str, noun: str) -> Callable[..., Any]:
+    """The callable ``module:name`` names.
+
+    Args:
+        target: ``module:name``.
+        context: What asked for it, to start the error message (e.g. ```data.recipe```).
+        noun: What the callable is, for the error message (``function``, ``serving hook``).
+
+    Raises:
+        ConfigError: The module cannot be imported or has no such callable.
+    """
+    module_name, _, name = target.partition(":")
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
-        raise ConfigError(f"`data.recipe`: cannot import module {module_name!r} ({exc})") from None
-    function = getattr(module, function_name, None)
-    if not callable(function):
-        raise ConfigError(f"`data.recipe`: module {module_name!r} has no function {function_name!r}")
-    return function  # type: ignore[no-any-return]
+        raise ConfigError(f"{context}: cannot import module {module_name!r} ({exc})") from None
+    found = getattr(module, name, None)
+    if not callable(found):
+        raise ConfigError(f"{context}: module {module_name!r} has no {noun} {name!r}")
+    return found  # type: ignore[no-any-return]
 
 
 def apply_recipe(spec: str, tables: Mapping[str, pd.DataFrame], params: Mapping[str, Any]) -> RecipeResult:

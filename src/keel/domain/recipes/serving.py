@@ -15,12 +15,11 @@ declares one by giving the function a ``serving`` attribute naming the factory (
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable, Mapping, Sequence
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Protocol
 
-from keel.errors import ConfigError, KeelError
+from keel.errors import KeelError
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -139,12 +138,6 @@ def serving_hook(recipe: str | None) -> ServiceFactory | None:
 
 
 def _import_factory(target: str, recipe: str) -> ServiceFactory:
-    module_name, _, name = target.partition(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise ConfigError(f"recipe {recipe!r}: cannot import its serving hook module {module_name!r} ({exc})") from None
-    factory = getattr(module, name, None)
-    if not callable(factory):
-        raise ConfigError(f"recipe {recipe!r}: module {module_name!r} has no serving hook {name!r}")
-    return factory  # type: ignore[no-any-return]
+    from keel.domain.recipes import import_callable
+
+    return import_callable(target, context=f"recipe {recipe!r} (its serving hook)", noun="serving hook")
