@@ -9,12 +9,9 @@ second load is served from the cache.
 from __future__ import annotations
 
 import gzip
-import http.server
 import shutil
-import threading
 import zipfile
 from collections.abc import Iterator
-from functools import partial
 from pathlib import Path
 
 import pytest
@@ -22,33 +19,13 @@ import pytest
 from keel.application.dataset import load_data
 from keel.config import load_config
 from keel.errors import DataError, IntegrityError
+from tests.http_files import FileServer, serving_files
 
 REPO = Path(__file__).resolve().parents[2]
 
 
-class _Handler(http.server.SimpleHTTPRequestHandler):
-    hits: list[str] = []  # noqa: RUF012 - per-server record of requests
-
-    def do_GET(self) -> None:
-        self.hits.append(self.path)
-        if self.path.startswith("/cut/"):
-            # Announce the whole file, send a third of it, hang up: an interrupted download.
-            body = (Path(self.directory) / self.path.removeprefix("/cut/")).read_bytes()
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body[: len(body) // 3])
-            self.wfile.flush()
-            self.connection.shutdown(2)
-            return
-        super().do_GET()
-
-    def log_message(self, *args: object) -> None:
-        return
-
-
 @pytest.fixture(scope="module")
-def served(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def files(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[FileServer]:
     """A local server holding the shared files, and the bikes data zipped as UCI serves it."""
     root = tmp_path_factory.mktemp("served")
     shutil.copytree(shared_data / "madewithml", root / "madewithml")
@@ -59,20 +36,20 @@ def served(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Itera
         archive.writestr("Readme.txt", "Bike Sharing Dataset\n")
         archive.writestr("day.csv", "instant,cnt\n1,985\n")
         archive.writestr("hour.csv", gzip.decompress((shared_data / "bikes" / "hour.csv.gz").read_bytes()))
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), partial(_Handler, directory=str(root)))
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
+    with serving_files(root) as running:
+        yield running
+
+
+@pytest.fixture
+def served(files: FileServer) -> str:
+    """The server's URL, with its record of requests emptied for this test."""
+    files.hits.clear()
+    return files.url
 
 
 @pytest.fixture(autouse=True)
 def _no_local_data(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("KEEL_DATA_DIR", raising=False)
-    _Handler.hits = []
 
 
 def _config(name: str, *overrides: str) -> object:
@@ -85,17 +62,19 @@ def _tags(served: str, *overrides: str) -> object:
                    f"data.test.url={served}/madewithml/holdout.csv", *overrides)  # fmt: skip
 
 
-def test_a_download_matching_the_configs_checksum_is_read_and_cached(served: str, tmp_path: Path) -> None:
+def test_a_download_matching_the_configs_checksum_is_read_and_cached(
+    files: FileServer, served: str, tmp_path: Path
+) -> None:
     loaded = _tags(served)
     data = load_data(loaded)  # type: ignore[arg-type]
     assert data.test is not None
     assert (len(data.train), len(data.test)) == (764, 191)
     assert data.sources["train"].origin == "download"
     assert data.fingerprint["dataset.csv"] == "479e0f3813cc0583717b86512d112b0a397f717ac33652504afdf763c1f3aff1"
-    assert sorted(_Handler.hits) == ["/madewithml/dataset.csv", "/madewithml/holdout.csv"]
+    assert sorted(files.hits) == ["/madewithml/dataset.csv", "/madewithml/holdout.csv"]
     again = load_data(loaded)  # type: ignore[arg-type]
     assert len(again.train) == 764
-    assert len(_Handler.hits) == 2, "the second load must come from the cache"
+    assert len(files.hits) == 2, "the second load must come from the cache"
 
 
 def test_a_checksum_mismatch_is_refused_and_leaves_no_cache_entry(served: str, tmp_path: Path) -> None:
@@ -113,13 +92,13 @@ def test_an_interrupted_download_fails_clearly_and_a_retry_succeeds(served: str,
     assert len(data.train) == 764
 
 
-def test_the_bikes_csv_is_read_from_inside_the_uci_zip(served: str, tmp_path: Path) -> None:
+def test_the_bikes_csv_is_read_from_inside_the_uci_zip(files: FileServer, served: str, tmp_path: Path) -> None:
     loaded = _config("bikes", f"data.train.url={served}/bike+sharing+dataset.zip")
     data = load_data(loaded)  # type: ignore[arg-type]
     assert len(data.train) == 17_379
     assert {"casual", "registered", "cnt"} <= set(data.train.columns)
     assert load_data(loaded).train.shape == data.train.shape  # type: ignore[arg-type]
-    assert _Handler.hits == ["/bike+sharing+dataset.zip"], "the extracted member is cached"
+    assert files.hits == ["/bike+sharing+dataset.zip"], "the extracted member is cached"
     with pytest.raises(DataError, match=r"no file 'hours.csv'.*Readme.txt, day.csv, hour.csv"):
         load_data(_config("bikes", f"data.train.url={served}/bike+sharing+dataset.zip", "data.train.member=hours.csv"))  # type: ignore[arg-type]
 
@@ -130,11 +109,11 @@ def test_a_wrong_member_checksum_is_refused(served: str) -> None:
         load_data(loaded)  # type: ignore[arg-type]
 
 
-def test_tennis_years_are_downloaded_one_file_each_and_replayed(served: str) -> None:
+def test_tennis_years_are_downloaded_one_file_each_and_replayed(files: FileServer, served: str) -> None:
     loaded = _config("tennis", f"data.train.url={served}/tennis_atp/atp_matches_{{year}}.csv",
                      "data.train.years=[2023,2024]")  # fmt: skip
     data = load_data(loaded)  # type: ignore[arg-type]
-    assert sorted(_Handler.hits) == ["/tennis_atp/atp_matches_2023.csv", "/tennis_atp/atp_matches_2024.csv"]
+    assert sorted(files.hits) == ["/tennis_atp/atp_matches_2023.csv", "/tennis_atp/atp_matches_2024.csv"]
     assert set(data.fingerprint) == {"atp_matches_2023.csv", "atp_matches_2024.csv"}
     assert set(data.train["season"]) == {2023, 2024}
     assert set(data.recipe_tables) == {"players", "head_to_head"}

@@ -1,8 +1,6 @@
 from __future__ import annotations
 
 import hashlib
-import http.server
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,57 +9,32 @@ import pytest
 from keel.config import SourceConfig
 from keel.errors import DataError, IntegrityError
 from keel.io.sources import download, resolve_source
+from tests.http_files import FileServer, serving_files
 
 PAYLOAD = b"a,b,label\n" + b"".join(f"{i},{i * 2},{i % 2}\n".encode() for i in range(5000))
 SHA = hashlib.sha256(PAYLOAD).hexdigest()
 
 
-class _Handler(http.server.BaseHTTPRequestHandler):
-    hits: list[str] = []  # noqa: RUF012 - per-server record of requests
-
-    def do_GET(self) -> None:
-        self.hits.append(self.path)
-        if self.path == "/truncated.csv":
-            # Promise more bytes than are sent, then hang up: an interrupted download.
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(PAYLOAD)))
-            self.end_headers()
-            self.wfile.write(PAYLOAD[:1000])
-            self.wfile.flush()
-            self.connection.shutdown(2)
-            return
-        if self.path == "/missing.csv":
-            self.send_error(404)
-            return
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(PAYLOAD)))
-        self.end_headers()
-        self.wfile.write(PAYLOAD)
-
-    def log_message(self, *args: object) -> None:
-        return
+@pytest.fixture
+def files(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FileServer]:
+    root = tmp_path_factory.mktemp("served")
+    (root / "data.csv").write_bytes(PAYLOAD)
+    with serving_files(root) as running:
+        yield running
 
 
 @pytest.fixture
-def server() -> Iterator[str]:
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    _Handler.hits = []
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
+def server(files: FileServer) -> str:
+    return files.url
 
 
-def test_download_is_verified_cached_and_reused(server: str, tmp_path: Path) -> None:
+def test_download_is_verified_cached_and_reused(files: FileServer, server: str, tmp_path: Path) -> None:
     first = download(f"{server}/data.csv", SHA)
     assert first.read_bytes() == PAYLOAD
     assert str(first).startswith(str(tmp_path / "cache"))
     second = download(f"{server}/data.csv", SHA)
     assert second == first
-    assert _Handler.hits == ["/data.csv"]
+    assert files.hits == ["/data.csv"]
 
 
 def test_checksum_mismatch_deletes_the_file_and_says_so(server: str, tmp_path: Path) -> None:
@@ -74,16 +47,16 @@ def test_checksum_mismatch_deletes_the_file_and_says_so(server: str, tmp_path: P
 
 def test_interrupted_download_never_becomes_a_cache_hit(server: str, tmp_path: Path) -> None:
     with pytest.raises(DataError):
-        download(f"{server}/truncated.csv", SHA)
+        download(f"{server}/cut/data.csv", SHA)
     assert not [p for p in (tmp_path / "cache").rglob("*") if p.is_file()]
     assert download(f"{server}/data.csv", SHA).read_bytes() == PAYLOAD
 
 
-def test_a_corrupted_cache_entry_is_downloaded_again(server: str) -> None:
+def test_a_corrupted_cache_entry_is_downloaded_again(files: FileServer, server: str) -> None:
     cached = download(f"{server}/data.csv", SHA)
     cached.write_bytes(b"corrupt")
     assert download(f"{server}/data.csv", SHA).read_bytes() == PAYLOAD
-    assert len(_Handler.hits) == 2
+    assert len(files.hits) == 2
 
 
 def test_http_errors_are_data_errors(server: str) -> None:
@@ -92,7 +65,7 @@ def test_http_errors_are_data_errors(server: str) -> None:
 
 
 def test_local_file_under_the_data_dir_wins_over_the_url(
-    server: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    files: FileServer, server: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     (tmp_path / "sub").mkdir()
     (tmp_path / "sub" / "local.csv").write_bytes(b"x\n1\n")
@@ -102,7 +75,7 @@ def test_local_file_under_the_data_dir_wins_over_the_url(
     monkeypatch.setenv("KEEL_DATA_DIR", str(tmp_path / "elsewhere"))
     resolved = resolve_source(source)
     assert resolved.origin == "download"
-    assert _Handler.hits == ["/data.csv"]
+    assert files.hits == ["/data.csv"]
 
 
 def test_a_missing_local_file_says_where_it_looked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
