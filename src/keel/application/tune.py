@@ -11,7 +11,9 @@ from __future__ import annotations
 import logging
 import math
 import os
+import random
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -24,7 +26,7 @@ from keel.domain.metrics import Predictions, check_metrics_fit_task, compute_met
 from keel.domain.schema import FeatureSchema, infer_schema
 from keel.domain.training import fit_model
 from keel.domain.tuning import direction, search_space, suggest_params
-from keel.errors import ConfigError, DataError
+from keel.errors import ConfigError, DataError, KeelError
 from keel.io.cluster import dask_client, require_extra
 from keel.io.registry import Registry
 from keel.io.tables import write_text_atomically
@@ -126,11 +128,23 @@ def resolve_storage(loaded: LoadedConfig, storage: str | None = None) -> str:
     The SQLite default is ``optuna.db`` in the workspace.
     """
     chosen = storage or os.environ.get(STORAGE_ENV) or loaded.config.tuning.storage
-    if chosen:
-        return chosen
+    return chosen or default_storage(loaded)
+
+
+def default_storage(loaded: LoadedConfig) -> str:
+    """``optuna.db`` in the workspace (created when missing): a study only this machine's processes reach."""
     workspace = Registry.open(loaded.config.registry.workspace).workspace
     workspace.mkdir(parents=True, exist_ok=True)
     return f"sqlite:///{workspace / 'optuna.db'}"
+
+
+def process_seed(seed: int) -> int:
+    """A sampler seed of this process's own, derived from ``seed``, the host name and the process id."""
+    import hashlib
+    import socket
+
+    digest = hashlib.sha256(f"{seed}:{socket.gethostname()}:{os.getpid()}".encode()).digest()
+    return int.from_bytes(digest[:4], "big")
 
 
 def masked(url: str) -> str:
@@ -144,13 +158,48 @@ def masked(url: str) -> str:
     return url
 
 
+STORAGE_ATTEMPTS = 5
+"""Tries at opening a storage whose tables another process may be creating at the same moment."""
+
+
 def _storage(url: str) -> Any:
+    """Open the Optuna storage at ``url``, creating its tables when the database is new.
+
+    Processes started together on a new database (the same `keel tune` on several machines) race to create the
+    tables, and all but one fail on the database's own catalogue; they wait a moment and open it again.
+
+    Raises:
+        ConfigError: The driver for the URL's database is not installed.
+        KeelError: The database cannot be reached or its tables cannot be created.
+    """
     import optuna
+    from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 
     if url.startswith("sqlite:"):
         # Several processes write to one file: wait for the lock instead of failing at once.
-        return optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 60}})
-    return optuna.storages.RDBStorage(url, heartbeat_interval=60, grace_period=180)
+        options: dict[str, Any] = {"engine_kwargs": {"connect_args": {"timeout": 60}}}
+    else:
+        options = {"heartbeat_interval": 60, "grace_period": 180}
+    problem = ""
+    for attempt in range(1, STORAGE_ATTEMPTS + 1):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # heartbeat_interval
+                return optuna.storages.RDBStorage(url, **options)
+        except ImportError:
+            scheme = url.split(":", 1)[0]
+            extra = " (uv sync --extra postgres, or pip install 'keel[postgres]')" if "postgres" in scheme else ""
+            raise ConfigError(
+                f"storage {masked(url)}: the database driver for {scheme!r} is not installed{extra}"
+            ) from None
+        except (IntegrityError, ProgrammingError, OperationalError) as error:
+            problem = str(error.orig if error.orig is not None else error).strip().splitlines()[0]
+            if attempt < STORAGE_ATTEMPTS:
+                time.sleep(random.uniform(0.2, 1.0) * attempt)  # noqa: S311 - spreading retries, not a secret
+    raise KeelError(
+        f"storage {masked(url)}: cannot open it after {STORAGE_ATTEMPTS} tries ({problem}); check that the database "
+        "server is running and reachable from this machine, and the user may create tables"
+    )
 
 
 class _Objective:
@@ -324,7 +373,13 @@ def tune(
             f"optimising validation {prepared.metric} ({direction(prepared.metric)}) over "
             f"{', '.join(space)}; study {name!r} in {masked(url)}"
         )
-    sampler = optuna.samplers.TPESampler(seed=config.split.seed)
+    seed = config.split.seed
+    if url != default_storage(loaded):
+        # A storage named by the user may be shared with other processes and machines; with one seed they would all
+        # propose the same first trials, so each process samples from its own (logged with the run).
+        seed = process_seed(config.split.seed)
+        reporter.note(f"sampler seed {seed}: this process's own, as other processes may work on the same study")
+    sampler = optuna.samplers.TPESampler(seed=seed)
     pruner: Any = (
         optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=config.tuning.warmup_rounds)
         if config.tuning.pruning
@@ -352,7 +407,15 @@ def tune(
         experiment, run_name=f"tune-{config.model_name}", tags={"keel.job": "tune", "optuna.study": name}
     ) as parent:
         registry.log_params(
-            parent, {"trials": trials, "engine": engine, "metric": prepared.metric, "study": name, "n_jobs": n_jobs}
+            parent,
+            {
+                "trials": trials,
+                "engine": engine,
+                "metric": prepared.metric,
+                "study": name,
+                "n_jobs": n_jobs,
+                "sampler_seed": seed,
+            },
         )
         common = {
             "study_name": name,
