@@ -5,7 +5,7 @@ Run: uv run python benchmarks/serve.py [--workspace PATH] [--seconds 20]
 Everything runs on this machine over loopback (127.0.0.1), one uvicorn worker per server:
 
 - in-process, one record: keel's compiled predictor (validated dict → prediction with warnings) vs
-  ``FittedModel.predict_proba`` on a one-row DataFrame (the fitted ``ColumnTransformer`` + booster: the pipeline)
+  the fitted ``ColumnTransformer`` + ``proba_from_matrix`` on a one-row DataFrame (the scikit-learn pipeline)
   vs the bare ``lightgbm.Booster.predict`` on a prepared numpy row (with ``num_threads=1``, its fastest call for one
   row and how keel calls it; the default all-core call is shown too). Goals: ≥ 10x faster than the pipeline, ≤ 2x
   the bare booster.
@@ -194,6 +194,15 @@ class Person(BaseModel):
     native_country: str | None = None
 
 
+def pipeline_proba(model: Any, frame: Any) -> Any:
+    """The fitted scikit-learn pipeline's own answer: its ``ColumnTransformer``, then the booster.
+
+    (keel's ``FittedModel.predict_proba`` runs a compiled encoding instead of the ``ColumnTransformer``; the
+    baselines are what a hand-written service would call.)
+    """
+    return model.proba_from_matrix(model.preprocessor.transform(frame))
+
+
 def naive_app(workspace: str) -> Any:
     """The pattern common tutorials use: a pydantic model, a DataFrame per request, the pipeline's predict_proba."""
     import pandas as pd
@@ -209,7 +218,7 @@ def naive_app(workspace: str) -> Any:
     @app.post("/predict")
     def predict(person: Person) -> dict[str, Any]:
         frame = pd.DataFrame([person.model_dump()])
-        probability = float(model.predict_proba(frame)[0, 1])
+        probability = float(pipeline_proba(model, frame)[0, 1])
         return {"label": model.classes[int(probability >= 0.5)], "probability": probability}
 
     @app.get("/health")
@@ -362,7 +371,7 @@ def measure(workspace: str, seconds: float) -> list[Row]:
     booster = model.estimator
 
     keel_s = timed(lambda: predictor.predict(one), 3000)
-    pipeline_s = timed(lambda: model.predict_proba(one_row), 100)
+    pipeline_s = timed(lambda: pipeline_proba(model, one_row), 100)
     booster_s = timed(lambda: booster.predict(matrix), 300)
     booster1_s = timed(lambda: booster.predict(matrix, num_threads=1), 3000)
     thousand = predictor.encode(records[:1000])
