@@ -69,6 +69,18 @@ def test_missing_feature_column_is_an_error_and_no_output_is_left(handle, adult_
     assert list(tmp_path.iterdir()) == [source]
 
 
+def test_a_bad_later_part_stops_the_run_and_no_output_is_left(handle, adult_rows, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    # Chunks are read and encoded one ahead in a background thread; a failure there still ends the run cleanly.
+    folder = tmp_path / "parts"
+    folder.mkdir()
+    for i in range(4):
+        part = adult_rows.iloc[i * 300 : (i + 1) * 300]
+        (part.drop(columns=["occupation"]) if i == 3 else part).to_parquet(folder / f"part-{i}.parquet", index=False)
+    with pytest.raises(DataError, match="occupation"):
+        predict_file(handle, folder, tmp_path / "out.parquet", chunk_rows=100)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["parts"]
+
+
 def test_evaluate_recomputes_the_test_metrics(handle, adult_rows, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     source = tmp_path / "labelled.parquet"
     adult_rows.to_parquet(source, index=False)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -68,6 +70,65 @@ def prediction_columns(model: FittedModel) -> list[str]:
     return [PREDICTION_COLUMN] + [f"{PROBABILITY_PREFIX}{label}" for label in model.classes]
 
 
+@dataclass
+class PreparedChunk:
+    """A chunk read, validated and encoded, waiting for the model.
+
+    Attributes:
+        rows: Rows in the chunk.
+        kept: The non-feature columns of its valid rows (the predictions are added to it).
+        matrix: The valid rows' model input (``None`` when no row is valid).
+        invalid: The invalid rows with an ``error`` column.
+        unseen: Feature → rows holding a category never seen in training.
+    """
+
+    rows: int
+    kept: pd.DataFrame
+    matrix: Any
+    invalid: pd.DataFrame
+    unseen: dict[str, int]
+
+
+def prepare_chunk(model: FittedModel, chunk: pd.DataFrame, *, label: str) -> PreparedChunk:
+    """Validate and encode one chunk (everything before the model).
+
+    Raises:
+        DataError: A feature column is missing, or a prediction column would overwrite an input column.
+    """
+    coerced = coerce_features(chunk, model.schema, label=label)
+    valid = coerced.valid
+    features = set(model.schema.feature_names)
+    carried = [c for c in chunk.columns if c not in features]
+    clash = [c for c in prediction_columns(model) if c in carried]
+    if clash:
+        raise DataError(f"{label}: input column(s) {', '.join(clash)} would be overwritten by predictions; rename them")
+    kept = chunk.loc[valid, carried].reset_index(drop=True)
+    rows = coerced.frame.loc[valid].reset_index(drop=True)
+    invalid = chunk.loc[~valid].copy().reset_index(drop=True)
+    invalid[ERROR_COLUMN] = coerced.errors[~valid]
+    matrix = model.transform(rows) if len(rows) else None
+    return PreparedChunk(len(chunk), kept, matrix, invalid, unseen_categories(model, chunk))
+
+
+def finish_chunk(model: FittedModel, prepared: PreparedChunk) -> pd.DataFrame:
+    """Score a prepared chunk: its kept columns followed by the prediction columns."""
+    import pandas as pd
+
+    kept = prepared.kept
+    added = prediction_columns(model)
+    if prepared.matrix is None:
+        for column in added:
+            kept[column] = pd.Series(dtype="float64")
+    elif model.task == "regression":
+        kept[PREDICTION_COLUMN] = model.value_from_matrix(prepared.matrix)
+    else:
+        proba = model.proba_from_matrix(prepared.matrix)
+        kept[PREDICTION_COLUMN] = model.predict_labels(proba)
+        for i, column in enumerate(added[1:]):
+            kept[column] = proba[:, i]
+    return kept
+
+
 def score_chunk(model: FittedModel, chunk: pd.DataFrame, *, label: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Score one chunk.
 
@@ -80,32 +141,28 @@ def score_chunk(model: FittedModel, chunk: pd.DataFrame, *, label: str) -> tuple
         The scored valid rows (non-feature columns, then predictions) and the invalid rows (all input columns plus
         ``error``).
     """
-    import pandas as pd
+    prepared = prepare_chunk(model, chunk, label=label)
+    return finish_chunk(model, prepared), prepared.invalid
 
-    coerced = coerce_features(chunk, model.schema, label=label)
-    valid = coerced.valid
-    features = set(model.schema.feature_names)
-    carried = [c for c in chunk.columns if c not in features]
-    added = prediction_columns(model)
-    clash = [c for c in added if c in carried]
-    if clash:
-        raise DataError(f"{label}: input column(s) {', '.join(clash)} would be overwritten by predictions; rename them")
-    kept = chunk.loc[valid, carried].reset_index(drop=True)
-    rows = coerced.frame.loc[valid].reset_index(drop=True)
-    if len(rows):
-        if model.task == "regression":
-            kept[PREDICTION_COLUMN] = model.predict_value(rows)
-        else:
-            proba = model.predict_proba(rows)
-            kept[PREDICTION_COLUMN] = model.predict_labels(proba)
-            for i, column in enumerate(added[1:]):
-                kept[column] = proba[:, i]
-    else:
-        for column in added:
-            kept[column] = pd.Series(dtype="float64")
-    invalid = chunk.loc[~valid].copy().reset_index(drop=True)
-    invalid[ERROR_COLUMN] = coerced.errors[~valid]
-    return kept, invalid
+
+def prepared_chunks(model: FittedModel, input_path: Path, *, chunk_rows: int, label: str) -> Iterator[PreparedChunk]:
+    """The input's chunks, each read, validated and encoded one chunk ahead in a background thread.
+
+    The model scores one chunk while the next is read and encoded: Parquet decoding, pandas and LightGBM release the
+    GIL for most of their work, so with a single-threaded booster the second core is no longer idle. At most two
+    prepared chunks exist at a time, so memory stays bounded by the chunk size.
+    """
+    chunks = iter_table(input_path, chunk_rows=chunk_rows)
+
+    def following() -> PreparedChunk | None:
+        chunk = next(chunks, None)
+        return None if chunk is None else prepare_chunk(model, chunk, label=label)
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="keel-read") as reader:
+        pending = reader.submit(following)
+        while (prepared := pending.result()) is not None:
+            pending = reader.submit(following)
+            yield prepared
 
 
 def unseen_categories(model: FittedModel, chunk: pd.DataFrame) -> dict[str, int]:
@@ -144,15 +201,15 @@ def predict_file(
         raise DataError(f"{output_path}: the output would overwrite the input; choose another --output")
     label = str(input_path)
     with AtomicTableWriter(output_path) as output, AtomicTableWriter(errors_path) as errors:
-        for chunk in iter_table(input_path, chunk_rows=chunk_rows):
-            scored, invalid = score_chunk(model, chunk, label=label)
-            result.rows += len(chunk)
-            for name, count in unseen_categories(model, chunk).items():
+        for prepared in prepared_chunks(model, input_path, chunk_rows=chunk_rows, label=label):
+            scored = finish_chunk(model, prepared)
+            result.rows += prepared.rows
+            for name, count in prepared.unseen.items():
                 result.unseen[name] = result.unseen.get(name, 0) + count
             if len(scored) or not output.written:
                 output.write(scored)
-            if len(invalid):
-                errors.write(invalid)
+            if len(prepared.invalid):
+                errors.write(prepared.invalid)
         result.predicted = output.rows
         result.invalid = errors.rows
     if result.rows == 0:

@@ -87,9 +87,13 @@ class FittedModel:
 
     def predict_value(self, features: pd.DataFrame) -> np.ndarray:
         """Predicted values of a regression model."""
+        return self.value_from_matrix(self.transform(features))
+
+    def value_from_matrix(self, matrix: Any) -> np.ndarray:
+        """Predicted values of a regression model from an already transformed matrix."""
         import numpy as np
 
-        return np.asarray(self.estimator.predict(self.transform(features)), dtype=np.float64)
+        return np.asarray(self.estimator.predict(matrix), dtype=np.float64)
 
     def predict_labels(self, proba: np.ndarray) -> list[Any]:
         """The most probable class of each row."""
