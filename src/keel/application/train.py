@@ -157,7 +157,7 @@ def train(loaded: LoadedConfig, reporter: Reporter | None = None) -> TrainResult
         evaluation.baselines = evaluate_baselines(
             parts.test, config.evaluation.baselines, schema, predictions.y_true, metric_names
         )
-    registry = Registry.open(config.registry.workspace, config.registry.tracking_uri)
+    registry = Registry.open(tracking_uri=config.registry.tracking_uri, configured=config.registry.workspace)
     with _staging(registry.workspace) as staging:
         with reporter.step("Writing artifacts"):
             _write_artifacts(staging, model, loaded, data, evaluation, predictions, fit_report, rows)

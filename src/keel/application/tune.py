@@ -133,7 +133,7 @@ def resolve_storage(loaded: LoadedConfig, storage: str | None = None) -> str:
 
 def default_storage(loaded: LoadedConfig) -> str:
     """``optuna.db`` in the workspace (created when missing): a study only this machine's processes reach."""
-    workspace = Registry.open(loaded.config.registry.workspace).workspace
+    workspace = Registry.open(configured=loaded.config.registry.workspace).workspace
     workspace.mkdir(parents=True, exist_ok=True)
     return f"sqlite:///{workspace / 'optuna.db'}"
 
@@ -401,7 +401,7 @@ def tune(
             f"study {name!r} in {masked(url)} was created to {study.direction.name.lower()}; this config's metric "
             f"{prepared.metric} needs {direction(prepared.metric)}; choose another --study"
         )
-    registry = Registry.open(config.registry.workspace, config.registry.tracking_uri)
+    registry = Registry.open(tracking_uri=config.registry.tracking_uri, configured=config.registry.workspace)
     experiment = config.registry.experiment or config.project.name
     with registry.run(
         experiment, run_name=f"tune-{config.model_name}", tags={"keel.job": "tune", "optuna.study": name}

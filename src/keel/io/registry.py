@@ -72,9 +72,17 @@ class VersionInfo:
         return self.tags.get(MANIFEST_TAG)
 
 
-def resolve_workspace(workspace: str | Path | None = None) -> Path:
-    """The workspace folder: ``KEEL_WORKSPACE``, else ``workspace``, else ``.keel`` (relative to the cwd)."""
-    value = os.environ.get("KEEL_WORKSPACE") or (str(workspace) if workspace else ".keel")
+def resolve_workspace(workspace: str | Path | None = None, *, configured: str | Path | None = None) -> Path:
+    """The workspace folder, the most specific choice first.
+
+    Args:
+        workspace: Given for this call (a ``--workspace`` flag): wins over everything.
+        configured: ``registry.workspace`` of a configuration: used when ``KEEL_WORKSPACE`` is not set.
+
+    Returns:
+        ``workspace``, else ``KEEL_WORKSPACE``, else ``configured``, else ``.keel`` (relative to the cwd).
+    """
+    value = workspace or os.environ.get("KEEL_WORKSPACE") or configured or ".keel"
     return Path(value).expanduser().absolute()
 
 
@@ -112,9 +120,21 @@ class Registry:
         self._client: Any = None
 
     @classmethod
-    def open(cls, workspace: str | Path | None = None, tracking_uri: str | None = None) -> Registry:
-        """A registry for the resolved workspace and tracking URI."""
-        folder = resolve_workspace(workspace)
+    def open(
+        cls,
+        workspace: str | Path | None = None,
+        tracking_uri: str | None = None,
+        *,
+        configured: str | Path | None = None,
+    ) -> Registry:
+        """A registry for the resolved workspace and tracking URI.
+
+        Args:
+            workspace: The workspace given for this call (a ``--workspace`` flag; beats ``KEEL_WORKSPACE``).
+            tracking_uri: A configured tracking URI (``MLFLOW_TRACKING_URI`` beats it).
+            configured: The configuration's ``registry.workspace`` (``KEEL_WORKSPACE`` beats it).
+        """
+        folder = resolve_workspace(workspace, configured=configured)
         return cls(folder, resolve_tracking_uri(folder, tracking_uri))
 
     @property
