@@ -26,6 +26,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import REPO
+from tests.processes import stop
 from tests.workspaces import copy_workspace_to
 
 pytestmark = [
@@ -144,12 +145,7 @@ def _serving(
             time.sleep(1)
         yield base
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=30)
+        stop(process)
         subprocess.run(["podman", "image", "unmount", image], capture_output=True, check=False)
 
 

@@ -16,6 +16,8 @@ from typing import Any
 
 import httpx
 
+from tests.processes import stop
+
 STARTUP_SECONDS = 180
 
 
@@ -68,12 +70,7 @@ def running_server(workspace: Path, log: Path, *args: str, **env: str) -> Iterat
             time.sleep(0.2)
         yield server
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop(process)
 
 
 def register_copy(workspace: Path, *, name: str = "adult-income", of_version: int = 1) -> tuple[int, Path]:
