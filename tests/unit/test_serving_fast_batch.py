@@ -93,7 +93,13 @@ _body = st.one_of(
 )
 
 
-@settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=600,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
 @given(body=_body)
 def test_what_the_fast_check_accepts_pydantic_accepts_with_the_same_values(types: RequestTypes, body: Any) -> None:
     accepted = types.fast_batch(body)
