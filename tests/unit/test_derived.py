@@ -88,3 +88,19 @@ def test_baseline_problems_name_the_baseline_and_the_column() -> None:
             encode_target(frame["won"], schema),  # type: ignore[arg-type]
             ["accuracy"],
         )
+
+
+def test_date_parts_keep_their_names_and_values() -> None:
+    import numpy as np
+    import pandas as pd
+
+    from keel.domain.features import DatetimeParts
+
+    frame = pd.DataFrame({"when": ["2024-03-05 14:00", None, "not a date"]})
+    parts = DatetimeParts().fit(frame)
+    assert list(parts.get_feature_names_out()) == [
+        "when_year", "when_month", "when_day", "when_dayofweek", "when_hour", "when_dayofyear",
+    ]  # fmt: skip
+    values = parts.transform(frame)
+    np.testing.assert_array_equal(values[0], [2024, 3, 5, 1, 14, 65])  # a Tuesday, the 65th day of a leap year
+    assert np.isnan(values[1:]).all()

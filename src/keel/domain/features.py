@@ -168,6 +168,10 @@ def text_vectorizer(features: FeaturesConfig) -> Any:
     return FeatureUnion([("word", word), ("char", char)])
 
 
+_ACCESSORS = {"dayofweek": "day_of_week", "dayofyear": "day_of_year"}
+"""pandas' current names for the parts whose output names (kept, as stored models use them) it deprecated."""
+
+
 class DatetimeParts:
     """Turn one date column into numeric parts: year, month, day, day of week, hour, day of year.
 
@@ -188,7 +192,7 @@ class DatetimeParts:
         import pandas as pd
 
         values = pd.to_datetime(frame.iloc[:, 0], errors="coerce", format="mixed")
-        parts = [getattr(values.dt, part).astype("float64").to_numpy() for part in self.PARTS]
+        parts = [getattr(values.dt, _ACCESSORS.get(part, part)).astype("float64").to_numpy() for part in self.PARTS]
         return np.column_stack(parts)
 
     def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:

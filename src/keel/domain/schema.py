@@ -294,7 +294,7 @@ def _looks_like_identifier(series: pd.Series, column_type: ColumnType) -> bool:
         import pandas as pd
 
         numbers = pd.to_numeric(values, errors="coerce").to_numpy(dtype=np.float64)
-        if np.isnan(numbers).any() or not np.all(numbers % 1 == 0):
+        if not np.isfinite(numbers).all() or not np.all(numbers % 1 == 0):
             return False
         ordered = np.sort(numbers)
         return bool(ordered[-1] - ordered[0] == len(ordered) - 1)
