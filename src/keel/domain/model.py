@@ -7,7 +7,8 @@ what is stored, as LightGBM's own text format), other estimators as fitted sciki
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from keel.domain.encoding import EncodedColumn, compile_plan, encode_frame
@@ -37,8 +38,6 @@ class FittedModel:
     estimator_name: str
     feature_names: list[str]
     categorical_indices: list[int]
-    _encoding: list[EncodedColumn] | None = field(default=None, init=False, repr=False, compare=False)
-    _compiled: bool = field(default=False, init=False, repr=False, compare=False)
 
     @property
     def task(self) -> Task:
@@ -55,13 +54,10 @@ class FittedModel:
         """Whether the estimator is a bare LightGBM booster."""
         return type(self.estimator).__name__ == "Booster"
 
-    @property
+    @cached_property
     def encoding(self) -> list[EncodedColumn] | None:
         """The feature pipeline compiled into per-column encodings, or ``None`` when it cannot be compiled."""
-        if not self._compiled:
-            self._encoding = compile_plan(self.preprocessor, self.schema)
-            self._compiled = True
-        return self._encoding
+        return compile_plan(self.preprocessor, self.schema)
 
     def transform(self, features: pd.DataFrame) -> Any:
         """Run the feature pipeline on coerced feature columns (compiled when it can be: the same matrix, faster)."""
