@@ -12,10 +12,10 @@ import pytest
 
 
 def keel(
-    command: list[str], *args: str, cwd: Path | None = None, check: bool = True
+    command: list[str], *args: str, cwd: Path | None = None, check: bool = True, timeout: float = 300
 ) -> subprocess.CompletedProcess[str]:
     result = subprocess.run(
-        [*command, *args], capture_output=True, text=True, cwd=cwd, env=os.environ.copy(), timeout=300
+        [*command, *args], capture_output=True, text=True, cwd=cwd, env=os.environ.copy(), timeout=timeout
     )
     if check and result.returncode != 0:
         raise AssertionError(f"keel {' '.join(args)} exited {result.returncode}:\n{result.stdout}\n{result.stderr}")

@@ -32,14 +32,10 @@ def test_predict_on_dask_from_the_command_line(
     rows.iloc[1_500:].to_parquet(tmp_path / "in" / "b.parquet", index=False)
     common = ["--workspace", str(adult_workspace), "--json"]
     glob = str(tmp_path / "in" / "*.parquet")
-    done = subprocess.run(
-        [*keel_command, "predict", "-i", glob, "-o", str(tmp_path / "out"), "--engine", "dask", "--workers=2", *common],
-        capture_output=True,
-        text=True,
+    done = keel(
+        keel_command, "predict", "-i", glob, "-o", str(tmp_path / "out"), "--engine", "dask", "--workers=2", *common,
         timeout=500,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
+    )  # fmt: skip
     result = json.loads(done.stdout)
     assert (result["rows"], result["predicted"], result["invalid"]) == (3_000, 3_000, 0)
     assert result["errors"] is None

@@ -9,20 +9,17 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.e2e.test_cli import keel
+
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
 
 def test_tune_then_train_the_written_config(keel_command: list[str], workspace: Path, tmp_path: Path) -> None:
     small = ["model.params.n_estimators=40", "model.params.n_jobs=1", "model.early_stopping_rounds=10"]
     tuned = tmp_path / "tuned.yaml"
-    done = subprocess.run(
-        [*keel_command, "tune", *small, "--trials", "3", "--study", "e2e", "--output", str(tuned), "--json"],
-        capture_output=True,
-        text=True,
-        timeout=500,
-        check=False,
+    done = keel(
+        keel_command, "tune", *small, "--trials", "3", "--study", "e2e", "--output", str(tuned), "--json", timeout=500
     )
-    assert done.returncode == 0, done.stderr
     summary = json.loads(done.stdout)
     assert summary["study"] == "e2e"
     assert summary["trials"] == {"COMPLETE": 3}
