@@ -39,6 +39,7 @@ import dask.array as da
 from dask.delayed import delayed
 
 from keel.config import DataConfig, FeaturesConfig, LoadedConfig, ModelConfig
+from keel.domain.encoding import compile_plan, transform_frame
 from keel.domain.features import choose_encoding
 from keel.domain.leakage import find_leaks, leakage_message
 from keel.domain.model import FittedModel
@@ -350,14 +351,14 @@ def _summarize_partition(frame: pd.DataFrame, plan: _SplitPlan, schema: FeatureS
 
 
 def _encode_partition(
-    frame: pd.DataFrame, plan: _SplitPlan, schema: FeatureSchema, preprocessor: Any
+    frame: pd.DataFrame, plan: _SplitPlan, schema: FeatureSchema, preprocessor: Any, encoding: Any
 ) -> tuple[np.ndarray, np.ndarray]:
     """One partition's training rows as LightGBM's input matrix and encoded target."""
     import numpy as np
 
     frame = _training_rows(frame, plan)
     coerced = coerce_features(frame, schema, label=plan.label).frame
-    matrix = np.asarray(preprocessor.transform(coerced), dtype=np.float64)
+    matrix = np.asarray(transform_frame(preprocessor, encoding, coerced), dtype=np.float64)
     return matrix, encode_target(frame[schema.target.name], schema)
 
 
@@ -602,12 +603,13 @@ def _encoded_arrays(
     import numpy as np
 
     width = len(fitted.names)
+    encoding = compile_plan(fitted.preprocessor, schema)  # once here, not per partition
     target_dtype = np.float64 if schema.target.task == "regression" else np.int64
     blocks_x, blocks_y = [], []
     for part, count in zip(partitions, train_counts, strict=True):
         if not count:
             continue  # LightGBM cannot build a dataset from an empty block
-        x, y = delayed(_encode_partition, nout=2)(part, plan, schema, fitted.preprocessor)
+        x, y = delayed(_encode_partition, nout=2)(part, plan, schema, fitted.preprocessor, encoding)
         blocks_x.append(da.from_delayed(x, shape=(count, width), dtype=np.float64))  # type: ignore[no-untyped-call]
         blocks_y.append(da.from_delayed(y, shape=(count,), dtype=target_dtype))  # type: ignore[no-untyped-call]
     return da.concatenate(blocks_x), da.concatenate(blocks_y)  # type: ignore[no-untyped-call]

@@ -147,3 +147,8 @@ def encode_frame(plan: list[EncodedColumn], frame: pd.DataFrame) -> np.ndarray:
         else:
             matrix[:, j] = values.map(column.codes).to_numpy(dtype=np.float64, na_value=np.nan)
     return matrix
+
+
+def transform_frame(preprocessor: Any, encoding: list[EncodedColumn] | None, frame: pd.DataFrame) -> Any:
+    """The fitted pipeline's output for coerced feature columns: the compiled ``encoding`` when there is one."""
+    return encode_frame(encoding, frame) if encoding is not None else preprocessor.transform(frame)

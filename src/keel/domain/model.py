@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from keel.domain.encoding import EncodedColumn, compile_plan, encode_frame
+from keel.domain.encoding import EncodedColumn, compile_plan, transform_frame
 from keel.domain.schema import FeatureSchema, Task
 
 if TYPE_CHECKING:
@@ -61,10 +61,7 @@ class FittedModel:
 
     def transform(self, features: pd.DataFrame) -> Any:
         """Run the feature pipeline on coerced feature columns (compiled when it can be: the same matrix, faster)."""
-        encoding = self.encoding
-        if encoding is not None:
-            return encode_frame(encoding, features)
-        return self.preprocessor.transform(features)
+        return transform_frame(self.preprocessor, self.encoding, features)
 
     def predict_proba(self, features: pd.DataFrame) -> np.ndarray:
         """Class probabilities, one column per class in ``classes`` order."""
