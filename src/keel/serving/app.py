@@ -192,45 +192,33 @@ def create_app(
         request: Request, served: ServedModel, recipe: RecipeEndpoint, body: _Body, explain: bool
     ) -> Response:
         # A recipe with a serving hook (tennis: player names) answers in its own words; see keel.serving.recipe.
+        batch, requests = _validated(body, recipe.validate, served)
         try:
-            batch, requests = body.validated(recipe.validate)
-        except ValidationError as error:
-            raise ClientError(422, "the request has invalid fields; see detail", _problems(error, served)) from None
-        try:
-            if len(requests) >= THREADPOOL_RECORDS:
-                answer = await run_in_threadpool(
-                    recipe.answer, requests, batch, served.predictor, explain=explain, top=explain_top
-                )
-            else:
-                answer = recipe.answer(requests, batch, served.predictor, explain=explain, top=explain_top)
+            answer = await _scored(
+                len(requests), recipe.answer, requests, batch, served.predictor, explain=explain, top=explain_top
+            )
         except RecipeRequestError as error:
             raise ClientError(error.status, error.error, error.detail) from None
         metrics.predicted(served.name, served.version, answer.predictions)
         monitor.observe(served, answer.rows, answer.predictions)
-        meta = {"model": served.name, "version": served.version, "request_id": request.scope[_REQUEST_ID_KEY]}
+        meta = _meta(request, served)
         document = {**meta, "predictions": answer.answers} if batch else {**answer.answers[0], **meta}
         return Response(_render(document), media_type=_JSON)
 
     async def answer_columns(request: Request, served: ServedModel, body: _Body, explain: bool) -> Response:
         # {"columns": {field: [values]}}: validated by pydantic a column at a time, answered in columns.
-        try:
-            columns = body.validated(served.request.adapter.validate_python)["columns"]
-        except ValidationError as error:
-            raise ClientError(422, "the request has invalid fields; see detail", _problems(error, served)) from None
+        columns = _validated(body, served.request.adapter.validate_python, served)["columns"]
         count = _column_length(columns)
         predictor = served.predictor
-        if count >= THREADPOOL_RECORDS:
-            predictions, warnings = await run_in_threadpool(
-                predictor.predict_columns, columns, count, explain=explain, top=explain_top
-            )
-        else:
-            predictions, warnings = predictor.predict_columns(columns, count, explain=explain, top=explain_top)
+        predictions, warnings = await _scored(
+            count, predictor.predict_columns, columns, count, explain=explain, top=explain_top
+        )
         if explain and not predictor.can_explain:
             warnings.append({"record": None, **_NO_CONTRIBUTIONS})
         metrics.counted(served.name, served.version, count, predictions.get("label"), (w["field"] for w in warnings))
         monitor.observe_columns(served, columns, predictions, count)
-        meta = {"model": served.name, "version": served.version, "request_id": request.scope[_REQUEST_ID_KEY]}
-        return Response(_render({**meta, "predictions": predictions, "warnings": warnings}), media_type=_JSON)
+        document = {**_meta(request, served), "predictions": predictions, "warnings": warnings}
+        return Response(_render(document), media_type=_JSON)
 
     @app.post(
         "/v1/predict",
@@ -260,25 +248,19 @@ def create_app(
             records, columns = accepted
             batch = True
         else:
-            try:
-                payload = body.validated(served.request.adapter.validate_python)
-            except ValidationError as error:
-                raise ClientError(422, "the request has invalid fields; see detail", _problems(error, served)) from None
+            payload = _validated(body, served.request.adapter.validate_python, served)
             batch = body_kind(body.data) == "batch"
             records = payload["records"] if batch else [payload]
         predictor = served.predictor
-        if len(records) >= THREADPOOL_RECORDS:
-            results = await run_in_threadpool(
-                predictor.predict, records, columns=columns, explain=explain, top=explain_top
-            )
-        else:
-            results = predictor.predict(records, columns=columns, explain=explain, top=explain_top)
+        results = await _scored(
+            len(records), predictor.predict, records, columns=columns, explain=explain, top=explain_top
+        )
         if explain and not predictor.can_explain:
             for result in results:
                 result["warnings"].append(dict(_NO_CONTRIBUTIONS))
         metrics.predicted(served.name, served.version, results)
         monitor.observe(served, records, results, columns)
-        meta = {"model": served.name, "version": served.version, "request_id": request.scope[_REQUEST_ID_KEY]}
+        meta = _meta(request, served)
         document = {**meta, "predictions": results} if batch else {**results[0], **meta}
         return Response(_render(document), media_type=_JSON)
 
@@ -344,6 +326,26 @@ def create_app(
     known = frozenset(getattr(route, "path", "") for route in app.routes)
     app.add_middleware(_Gateway, keys=keys, metrics=metrics, known=known)
     return app
+
+
+def _validated(body: _Body, validate: Callable[[Any], _T], served: ServedModel) -> _T:
+    """``validate`` applied to the body; a refusal is a 422 naming each field and what was wrong with it."""
+    try:
+        return body.validated(validate)
+    except ValidationError as error:
+        raise ClientError(422, "the request has invalid fields; see detail", _problems(error, served)) from None
+
+
+async def _scored(records: int, score: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
+    """``score(*args, **kwargs)``, in a worker thread for a large request so small ones are not held up."""
+    if records >= THREADPOOL_RECORDS:
+        return await run_in_threadpool(score, *args, **kwargs)
+    return score(*args, **kwargs)
+
+
+def _meta(request: Request, served: ServedModel) -> dict[str, Any]:
+    """What every prediction response carries: the model, its version and the request id."""
+    return {"model": served.name, "version": served.version, "request_id": request.scope[_REQUEST_ID_KEY]}
 
 
 def _require_json(request: Request) -> None:
