@@ -687,11 +687,16 @@ def models_export(
 
 @config_app.command("show")
 def config_show(args: ConfigArgs = None) -> None:
-    """Print the resolved configuration (files merged, overrides applied, defaults filled in) as YAML."""
+    """Print the resolved configuration (files merged, overrides applied, defaults filled in) as YAML.
+
+    The checks that need no data run too (``model.params`` names and types, metrics against a declared task).
+    """
+    from keel.application.prepare import check_config
     from keel.config import load_config, split_arguments
 
     files, overrides = split_arguments(args or [])
     loaded = _run(lambda: load_config(files, overrides))
+    _run(lambda: check_config(loaded.config))
     sys.stdout.write(loaded.resolved_yaml())
 
 

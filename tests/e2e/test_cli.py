@@ -97,6 +97,18 @@ def test_config_show_and_schema(keel_command: list[str]) -> None:
     assert "project" in schema["properties"]
 
 
+def test_config_show_refuses_a_misspelled_parameter_and_train_refuses_it_before_loading(
+    keel_command: list[str], workspace: Path
+) -> None:
+    shown = keel(keel_command, "config", "show", "model.params.learning_rat=0.1", check=False)
+    assert shown.returncode == 2
+    assert "did you mean 'learning_rate'" in shown.stderr
+    trained = keel(keel_command, "train", "model.params.learning_rat=0.1", check=False)
+    assert trained.returncode == 2
+    assert "did you mean 'learning_rate'" in trained.stderr
+    assert "Loading data" not in trained.stderr
+
+
 def test_predict_evaluate_and_models_commands(
     keel_command: list[str], copy_workspace: Path, adult_rows: pd.DataFrame, tmp_path: Path
 ) -> None:

@@ -121,6 +121,16 @@ def test_unknown_estimator_parameter_suggests_the_right_one(make_project: Projec
         train(load_config([config]))
 
 
+def test_a_misspelled_parameter_is_refused_before_any_data_is_read(make_project: ProjectFactory) -> None:
+    from keel.application.progress import SilentReporter
+
+    config = make_project(synthetic("binary"), "typo-early", model={"params": {"num_leafs": 7}})
+    reporter = SilentReporter()
+    with pytest.raises(ConfigError, match=r"model\.params\.num_leafs"):
+        train(load_config([config], ["data.train.path=no-such-file.csv"]), reporter)
+    assert reporter.steps == []  # not even "Loading data" began; the missing file was never looked at
+
+
 def test_slices_report_each_value(make_project: ProjectFactory) -> None:
     config = make_project(synthetic("binary"), "sliced", evaluation={"slices": ["colour"], "min_slice_rows": 10})
     result = train(load_config([config]))

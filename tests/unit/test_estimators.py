@@ -41,3 +41,30 @@ def test_feature_names_stay_unique_after_cleaning_for_lightgbm() -> None:
     assert len(set(names)) == 4
     assert all(not any(ch in name for ch in '[]{}":, ') for name in names)
     assert names[-1] == "plain"
+
+
+@pytest.mark.parametrize(
+    ("name", "task", "params", "message"),
+    [
+        ("lightgbm", None, {"n_estimator": 10}, "did you mean 'n_estimators'"),
+        ("lightgbm", "binary", {"num_leaves": 3.5}, "model.params.num_leaves`: expected int"),
+        ("random_forest", None, {"criterion": "best"}, "criterion"),
+        ("logistic_regression", "regression", {}, "cannot do regression"),
+    ],
+)
+def test_parameters_are_checked_without_data(
+    name: str, task: str | None, params: dict[str, object], message: str
+) -> None:
+    from keel.domain.estimators import check_params
+
+    with pytest.raises(ConfigError, match=message):
+        check_params(name, task, params)  # type: ignore[arg-type]
+
+
+def test_an_undeclared_task_accepts_a_parameter_either_estimator_of_the_family_takes() -> None:
+    from keel.domain.estimators import check_params
+
+    # class_weight exists only on the classifier; with the task inferred later it may still be right.
+    check_params("random_forest", None, {"class_weight": "balanced", "n_estimators": 10})
+    with pytest.raises(ConfigError, match="class_weight"):
+        check_params("random_forest", "regression", {"class_weight": "balanced"})

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from keel.application.dataset import LoadedData, load_data
 from keel.application.insights import write_insights
+from keel.application.prepare import check_config
 from keel.application.progress import Reporter, SilentReporter
 from keel.application.scoring import labelled_predictions
 from keel.config import LoadedConfig
@@ -125,13 +126,15 @@ def train(loaded: LoadedConfig, reporter: Reporter | None = None) -> TrainResult
         The registered version, its evaluation and the promotion decision.
 
     Raises:
-        ConfigError: The configuration does not fit the data (e.g. a metric for another task).
+        ConfigError: The configuration is wrong on its own (refused before any data is read: an unknown
+            ``model.params`` key) or does not fit the data (e.g. a metric for another task).
         DataError: The data fails validation; nothing is registered.
         IntegrityError: A download did not match its checksum.
     """
     started = time.perf_counter()
     reporter = reporter or SilentReporter()
     config = loaded.config
+    check_config(config)
     with contextlib.ExitStack() as cluster:
         prepared = _prepare(loaded, reporter, cluster)
         data, parts, schema, train_y = prepared.data, prepared.parts, prepared.schema, prepared.train_y

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from keel.application.dataset import load_data
+from keel.application.prepare import check_config
 from keel.application.progress import Reporter, SilentReporter
 from keel.application.train import features_and_target, split_parts
 from keel.config import LoadedConfig, dump_yaml
@@ -357,6 +358,7 @@ def tune(
     config = loaded.config
     if engine not in ("local", "dask"):
         raise ConfigError(f"engine {engine!r}: use local or dask")
+    check_config(config)
     url = resolve_storage(loaded, storage)
     name = study_name or config.tuning.study or f"tune-{config.model_name}"
     if engine == "dask" and scheduler and not _is_loopback(scheduler) and url.startswith("sqlite:"):

@@ -74,17 +74,7 @@ def build_estimator(
     Raises:
         ConfigError: The estimator does not support the task, or a parameter is unknown.
     """
-    import importlib
-
-    if name not in _CLASSES:
-        raise ConfigError(f"model.estimator: unknown estimator {name!r}; choose one of {', '.join(_CLASSES)}")
-    classifier, regressor = _CLASSES[name]
-    target = regressor if task == "regression" else classifier
-    if not target:
-        other = "ridge" if task == "regression" else "logistic_regression"
-        raise ConfigError(f"model.estimator: {name!r} cannot do {task}; use {other!r} or lightgbm for a {task} target")
-    module, _, class_name = target.partition(":")
-    cls = getattr(importlib.import_module(module), class_name)
+    cls = _estimator_class(name, task)
     settings = dict(_DEFAULTS.get(name, {}))
     settings.update(params)
     _check_params(name, cls, settings)
@@ -95,6 +85,60 @@ def build_estimator(
     estimator = cls(**settings)
     _check_values(cls, estimator, params)
     return EstimatorSpec(name=name, estimator=estimator)
+
+
+def check_params(name: str, task: Task | None, params: Mapping[str, Any]) -> None:
+    """Check ``model.params`` names and value types without any data, as :func:`build_estimator` will.
+
+    With the task undeclared (``None``) a name is accepted when the classifier or the regressor of the family
+    takes it, and its value is checked against each of them that does.
+
+    Args:
+        name: Estimator name.
+        task: The declared task, or ``None`` when it is inferred from the data later.
+        params: User parameters (``model.params``).
+
+    Raises:
+        ConfigError: The estimator does not support the declared task, or a parameter is unknown or of the wrong
+            type.
+    """
+    if task is not None:
+        classes = [_estimator_class(name, task)]
+    else:
+        tasks: tuple[Task, Task] = ("binary", "regression")
+        classes = [_estimator_class(name, each) for each, path in zip(tasks, _family(name), strict=True) if path]
+    valid: set[str] = set()
+    for cls in classes:
+        valid |= _valid_names(name, cls)
+    _refuse_unknown(classes[0].__name__ if len(classes) == 1 else name, valid, params)
+    for cls in classes:
+        accepted = _valid_names(name, cls)
+        settings = {**_DEFAULTS.get(name, {}), **{k: v for k, v in params.items() if k in accepted}}
+        _check_values(cls, cls(**settings), {k: v for k, v in params.items() if k in accepted})
+
+
+def _family(name: str) -> tuple[str, str]:
+    if name not in _CLASSES:
+        raise ConfigError(f"model.estimator: unknown estimator {name!r}; choose one of {', '.join(_CLASSES)}")
+    return _CLASSES[name]
+
+
+def _estimator_class(name: str, task: Task) -> type:
+    """The classifier or regressor class of an estimator family for a task.
+
+    Raises:
+        ConfigError: The name is unknown, or the family cannot do the task.
+    """
+    import importlib
+
+    classifier, regressor = _family(name)
+    target = regressor if task == "regression" else classifier
+    if not target:
+        other = "ridge" if task == "regression" else "logistic_regression"
+        raise ConfigError(f"model.estimator: {name!r} cannot do {task}; use {other!r} or lightgbm for a {task} target")
+    module, _, class_name = target.partition(":")
+    cls: type = getattr(importlib.import_module(module), class_name)
+    return cls
 
 
 def _check_values(cls: type, estimator: Any, params: Mapping[str, Any]) -> None:
@@ -129,9 +173,17 @@ def _check_values(cls: type, estimator: Any, params: Mapping[str, Any]) -> None:
 
 
 def _check_params(name: str, cls: type, params: Mapping[str, Any]) -> None:
+    _refuse_unknown(cls.__name__, _valid_names(name, cls), params)
+
+
+def _valid_names(name: str, cls: type) -> set[str]:
     valid = set(cls().get_params())
     if name == "lightgbm":
         valid |= _lightgbm_core_params()
+    return valid
+
+
+def _refuse_unknown(owner: str, valid: set[str], params: Mapping[str, Any]) -> None:
     unknown = [key for key in params if key not in valid]
     if not unknown:
         return
@@ -140,7 +192,7 @@ def _check_params(name: str, cls: type, params: Mapping[str, Any]) -> None:
         close = difflib.get_close_matches(key, sorted(valid), n=3, cutoff=0.6)
         hint = f" (did you mean {' or '.join(repr(c) for c in close)}?)" if close else ""
         problems.append(f"`model.params.{key}`{hint}")
-    raise ConfigError(f"unknown parameter(s) for {cls.__name__}: {', '.join(problems)}")
+    raise ConfigError(f"unknown parameter(s) for {owner}: {', '.join(problems)}")
 
 
 def _lightgbm_core_params() -> set[str]:
