@@ -15,7 +15,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
 
@@ -74,7 +74,7 @@ def _console(stderr: bool = False) -> Any:
     return Console(stderr=stderr, highlight=False)
 
 
-def _fail(error: KeelError) -> None:
+def _fail(error: KeelError) -> NoReturn:
     console = _console(stderr=True)
     console.print(f"[bold red]error:[/] {error}", markup=True, soft_wrap=True)
     raise typer.Exit(error.exit_code)
@@ -238,19 +238,45 @@ def train(
     )
 
 
+LogOption = Annotated[
+    Path | None, typer.Option("--log", help="Prediction log folder (`keel serve --log-dir`) instead of a file.")
+]
+
+
 @app.command()
 def evaluate(
-    model: ModelOption,
-    data: Annotated[Path, typer.Option("--data", "-d", help="Labelled CSV or Parquet file.")],
+    model: Annotated[
+        str | None, typer.Option("--model", "-m", help="Model reference: NAME, NAME@ALIAS or NAME:VERSION.")
+    ] = None,
+    data: Annotated[Path | None, typer.Option("--data", "-d", help="Labelled CSV or Parquet file.")] = None,
+    log: LogOption = None,
+    labels: Annotated[
+        Path | None, typer.Option("--labels", help="With --log: CSV or Parquet file of the key and the true target.")
+    ] = None,
+    on: Annotated[
+        str, typer.Option("--on", help="With --log: join key, `request_id` (plus a `record` column) or an id column.")
+    ] = "request_id",
     workspace: WorkspaceOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Recompute a version's metrics on new labelled data, beside the naive baseline."""
-    from keel.application.evaluate import evaluate_file
-    from keel.application.models import load_version
+    """Recompute a version's metrics on new labelled data, beside the naive baseline.
+
+    With --log DIR --labels FILE: live metrics of every version the service logged (primary, canary, shadow), on
+    the records whose labels arrived.
+    """
     from keel.io.registry import Registry
 
     registry = Registry.open(workspace)
+    if log is not None or labels is not None:
+        if log is None or labels is None or model or data:
+            _fail(KeelError("live evaluation takes --log DIR and --labels FILE (and --on KEY), without --model/--data"))
+        _evaluate_log(registry, log, labels, on, as_json)
+        return
+    if model is None or data is None:
+        _fail(KeelError("give --model and --data (a labelled file), or --log and --labels (the prediction log)"))
+    from keel.application.evaluate import evaluate_file
+    from keel.application.models import load_version
+
     handle = _run(lambda: load_version(registry, model))
     evaluation, dropped = _run(lambda: evaluate_file(handle, data))
     if as_json:
@@ -264,6 +290,30 @@ def evaluate(
     )
     if evaluation.slices:
         console.print(_slices_table(evaluation.slices, next(iter(evaluation.metrics))))
+
+
+def _evaluate_log(registry: Any, log: Path, labels: Path, on: str, as_json: bool) -> None:
+    from keel.application.live import evaluate_log
+
+    result = _run(lambda: evaluate_log(registry, log, labels, on))
+    if as_json:
+        _print_json(result.to_dict())
+        return
+    console = _console()
+    for item in result.versions:
+        title = (
+            f"{item.model}:{item.version} ({item.role}) on {item.matched:,} labelled of {item.logged:,} logged "
+            f"records ({item.logged - item.matched:,} without a label)"
+        )
+        if item.evaluation is None:
+            console.print(f"{title}: no metrics", soft_wrap=True)
+        else:
+            console.print(_metrics_table(title, item.evaluation.metrics, item.evaluation.baseline))
+    if result.unmatched_labels or result.dropped_labels:
+        console.print(
+            f"[yellow]{result.unmatched_labels:,} label(s) match no logged record; "
+            f"{result.dropped_labels:,} label row(s) have no value[/]"
+        )
 
 
 @app.command()
@@ -505,7 +555,11 @@ def report(
 
 @app.command()
 def monitor(
-    data: Annotated[Path, typer.Option("--data", "-d", help="CSV or Parquet file of recent inputs.")],
+    data: Annotated[Path | None, typer.Option("--data", "-d", help="CSV or Parquet file of recent inputs.")] = None,
+    log: LogOption = None,
+    since: Annotated[
+        str | None, typer.Option("--since", help="With --log: only records of the last DURATION (30m, 24h, 7d).")
+    ] = None,
     model: ModelOption = "adult-income@champion",
     output: Annotated[
         Path, typer.Option("--output", "-o", help="HTML page with per-feature histograms (JSON beside it).")
@@ -518,15 +572,23 @@ def monitor(
 ) -> None:
     """Compare a batch of inputs (and their predictions) with the version's training data: PSI per feature.
 
-    Writes OUTPUT (HTML) and OUTPUT with a .json suffix; exits 1 when a feature is drifting.
+    With --log DIR the inputs are the records the service answered (its prediction log). Writes OUTPUT (HTML) and
+    OUTPUT with a .json suffix; exits 1 when a feature is drifting.
     """
-    from keel.application.insight_jobs import monitor_file, write_monitor_outputs
+    from keel.application.insight_jobs import monitor_file, monitor_log, write_monitor_outputs
     from keel.application.models import load_version
     from keel.io.registry import Registry
 
+    if (data is None) == (log is None):
+        _fail(KeelError("give one of --data FILE (a batch of inputs) or --log DIR (the service's prediction log)"))
+    if since is not None and log is None:
+        _fail(KeelError("--since applies to --log (the prediction log)"))
     registry = Registry.open(workspace)
     handle = _run(lambda: load_version(registry, model))
-    result = _run(lambda: monitor_file(handle, data, threshold=threshold))
+    if log is not None:
+        result = _run(lambda: monitor_log(handle, log, since=since, threshold=threshold))
+    elif data is not None:
+        result = _run(lambda: monitor_file(handle, data, threshold=threshold))
     _run(lambda: write_monitor_outputs(result, output, output.with_suffix(".json")))
     drift = result.report
     if as_json:
@@ -534,7 +596,7 @@ def monitor(
     else:
         from rich.table import Table
 
-        table = Table(title=f"{handle.label} on {data} ({drift.rows:,} rows; PSI threshold {threshold})")
+        table = Table(title=f"{handle.label} on {result.data} ({drift.rows:,} rows; PSI threshold {threshold})")
         for column in ("feature", "PSI", "status", "missing (train → now)", "unseen"):
             table.add_column(column, justify="left" if column in ("feature", "status") else "right")
         outputs = [d for d in (drift.prediction, drift.score) if d is not None]
@@ -649,15 +711,55 @@ def models_show(
 def models_promote(
     name: Annotated[str, typer.Argument(help="Registered model name.")],
     version: Annotated[int, typer.Argument(help="Version to make champion.", min=1)],
-    reason: Annotated[str, typer.Option("--reason", "-r", help="Why (recorded with the version).")],
+    reason: Annotated[
+        str | None, typer.Option("--reason", "-r", help="Why (recorded with the version); overrides the gate.")
+    ] = None,
+    evidence: Annotated[
+        Path | None,
+        typer.Option("--evidence", help="Prediction log folder: apply the promotion gate to live metrics instead."),
+    ] = None,
+    labels: Annotated[
+        Path | None, typer.Option("--labels", help="With --evidence: file of the key and the true target.")
+    ] = None,
+    on: Annotated[str, typer.Option("--on", help="With --evidence: join key (request_id or an id column).")] = (
+        "request_id"
+    ),
     workspace: WorkspaceOption = None,
+    as_json: JsonOption = False,
 ) -> None:
-    """Make a version champion by hand, overriding the gate, with a recorded reason."""
-    from keel.application.models import promote
+    """Make a version champion: by hand with --reason (overriding the gate), or through the gate on live evidence.
+
+    With --evidence DIR --labels FILE the version's promotion metric and margin are applied to live metrics (from
+    the prediction log, against the champion's) and the evidence is recorded in its tags; exits 1 when refused.
+    """
     from keel.io.registry import Registry
 
     registry = Registry.open(workspace)
+    if evidence is not None or labels is not None:
+        if evidence is None or labels is None or reason:
+            _fail(KeelError("promotion on evidence takes --evidence DIR and --labels FILE (and --on KEY), no --reason"))
+        from keel.application.live import promote_from_evidence
+
+        outcome = _run(lambda: promote_from_evidence(registry, name, version, evidence, labels, on))
+        if as_json:
+            _print_json(outcome.to_dict())
+        elif outcome.decision.promote:
+            _console().print(
+                f"{name} version {version} is now [bold green]champion[/]: {outcome.decision.reason}", soft_wrap=True
+            )
+        else:
+            _console().print(f"[yellow]not promoted[/]: {outcome.decision.reason}", soft_wrap=True)
+        if not outcome.decision.promote:
+            raise typer.Exit(1)
+        return
+    if not reason:
+        _fail(KeelError("give --reason (a manual promotion) or --evidence DIR --labels FILE (through the gate)"))
+    from keel.application.models import promote
+
     info = _run(lambda: promote(registry, name, version, reason))
+    if as_json:
+        _print_json({"name": info.name, "version": info.version, "promoted": True, "reason": reason})
+        return
     _console().print(f"{info.name} version {info.version} is now [bold green]champion[/] ({reason})")
 
 

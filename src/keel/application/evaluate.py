@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from keel.application.models import ModelHandle
 from keel.application.scoring import labelled_predictions
@@ -12,6 +12,10 @@ from keel.domain.validation import coerce_features
 from keel.errors import DataError
 from keel.io import artifacts
 from keel.io.tables import read_table
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
 
 
 def evaluate_file(handle: ModelHandle, data_path: Path) -> tuple[Evaluation, dict[str, int]]:
@@ -27,8 +31,6 @@ def evaluate_file(handle: ModelHandle, data_path: Path) -> tuple[Evaluation, dic
     Raises:
         DataError: The file is unreadable, lacks columns or the target, or holds unreadable values.
     """
-    import numpy as np
-
     model = handle.loaded.model
     frame = read_table(data_path)
     dropped: dict[str, int] = {}
@@ -44,19 +46,25 @@ def evaluate_file(handle: ModelHandle, data_path: Path) -> tuple[Evaluation, dic
     if frame.empty:
         raise DataError(f"{data_path}: no labelled, readable rows to evaluate on")
     predictions = labelled_predictions(model, frame, label=str(data_path))
-    settings = _trained_settings(handle)
+    return evaluate_labelled(handle, predictions, frame), dropped
+
+
+def evaluate_labelled(handle: ModelHandle, predictions: Predictions, frame: pd.DataFrame) -> Evaluation:
+    """A version's metrics on labelled predictions, beside the naive baseline on the same rows, with slices.
+
+    Args:
+        handle: The version (its trained metrics, slices and target statistics are used).
+        predictions: Its predictions and the true targets.
+        frame: The rows' raw columns (for slices), aligned with ``predictions``.
+    """
+    model = handle.loaded.model
+    settings = trained_settings(handle)
     names = settings.get("metrics") or default_metrics(model.schema.target.task)
-    target = model.schema.target
-    if target.task == "regression":
-        baseline = Predictions(y_true=predictions.y_true, values=np.full(len(frame), float(target.mean or 0.0)))
-    else:
-        counts = np.asarray(target.class_counts or [1] * len(model.classes), dtype=np.float64)
-        baseline = Predictions(y_true=predictions.y_true, proba=np.tile(counts / counts.sum(), (len(frame), 1)))
     slices = [s for s in settings.get("slices", []) if s in frame.columns]
-    evaluation = evaluate_predictions(
+    return evaluate_predictions(
         predictions,
-        baseline,
-        target.task,
+        naive_baseline(handle, predictions.y_true),
+        model.schema.target.task,
         names,
         classes=model.classes,
         frame=frame,
@@ -64,10 +72,21 @@ def evaluate_file(handle: ModelHandle, data_path: Path) -> tuple[Evaluation, dic
         max_slice_values=int(settings.get("max_slice_values", 10)),
         min_slice_rows=int(settings.get("min_slice_rows", 30)),
     )
-    return evaluation, dropped
 
 
-def _trained_settings(handle: ModelHandle) -> dict[str, Any]:
+def naive_baseline(handle: ModelHandle, y_true: np.ndarray) -> Predictions:
+    """The naive baseline on these rows: the training data's class shares, or its mean."""
+    import numpy as np
+
+    model = handle.loaded.model
+    target = model.schema.target
+    if target.task == "regression":
+        return Predictions(y_true=y_true, values=np.full(len(y_true), float(target.mean or 0.0)))
+    counts = np.asarray(target.class_counts or [1] * len(model.classes), dtype=np.float64)
+    return Predictions(y_true=y_true, proba=np.tile(counts / counts.sum(), (len(y_true), 1)))
+
+
+def trained_settings(handle: ModelHandle) -> dict[str, Any]:
     """The ``evaluation`` section of the configuration the version was trained with."""
     from omegaconf import OmegaConf
 

@@ -102,17 +102,48 @@ def monitor_file(handle: ModelHandle, data_path: Path, *, threshold: float) -> M
         DataError: The file is missing, unreadable, empty or lacks feature columns.
         KeelError: The version has no stored reference.
     """
+    from keel.io.tables import read_table
+
+    frame = read_table(data_path)
+    if frame.empty:
+        raise DataError(f"{data_path}: the file has no rows")
+    return monitor_frame(handle, frame, data_path, threshold=threshold)
+
+
+def monitor_log(handle: ModelHandle, log_dir: Path, *, since: str | None, threshold: float) -> MonitorResult:
+    """Drift of the traffic a service answered (its prediction log) against the version's training reference.
+
+    The records the service answered with ``handle``'s model (not the shadow's copies of them) are the current
+    data, optionally only those logged in the last ``since`` (``24h``, ``7d``).
+
+    Raises:
+        DataError: The folder holds no log, nothing recent enough, or no record of this model.
+        KeelError: The version has no stored reference.
+    """
+    from keel.io.prediction_log import features_frame, parse_duration, read_log
+
+    log = read_log(log_dir, since=parse_duration(since) if since else None)
+    served = log.loc[(log["model"] == handle.info.name) & ~log["shadow"]]
+    if served.empty:
+        names = ", ".join(sorted(set(log["model"])))
+        raise DataError(f"--log {log_dir}: no record answered by model {handle.info.name!r} (logged: {names})")
+    return monitor_frame(handle, features_frame(served).reset_index(drop=True), log_dir, threshold=threshold)
+
+
+def monitor_frame(handle: ModelHandle, frame: Any, data_path: Path, *, threshold: float) -> MonitorResult:
+    """Drift of the records in ``frame`` (raw columns, as a batch file holds them) against the version's reference.
+
+    Raises:
+        DataError: ``frame`` lacks feature columns.
+        KeelError: The version has no stored reference.
+    """
     from keel.application.insights import predicted_outputs
     from keel.domain.drift import drift_report
     from keel.domain.metrics import Predictions
     from keel.domain.validation import coerce_features
-    from keel.io.tables import read_table
 
     model = handle.loaded.model
     reference = load_reference(handle.loaded.directory, handle.label)
-    frame = read_table(data_path)
-    if frame.empty:
-        raise DataError(f"{data_path}: the file has no rows")
     coerced = coerce_features(frame, model.schema, label=str(data_path))
     features = coerced.frame
     columns = {name: features[name].to_numpy() for name in model.schema.feature_names}
