@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from keel.application.dataset import load_data
-from keel.application.train import features_and_target, split_parts
+from keel.application.prepare import features_and_target, split_parts
 from keel.config import load_config
 from keel.domain.schema import infer_schema
 from keel.domain.training import fit_model

@@ -75,8 +75,11 @@ def _console(stderr: bool = False) -> Any:
 
 
 def _fail(error: KeelError) -> NoReturn:
+    from rich.markup import escape
+
     console = _console(stderr=True)
-    console.print(f"[bold red]error:[/] {error}", markup=True, soft_wrap=True)
+    # The message is plain text: brackets in it (`data.ignore: [a, b]`) must not be read as markup.
+    console.print(f"[bold red]error:[/] {escape(str(error))}", markup=True, soft_wrap=True)
     raise typer.Exit(error.exit_code)
 
 

@@ -44,3 +44,18 @@ def test_tune_then_train_the_written_config(keel_command: list[str], workspace: 
     stored = Path(json.loads(shown.stdout)["source"].removeprefix("file://")) / "config.yaml"
     params = yaml.safe_load(stored.read_text())["model"]["params"]
     assert {name: params[name] for name in summary["best_params"]} == summary["best_params"]
+
+
+def test_tune_refuses_the_bike_config_with_its_leaky_columns_put_back(
+    keel_command: list[str], workspace: Path, shared_data: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("KEEL_DATA_DIR", str(shared_data))
+    repo = Path(__file__).resolve().parents[2]
+    done = keel(
+        keel_command, "tune", "configs/bikes.yaml", "data.ignore=[]", "split.valid_size=0.1", "--trials", "2",
+        cwd=repo, check=False,
+    )  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    assert "target leakage" in done.stderr
+    assert "data.ignore: [casual, registered]" in done.stderr
+    assert "Running" not in done.stderr

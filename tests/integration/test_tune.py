@@ -78,6 +78,25 @@ def test_tune_refuses_a_config_without_a_validation_split(make_project: ProjectF
         tune(load_config([config]), trials=1)
 
 
+def test_tune_runs_the_leakage_check_train_runs(
+    shared_data: Path, module_workspace: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The bike config with `casual` and `registered` put back (they sum to the target) is refused, as by train."""
+    from keel.application.progress import SilentReporter
+    from keel.application.tune import tune
+    from keel.config import load_config
+    from keel.errors import DataError
+
+    monkeypatch.setenv("KEEL_DATA_DIR", str(shared_data))
+    repo = Path(__file__).resolve().parents[2]
+    loaded = load_config([repo / "configs" / "bikes.yaml"], ["data.ignore=[]", "split.valid_size=0.1"])
+    reporter = SilentReporter()
+    with pytest.raises(DataError, match="target leakage") as error:
+        tune(loaded, trials=1, reporter=reporter)
+    assert "'casual' + 'registered'" in str(error.value)
+    assert not any(step.startswith("Running") for step in reporter.steps), "no trial ran"
+
+
 def test_a_remote_cluster_needs_a_shared_storage(make_project: ProjectFactory) -> None:
     from keel.application.tune import tune
     from keel.config import load_config

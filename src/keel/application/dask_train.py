@@ -38,10 +38,10 @@ from typing import TYPE_CHECKING, Any
 import dask.array as da
 from dask.delayed import delayed
 
+from keel.application.prepare import Parts, Prepared, note_rows, note_schema, run_checks
 from keel.config import DataConfig, FeaturesConfig, LoadedConfig, ModelConfig
 from keel.domain.encoding import compile_plan, transform_frame
 from keel.domain.features import choose_encoding
-from keel.domain.leakage import find_leaks, leakage_message
 from keel.domain.model import FittedModel
 from keel.domain.schema import FeatureSchema, infer_schema, missing_column_message
 from keel.domain.splits import TEST, TRAIN, VALID, assign_parts, row_draws, split_shares, training_draws
@@ -54,7 +54,7 @@ from keel.domain.summaries import (
     summarize_rows,
 )
 from keel.domain.training import FeatureFit, FitReport, encode_target, fit_features, lightgbm_feature_names
-from keel.domain.validation import coerce_features, raise_for_all_missing, raise_for_invalid_training_rows
+from keel.domain.validation import coerce_features, raise_for_invalid_training_rows
 from keel.errors import ConfigError, DataError, KeelError
 from keel.io.cluster import dask_client
 from keel.io.sources import ResolvedSource, file_sha256, fingerprint, fingerprint_files, resolve_source
@@ -65,7 +65,6 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from keel.application.progress import Reporter
-    from keel.application.train import Prepared
 
 log = logging.getLogger(__name__)
 
@@ -385,7 +384,6 @@ def prepare_partitioned(loaded: LoadedConfig, source: ResolvedSource, client: An
         DataError: The table is missing, unreadable or empty, or the data fails validation.
     """
     from keel.application.dataset import LoadedData
-    from keel.application.train import Parts, Prepared, check_evaluation, features_and_target, note_rows, note_schema
 
     config = loaded.config
     data = config.data
@@ -410,17 +408,16 @@ def prepare_partitioned(loaded: LoadedConfig, source: ResolvedSource, client: An
         note_schema(schema, reporter)
         if any(column.type == "text" for column in schema.features):
             raise ConfigError(_TEXT_MESSAGE)
-        metric_names, promotion_metric = check_evaluation(loaded, schema, split.test)
-        raise_for_all_missing(all_missing_features(schema, summary), label="training rows")
-        sample_x, sample_y = features_and_target(split.sample, schema, "training rows (sample)")
-        if data.leakage_check:
-            leaks = find_leaks(sample_x, sample_y, schema)
-            if leaks:
-                raise DataError(leakage_message(leaks, schema.target.name))
-        valid_x, valid_y = (None, None)
-        if split.valid is not None:
-            valid_x, valid_y = features_and_target(split.valid, schema, "validation rows")
-        features_and_target(split.test, schema, "test rows")
+        checked = run_checks(
+            loaded,
+            schema,
+            train=split.sample,
+            valid=split.valid,
+            test=split.test,
+            all_missing=lambda _: all_missing_features(schema, summary),
+            purpose="train",
+            train_label="training rows (sample)",
+        )
         rows = {"train": sum(split.train_counts), "valid": split.valid_rows, "test": len(split.test)}
         note_rows(schema, rows, reporter)
         origin = "data.test" if config.split.strategy == "explicit" else "the split"
@@ -438,26 +435,57 @@ def prepare_partitioned(loaded: LoadedConfig, source: ResolvedSource, client: An
         sources=split.sources,
         dropped=split.dropped,
     )
-    parts = Parts(train=split.sample, valid=split.valid, test=split.test)
-    train_counts = split.train_counts
+    return Prepared(
+        data=loaded_data,
+        parts=Parts(train=split.sample, valid=split.valid, test=split.test),
+        schema=schema,
+        train_x=checked.train_x,
+        train_y=checked.train_y,
+        valid_x=checked.valid_x,
+        valid_y=checked.valid_y,
+        metric_names=checked.metric_names,
+        promotion_metric=checked.promotion_metric,
+        tuning_metric=None,
+        rows=rows,
+        checks=checked.checks,
+        remote=_OnWorkers(client, partitions, split.train_counts, plan, summary),
+    )
 
-    def fit() -> tuple[FittedModel, FitReport]:
-        fit_frame = encoder_fit_frame(sample_x, schema, summary)
-        fitted, _ = fit_features(schema, config.features, config.model, seed=config.split.seed, frame=fit_frame)
-        x, y = _encoded_arrays(partitions, train_counts, plan, schema, fitted)
-        x, y = client.persist([x, y])
-        return _boost(
-            client,
-            fitted,
-            x,
-            y,
-            schema=schema,
-            model=config.model,
-            valid=(valid_x, valid_y),
-            local=not config.scheduler,
-        )
 
-    return Prepared(loaded_data, parts, schema, sample_y, metric_names, promotion_metric, rows, fit)
+@dataclass
+class _OnWorkers:
+    """The training rows :func:`prepare_partitioned` left on the workers, and what encoding them needs."""
+
+    client: Any
+    partitions: list[Any]
+    train_counts: list[int]
+    plan: _SplitPlan
+    summary: TrainingSummary
+
+
+def fit_partitioned(loaded: LoadedConfig, prepared: Prepared) -> tuple[FittedModel, FitReport]:
+    """Fit on the training rows :func:`prepare_partitioned` left on the workers (its client must still be open).
+
+    The feature pipeline is fitted here on a frame holding each category once (from the sample and the summaries);
+    the workers encode their partitions with it and keep them for the boosting.
+    """
+    config = loaded.config
+    remote: _OnWorkers = prepared.remote
+    schema = prepared.schema
+    fit_frame = encoder_fit_frame(prepared.train_x, schema, remote.summary)
+    fitted, _ = fit_features(schema, config.features, config.model, seed=config.split.seed, frame=fit_frame)
+    x, y = _encoded_arrays(remote.partitions, remote.train_counts, remote.plan, schema, fitted)
+    x, y = remote.client.persist([x, y])
+    return _boost(
+        remote.client,
+        fitted,
+        x,
+        y,
+        schema=schema,
+        model=config.model,
+        valid=(prepared.valid_x, prepared.valid_y),
+        local=not config.scheduler,
+    )
 
 
 @dataclass

@@ -14,32 +14,25 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from keel.application.dataset import LoadedData, load_data
+from keel.application.dataset import LoadedData
 from keel.application.insights import write_insights
-from keel.application.prepare import check_config
+from keel.application.prepare import Prepared, check_config, load_and_check
 from keel.application.progress import Reporter, SilentReporter
 from keel.application.scoring import labelled_predictions
 from keel.config import LoadedConfig
-from keel.domain.baselines import check_baseline_columns, evaluate_baselines
-from keel.domain.leakage import find_leaks, leakage_message
+from keel.domain.baselines import evaluate_baselines
 from keel.domain.metrics import (
     Evaluation,
     Predictions,
     baseline_predictions,
-    check_metrics_fit_task,
     compute_metrics,
-    default_metrics,
-    default_promotion_metric,
     evaluate_predictions,
 )
 from keel.domain.model import FittedModel
 from keel.domain.promotion import PromotionDecision, decide_promotion
 from keel.domain.refs import DEFAULT_ALIAS
-from keel.domain.schema import FeatureSchema, infer_schema
-from keel.domain.splits import split_rows
-from keel.domain.training import FitReport, encode_target, fit_model
-from keel.domain.validation import check_not_all_missing, coerce_features, raise_for_invalid_training_rows
-from keel.errors import ConfigError, DataError, KeelError
+from keel.domain.training import FitReport, fit_model
+from keel.errors import KeelError
 from keel.io import artifacts, plots
 from keel.io.provenance import git_commit, package_versions
 from keel.io.registry import Registry
@@ -106,15 +99,6 @@ class TrainResult:
         }
 
 
-@dataclass
-class Parts:
-    """The labelled rows of each part of the split (``valid`` is ``None`` without a validation part)."""
-
-    train: pd.DataFrame
-    valid: pd.DataFrame | None
-    test: pd.DataFrame
-
-
 def train(loaded: LoadedConfig, reporter: Reporter | None = None) -> TrainResult:
     """Run the main job for a validated configuration.
 
@@ -134,7 +118,6 @@ def train(loaded: LoadedConfig, reporter: Reporter | None = None) -> TrainResult
     started = time.perf_counter()
     reporter = reporter or SilentReporter()
     config = loaded.config
-    check_config(config)
     with contextlib.ExitStack() as cluster:
         prepared = _prepare(loaded, reporter, cluster)
         data, parts, schema, train_y = prepared.data, prepared.parts, prepared.schema, prepared.train_y
@@ -142,7 +125,7 @@ def train(loaded: LoadedConfig, reporter: Reporter | None = None) -> TrainResult
         task = schema.target.task
         where = "" if config.engine == "local" else f" on Dask ({config.scheduler or 'local cluster'})"
         with reporter.step(f"Training {config.model.estimator}{where}"):
-            model, fit_report = prepared.fit()
+            model, fit_report = _fit(loaded, prepared)
     with reporter.step("Evaluating on the test data"):
         predictions = labelled_predictions(model, parts.test, label="test rows")
         baseline = baseline_predictions(predictions.y_true, train_y, task, len(schema.target.classes or []))
@@ -190,37 +173,13 @@ def train(loaded: LoadedConfig, reporter: Reporter | None = None) -> TrainResult
     )
 
 
-@dataclass
-class Prepared:
-    """Validated data, ready to fit on.
-
-    Attributes:
-        data: The loaded tables (``train`` is a bounded sample of the training rows when they stay on Dask workers).
-        parts: Training (or that sample), validation and test rows.
-        schema: The feature schema of the training rows.
-        train_y: The encoded target of ``parts.train`` (for the naive baseline).
-        metric_names: Metrics to evaluate.
-        promotion_metric: The metric the promotion gate compares.
-        rows: Rows per part (train, valid, test).
-        fit: Fits the model on the training rows.
-    """
-
-    data: LoadedData
-    parts: Parts
-    schema: FeatureSchema
-    train_y: Any
-    metric_names: list[str]
-    promotion_metric: str
-    rows: dict[str, int]
-    fit: Callable[[], tuple[FittedModel, FitReport]]
-
-
 def _prepare(loaded: LoadedConfig, reporter: Reporter, cluster: contextlib.ExitStack) -> Prepared:
-    """Load, split and validate the data on the driver, or on Dask workers for a Parquet table with engine: dask.
+    """Check the config, then load, split and validate the data here (or on Dask workers: Parquet, engine: dask).
 
     A Dask cluster the data stays on is entered into ``cluster``, so it lives until the fit is done.
     """
     config = loaded.config
+    check_config(config)
     if config.engine == "dask":
         from keel.io.cluster import dask_client, require_extra
 
@@ -235,144 +194,34 @@ def _prepare(loaded: LoadedConfig, reporter: Reporter, cluster: contextlib.ExitS
             f"engine: dask: {why_not}, so this process reads and splits the whole table (pandas) and only the "
             "boosting runs on the workers; a Parquet file, folder or glob in data.train is read on the workers"
         )
-    return _prepare_in_memory(loaded, reporter)
+    return load_and_check(loaded, reporter)
 
 
-def _prepare_in_memory(loaded: LoadedConfig, reporter: Reporter) -> Prepared:
+def _fit(loaded: LoadedConfig, prepared: Prepared) -> tuple[FittedModel, FitReport]:
+    """Fit on the prepared training rows with the configured engine."""
     config = loaded.config
-    with reporter.step("Loading data"):
-        data = load_data(loaded)
-        for note in data.notes:
-            reporter.note(note)
-        for reason, count in data.dropped.items():
-            reporter.note(f"dropped {count:,} row(s): {reason}")
-    with reporter.step("Splitting and validating"):
-        parts = split_parts(data, loaded)
-        schema = infer_schema(parts.train, config.data)
-        note_schema(schema, reporter)
-        metric_names, promotion_metric = check_evaluation(loaded, schema, parts.test)
-        train_x, train_y = features_and_target(parts.train, schema, "training rows")
-        if config.data.leakage_check:
-            leaks = find_leaks(train_x, train_y, schema)
-            if leaks:
-                raise DataError(leakage_message(leaks, schema.target.name))
-        check_not_all_missing(coerce_features(parts.train, schema), schema, label="training rows")
-        valid_x, valid_y = (None, None)
-        if parts.valid is not None and len(parts.valid):
-            valid_x, valid_y = features_and_target(parts.valid, schema, "validation rows")
-        features_and_target(parts.test, schema, "test rows")
-        rows = {
-            "train": len(parts.train),
-            "valid": 0 if parts.valid is None else len(parts.valid),
-            "test": len(parts.test),
-        }
-        note_rows(schema, rows, reporter)
-    fit = functools.partial(
-        _fitter(loaded),
-        schema,
+    if prepared.remote is not None:
+        from keel.application.dask_train import fit_partitioned
+
+        return fit_partitioned(loaded, prepared)
+    fit: Callable[..., tuple[FittedModel, FitReport]] = fit_model
+    if config.engine != "local":
+        from keel.io.cluster import require_extra
+
+        require_extra("dask")
+        from keel.application.dask_train import fit_on_dask
+
+        fit = functools.partial(fit_on_dask, scheduler=config.scheduler, workers=config.dask_workers)
+    return fit(
+        prepared.schema,
         config.features,
         config.model,
         seed=config.split.seed,
-        train_x=train_x,
-        train_y=train_y,
-        valid_x=valid_x,
-        valid_y=valid_y,
+        train_x=prepared.train_x,
+        train_y=prepared.train_y,
+        valid_x=prepared.valid_x,
+        valid_y=prepared.valid_y,
     )
-    return Prepared(data, parts, schema, train_y, metric_names, promotion_metric, rows, fit)
-
-
-def note_schema(schema: FeatureSchema, reporter: Reporter) -> None:
-    """Tell the user each inferred column type and each column that is not a feature."""
-    for column in schema.columns:
-        if column.inferred and column.role != "target":
-            reporter.note(f"{column.name}: {column.role}, {column.type} (inferred: {column.note})")
-        elif column.role != "feature":
-            reporter.note(f"{column.name}: {column.role}" + (f" ({column.note})" if column.note else ""))
-
-
-def note_rows(schema: FeatureSchema, rows: dict[str, int], reporter: Reporter) -> None:
-    """Tell the user the task, the feature count and the rows of each part."""
-    reporter.note(
-        f"{schema.target.task} task on {len(schema.feature_names)} features; rows: train {rows['train']:,}, "
-        f"valid {rows['valid']:,}, test {rows['test']:,}"
-    )
-
-
-def check_evaluation(loaded: LoadedConfig, schema: FeatureSchema, test: pd.DataFrame) -> tuple[list[str], str]:
-    """The metrics to evaluate and the promotion metric, checked against the task and the test table's columns.
-
-    Raises:
-        ConfigError: A metric does not apply to the task, or a slice or baseline column is not in the test data.
-    """
-    config = loaded.config
-    task = schema.target.task
-    metric_names: list[str] = [*config.evaluation.metrics] or default_metrics(task)
-    wrong = check_metrics_fit_task(metric_names, task)
-    promotion_metric = config.evaluation.promotion.metric or default_promotion_metric(task)
-    wrong += check_metrics_fit_task([promotion_metric], task)
-    if wrong:
-        raise ConfigError(
-            f"evaluation: metric(s) {', '.join(sorted(set(wrong)))} do not apply to a {task} task; "
-            f"use some of {', '.join(default_metrics(task))}"
-        )
-    if promotion_metric not in metric_names:
-        metric_names.append(promotion_metric)
-    for slice_column in config.evaluation.slices:
-        if slice_column not in test.columns:
-            raise ConfigError(f"evaluation.slices: column {slice_column!r} is not in the test data")
-    check_baseline_columns(config.evaluation.baselines, list(test.columns), task)
-    return metric_names, promotion_metric
-
-
-def _fitter(loaded: LoadedConfig) -> Callable[..., tuple[FittedModel, FitReport]]:
-    """The fitting function for the configured engine; both take :func:`keel.domain.training.fit_model`'s arguments."""
-    config = loaded.config
-    if config.engine == "local":
-        return fit_model
-    from keel.io.cluster import require_extra
-
-    require_extra("dask")
-    from keel.application.dask_train import fit_on_dask
-
-    return functools.partial(fit_on_dask, scheduler=config.scheduler, workers=config.dask_workers)
-
-
-def split_parts(data: LoadedData, loaded: LoadedConfig) -> Parts:
-    """Split the loaded tables into train, validation and test rows as the config says.
-
-    Raises:
-        DataError: The explicit test table lacks columns, or the test part is empty.
-    """
-    from keel.domain.schema import infer_task
-
-    config = loaded.config
-    task = infer_task(data.train[config.data.target], config.data.task)
-    indices = split_rows(data.train, config.data.target, config.split, classification=task != "regression")
-    frame = data.train
-    valid = frame.iloc[indices.valid].reset_index(drop=True) if len(indices.valid) else None
-    if config.split.strategy == "explicit":
-        if data.test is None:
-            raise ConfigError("split.strategy is `explicit` but no data.test table is configured")
-        test = data.test
-        missing = [c for c in frame.columns if c not in test.columns and c != config.data.target]
-        if missing:
-            raise DataError(f"{data.sources['test'].label}: the test table lacks column(s) {', '.join(missing)}")
-    else:
-        test = frame.iloc[indices.test].reset_index(drop=True)
-    if test.empty:
-        raise DataError("the test part is empty; check `split.test_size` or the test file")
-    return Parts(train=frame.iloc[indices.train].reset_index(drop=True), valid=valid, test=test)
-
-
-def features_and_target(frame: pd.DataFrame, schema: FeatureSchema, label: str) -> tuple[pd.DataFrame, Any]:
-    """Coerced feature columns and the encoded target of labelled rows.
-
-    Raises:
-        DataError: Some values cannot be read as their column's type (counted, with examples).
-    """
-    coerced = coerce_features(frame, schema, label=label)
-    raise_for_invalid_training_rows(frame, coerced, schema, label=label)
-    return coerced.frame, encode_target(frame[schema.target.name].reset_index(drop=True), schema)
 
 
 @contextlib.contextmanager

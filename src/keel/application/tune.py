@@ -18,13 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from keel.application.dataset import load_data
-from keel.application.prepare import check_config
+from keel.application.prepare import Prepared, check_config, load_and_check
 from keel.application.progress import Reporter, SilentReporter
-from keel.application.train import features_and_target, split_parts
 from keel.config import LoadedConfig, dump_yaml
-from keel.domain.metrics import Predictions, check_metrics_fit_task, compute_metrics, default_promotion_metric
-from keel.domain.schema import FeatureSchema, infer_schema
+from keel.domain.metrics import Predictions, compute_metrics
 from keel.domain.training import fit_model
 from keel.domain.tuning import direction, search_space, suggest_params
 from keel.errors import ConfigError, DataError, KeelError
@@ -33,7 +30,6 @@ from keel.io.registry import Registry
 from keel.io.tables import write_text_atomically
 
 if TYPE_CHECKING:
-    import numpy as np
     import pandas as pd
 
 log = logging.getLogger(__name__)
@@ -93,34 +89,16 @@ class TuneResult:
         }
 
 
-@dataclass
-class _Prepared:
-    schema: FeatureSchema
-    train_x: pd.DataFrame
-    train_y: np.ndarray
-    valid_x: pd.DataFrame
-    valid_y: np.ndarray
-    metric: str
+def _metric(prepared: Prepared) -> str:
+    """The validation metric of data prepared for tuning."""
+    return _validation(prepared)[0]
 
 
-def _prepare(loaded: LoadedConfig) -> _Prepared:
-    """Load, split and validate the data exactly as ``keel train`` does, keeping train and validation only."""
-    config = loaded.config
-    data = load_data(loaded)
-    parts = split_parts(data, loaded)
-    if parts.valid is None or not len(parts.valid):
-        raise ConfigError(
-            "keel tune scores trials on the validation split and never on the test split; set `split.valid_size` "
-            "(e.g. split.valid_size=0.2)"
-        )
-    schema = infer_schema(parts.train, config.data)
-    task = schema.target.task
-    metric = config.tuning.metric or config.evaluation.promotion.metric or default_promotion_metric(task)
-    if check_metrics_fit_task([metric], task):
-        raise ConfigError(f"tuning.metric: {metric!r} does not apply to a {task} task")
-    train_x, train_y = features_and_target(parts.train, schema, "training rows")
-    valid_x, valid_y = features_and_target(parts.valid, schema, "validation rows")
-    return _Prepared(schema, train_x, train_y, valid_x, valid_y, metric)
+def _validation(prepared: Prepared) -> tuple[str, pd.DataFrame]:
+    """The validation metric and feature columns of data prepared for tuning."""
+    if prepared.tuning_metric is None or prepared.valid_x is None:
+        raise ValueError("the data was not prepared for tuning (purpose='tune')")
+    return prepared.tuning_metric, prepared.valid_x
 
 
 def resolve_storage(loaded: LoadedConfig, storage: str | None = None) -> str:
@@ -206,7 +184,7 @@ def _storage(url: str) -> Any:
 class _Objective:
     """One trial: fit on the training split, score on the validation split, log a child MLflow run."""
 
-    def __init__(self, loaded: LoadedConfig, prepared: _Prepared, registry: Registry, parent_run_id: str) -> None:
+    def __init__(self, loaded: LoadedConfig, prepared: Prepared, registry: Registry, parent_run_id: str) -> None:
         self.loaded = loaded
         self.prepared = prepared
         self.registry = registry
@@ -217,11 +195,12 @@ class _Objective:
 
         config = self.loaded.config
         prepared = self.prepared
+        metric, valid_x = _validation(prepared)
         params = suggest_params(trial, search_space(config.tuning, config.model.estimator))
         model_config = config.model.model_copy(update={"params": {**config.model.params, **params}})
         callbacks = []
         if config.model.estimator == "lightgbm" and config.tuning.pruning:
-            callbacks.append(_pruning_callback(trial, direction(prepared.metric) == "maximize"))
+            callbacks.append(_pruning_callback(trial, direction(metric) == "maximize"))
         experiment = config.registry.experiment or config.project.name
         tags = {"mlflow.parentRunId": self.parent_run_id, "keel.job": "tune-trial", "optuna.trial": str(trial.number)}
         pruned: optuna.TrialPruned | None = None
@@ -244,11 +223,11 @@ class _Objective:
                 self.registry.client.set_tag(run_id, "keel.trial_state", "pruned")
             if pruned is None:
                 if model.task == "regression":
-                    predictions = Predictions(y_true=prepared.valid_y, values=model.predict_value(prepared.valid_x))
+                    predictions = Predictions(y_true=prepared.valid_y, values=model.predict_value(valid_x))
                 else:
-                    predictions = Predictions(y_true=prepared.valid_y, proba=model.predict_proba(prepared.valid_x))
-                value = compute_metrics(predictions, model.task, [prepared.metric], len(model.classes))[prepared.metric]
-                metrics = {f"valid_{prepared.metric}": value}
+                    predictions = Predictions(y_true=prepared.valid_y, proba=model.predict_proba(valid_x))
+                value = compute_metrics(predictions, model.task, [metric], len(model.classes))[metric]
+                metrics = {f"valid_{metric}": value}
                 if report.best_iteration is not None:
                     metrics["best_iteration"] = float(report.best_iteration)
                     trial.set_user_attr("best_iteration", report.best_iteration)
@@ -256,7 +235,7 @@ class _Objective:
         if pruned is not None:
             raise pruned
         if math.isnan(value):
-            raise DataError(f"validation {prepared.metric} is undefined on these rows (one class only?)")
+            raise DataError(f"validation {metric} is undefined on these rows (one class only?)")
         return float(value)
 
 
@@ -298,7 +277,7 @@ def _optimize(
     import optuna
 
     _quiet_optuna()
-    prepared = _prepare(loaded)
+    prepared = load_and_check(loaded, SilentReporter(), purpose="tune")
     registry = Registry(Path(workspace), tracking_uri)
     study = optuna.load_study(study_name=study_name, storage=_storage(storage))
     before = len(study.trials)
@@ -366,15 +345,15 @@ def tune(
             "trials on a remote Dask cluster need a storage every worker reaches; pass --storage "
             "postgresql://user@host/db (or set KEEL_TUNE_STORAGE)"
         )
-    with reporter.step("Preparing the training and validation splits"):
-        prepared = _prepare(loaded)
-        space = search_space(config.tuning, config.model.estimator)
-        if not space:
-            raise ConfigError(f"tuning.space: no default space for {config.model.estimator!r}; declare one")
-        reporter.note(
-            f"optimising validation {prepared.metric} ({direction(prepared.metric)}) over "
-            f"{', '.join(space)}; study {name!r} in {masked(url)}"
-        )
+    # The same preparation and checks as keel train (leakage included), plus a validation part and tuning.metric.
+    prepared = load_and_check(loaded, reporter, purpose="tune")
+    metric = _metric(prepared)
+    space = search_space(config.tuning, config.model.estimator)
+    if not space:
+        raise ConfigError(f"tuning.space: no default space for {config.model.estimator!r}; declare one")
+    reporter.note(
+        f"optimising validation {metric} ({direction(metric)}) over {', '.join(space)}; study {name!r} in {masked(url)}"
+    )
     seed = config.split.seed
     if url != default_storage(loaded):
         # A storage named by the user may be shared with other processes and machines; with one seed they would all
@@ -393,15 +372,15 @@ def tune(
             storage=_storage(url),
             sampler=sampler,
             pruner=pruner,
-            direction=direction(prepared.metric),
+            direction=direction(metric),
             load_if_exists=True,
         )
     except ValueError as exc:  # e.g. an existing study optimising the other way
         raise ConfigError(f"study {name!r}: {exc}") from None
-    if study.direction.name.lower() != direction(prepared.metric):
+    if study.direction.name.lower() != direction(metric):
         raise ConfigError(
             f"study {name!r} in {masked(url)} was created to {study.direction.name.lower()}; this config's metric "
-            f"{prepared.metric} needs {direction(prepared.metric)}; choose another --study"
+            f"{metric} needs {direction(metric)}; choose another --study"
         )
     registry = Registry.open(tracking_uri=config.registry.tracking_uri, configured=config.registry.workspace)
     experiment = config.registry.experiment or config.project.name
@@ -413,7 +392,7 @@ def tune(
             {
                 "trials": trials,
                 "engine": engine,
-                "metric": prepared.metric,
+                "metric": metric,
                 "study": name,
                 "n_jobs": n_jobs,
                 "sampler_seed": seed,
@@ -449,14 +428,14 @@ def tune(
         best_value = float(study.best_value)
         importance = _importance(study)
         registry.log_params(parent, {f"best.{k}": v for k, v in best.params.items()})
-        registry.log_metrics(parent, {f"best_valid_{prepared.metric}": best_value})
+        registry.log_metrics(parent, {f"best_valid_{metric}": best_value})
     path = output or registry.workspace / "tuned" / f"{name}.yaml"
-    _write_config(loaded, best.params, path, name=name, metric=prepared.metric, value=best_value)
+    _write_config(loaded, best.params, path, name=name, metric=metric, value=best_value)
     return TuneResult(
         study=name,
         storage=masked(url),
-        metric=prepared.metric,
-        direction=direction(prepared.metric),
+        metric=metric,
+        direction=direction(metric),
         trials=states,
         best_value=best_value,
         best_params=dict(best.params),
