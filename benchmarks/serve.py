@@ -200,7 +200,43 @@ def pipeline_proba(model: Any, frame: Any) -> Any:
     (keel's ``FittedModel.predict_proba`` runs a compiled encoding instead of the ``ColumnTransformer``; the
     baselines are what a hand-written service would call.)
     """
-    return model.proba_from_matrix(model.preprocessor.transform(frame))
+    return model.proba_from_matrix(fitted_pipeline(model).transform(frame))
+
+
+def fitted_pipeline(model: Any) -> Any:
+    """The scikit-learn ``ColumnTransformer`` the model was trained with.
+
+    A LightGBM version stores its pipeline compiled (``encoding.json``), not as the fitted object; the same
+    ``ColumnTransformer`` is rebuilt from it (an ``OrdinalEncoder`` with the stored categories, numbers passed
+    through), which gives the same matrix.
+    """
+    if model.preprocessor is not None:
+        return model.preprocessor
+    if "pipeline" not in model.__dict__:
+        import numpy as np
+        import pandas as pd
+        from sklearn.compose import ColumnTransformer
+        from sklearn.preprocessing import OrdinalEncoder
+
+        from keel.domain.encoding import categories_in_code_order
+
+        categorical = [c for c in model.encoding if c.codes is not None]
+        numeric = [c.name for c in model.encoding if c.codes is None]
+        categories = [
+            np.asarray([np.nan if v is None else v for v in categories_in_code_order(c)], dtype=object)
+            for c in categorical
+        ]
+        encoder = OrdinalEncoder(
+            categories=categories,
+            handle_unknown="use_encoded_value",
+            unknown_value=np.nan,
+            encoded_missing_value=np.nan,
+        )
+        pipeline = ColumnTransformer(
+            [("categorical", encoder, [c.name for c in categorical]), ("numeric", "passthrough", numeric)]
+        )
+        model.__dict__["pipeline"] = pipeline.fit(pd.DataFrame([model.schema.example]))
+    return model.__dict__["pipeline"]
 
 
 def naive_app(workspace: str) -> Any:

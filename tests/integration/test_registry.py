@@ -33,7 +33,7 @@ def test_round_trip_loads_a_verified_model_with_its_provenance(copy_workspace: P
     assert handle.loaded.metrics["test"]["metrics"]["accuracy"] > 0.87
 
 
-@pytest.mark.parametrize("name", ["model.lgb.txt", "preprocessor.skops", "schema.json", "plots/roc.png"])
+@pytest.mark.parametrize("name", ["model.lgb.txt", "encoding.json", "schema.json", "plots/roc.png"])
 def test_one_flipped_byte_in_any_artifact_is_refused_naming_the_file(copy_workspace: Path, name: str) -> None:
     target = model_dir(copy_workspace) / name
     data = bytearray(target.read_bytes())
@@ -61,7 +61,7 @@ class _Payload:
         return (Path.write_text, (self.marker, "pwned"))
 
 
-@pytest.mark.parametrize("name", ["preprocessor.skops", "model.lgb.txt"])
+@pytest.mark.parametrize("name", ["encoding.json", "model.lgb.txt"])
 def test_a_pickle_payload_in_place_of_a_model_file_never_runs(copy_workspace: Path, tmp_path: Path, name: str) -> None:
     marker = tmp_path / "marker"
     folder = model_dir(copy_workspace)

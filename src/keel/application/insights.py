@@ -87,6 +87,9 @@ def contribution_inputs(model: FittedModel) -> list[str]:
 
     groups: list[tuple[int, int, list[str]]] = []
     preprocessor = model.preprocessor
+    if preprocessor is None and model.encoding is not None:
+        # Stored compiled: each model input column reads exactly one feature column.
+        groups = [(j, j + 1, [column.name]) for j, column in enumerate(model.encoding)]
     slices = getattr(preprocessor, "output_indices_", {}) or {}
     for name, _, columns in getattr(preprocessor, "transformers_", []) or []:
         where = slices.get(name)

@@ -6,6 +6,9 @@ DataFrame per call: the service writes a request's values into a float64 matrix 
 (:class:`keel.serving.predictor.Predictor`), and :func:`encode_frame` encodes a whole DataFrame column by column
 with a pandas index lookup (:meth:`keel.domain.model.FittedModel.transform`, so batch scoring and evaluation
 use it). Both give the fitted pipeline's matrix exactly; pipelines it does not understand are not compiled.
+
+A compiled encoding is plain data (:func:`encoding_to_data`, :func:`encoding_from_data`): a model version stores it
+as JSON, so loading a LightGBM model needs neither scikit-learn nor skops.
 """
 
 from __future__ import annotations
@@ -43,12 +46,12 @@ def compile_plan(preprocessor: Any, schema: FeatureSchema) -> list[EncodedColumn
     Only what :func:`keel.domain.features.build_feature_plan` builds for tree models is compiled: an
     ``OrdinalEncoder`` (unknown and missing categories → NaN) and numeric passthrough columns.
     """
-    from sklearn.preprocessing import FunctionTransformer, OrdinalEncoder
-
     transformers = getattr(preprocessor, "transformers_", None)
     slices = getattr(preprocessor, "output_indices_", None)
     if transformers is None or slices is None:
         return None
+    from sklearn.preprocessing import FunctionTransformer, OrdinalEncoder
+
     width = sum(s.stop - s.start for s in slices.values())
     plan: list[EncodedColumn | None] = [None] * width
     for name, transformer, columns in transformers:
@@ -123,6 +126,86 @@ def _categorical(name: str, categories: list[Any]) -> EncodedColumn:
     # The missing category, when the encoder has one, sorts last; the others then have their positions as codes.
     positional = known == categories[: len(known)] and all(isinstance(c, str) for c in known)
     return EncodedColumn(name, _codes(categories), known if positional else None)
+
+
+ENCODING_FORMAT = "keel-encoding/1"
+
+
+def encoding_to_data(plan: list[EncodedColumn], categories: dict[str, list[Any]]) -> dict[str, Any] | None:
+    """The compiled encoding as JSON-ready data, or ``None`` when a category is not a string or a number.
+
+    Args:
+        plan: From :func:`compile_plan`.
+        categories: Per encoded column, the fitted encoder's categories in code order (a missing category, when the
+            encoder learnt one, as ``None``).
+    """
+    columns: list[dict[str, Any]] = []
+    for column in plan:
+        if column.codes is None:
+            columns.append({"name": column.name, "kind": "number"})
+            continue
+        values: list[Any] = []
+        for category in categories[column.name]:
+            value = category.item() if hasattr(category, "item") else category
+            if value is None or (isinstance(value, float) and math.isnan(value)):
+                values.append(None)
+            elif isinstance(value, str) or (
+                isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+            ):
+                values.append(value)
+            else:
+                return None
+        columns.append({"name": column.name, "kind": "category", "categories": values})
+    return {"format": ENCODING_FORMAT, "columns": columns}
+
+
+def encoding_from_data(data: Any) -> list[EncodedColumn]:
+    """The compiled encoding stored by :func:`encoding_to_data`.
+
+    Raises:
+        ValueError: ``data`` is not such a document (the message says what is wrong).
+    """
+    if not isinstance(data, dict) or data.get("format") != ENCODING_FORMAT or not isinstance(data.get("columns"), list):
+        raise ValueError(f"not a compiled encoding (expected format {ENCODING_FORMAT} with a list of columns)")
+    plan = []
+    for index, entry in enumerate(data["columns"]):
+        name = entry.get("name") if isinstance(entry, dict) else None
+        kind = entry.get("kind") if isinstance(entry, dict) else None
+        if not isinstance(name, str) or kind not in ("number", "category"):
+            raise ValueError(f"column {index}: expected a name and a kind (number or category)")
+        if kind == "number":
+            plan.append(EncodedColumn(name, None, None))
+            continue
+        categories = entry.get("categories")
+        if not isinstance(categories, list) or not all(
+            c is None or isinstance(c, str) or (isinstance(c, int | float) and not isinstance(c, bool))
+            for c in categories
+        ):
+            raise ValueError(f"column {index} ({name!r}): categories must be a list of strings, numbers or null")
+        plan.append(_categorical(name, categories))
+    return plan
+
+
+def categories_in_code_order(column: EncodedColumn) -> list[Any]:
+    """An encoded column's categories in code order (``None`` where the encoder's missing category was)."""
+    by_code: dict[int, Any] = {}
+    for category, code in (column.codes or {}).items():
+        if int(code) not in by_code or isinstance(category, str):  # "7" rather than the integer key added for it
+            by_code[int(code)] = category
+    return [by_code.get(k) for k in range(max(by_code, default=-1) + 1)]
+
+
+def fitted_categories(preprocessor: Any) -> dict[str, list[Any]]:
+    """Per column of a fitted ``ColumnTransformer``'s ordinal encoders, its categories in code order."""
+    from sklearn.preprocessing import OrdinalEncoder
+
+    found: dict[str, list[Any]] = {}
+    for _, transformer, columns in getattr(preprocessor, "transformers_", []):
+        if isinstance(transformer, OrdinalEncoder):
+            names = [columns] if isinstance(columns, str) else list(columns)
+            for column, categories in zip(names, transformer.categories_, strict=True):
+                found[column] = list(categories)
+    return found
 
 
 def encode_frame(plan: list[EncodedColumn], frame: pd.DataFrame) -> np.ndarray:

@@ -25,11 +25,14 @@ class FittedModel:
 
     Attributes:
         schema: The feature schema it was trained with.
-        preprocessor: The fitted ``ColumnTransformer``.
+        preprocessor: The fitted ``ColumnTransformer``; ``None`` for a loaded model whose pipeline was stored
+            compiled (``compiled``).
         estimator: A ``lightgbm.Booster`` or a fitted scikit-learn estimator.
         estimator_name: The configured estimator name.
         feature_names: Names of the preprocessor's output columns.
         categorical_indices: Output columns holding category codes.
+        compiled: The compiled encoding as stored with a version, when it was; otherwise it is compiled from
+            ``preprocessor`` on first use.
     """
 
     schema: FeatureSchema
@@ -38,6 +41,7 @@ class FittedModel:
     estimator_name: str
     feature_names: list[str]
     categorical_indices: list[int]
+    compiled: list[EncodedColumn] | None = None
 
     @property
     def task(self) -> Task:
@@ -57,6 +61,8 @@ class FittedModel:
     @cached_property
     def encoding(self) -> list[EncodedColumn] | None:
         """The feature pipeline compiled into per-column encodings, or ``None`` when it cannot be compiled."""
+        if self.compiled is not None:
+            return self.compiled
         return compile_plan(self.preprocessor, self.schema)
 
     def transform(self, features: pd.DataFrame) -> Any:

@@ -4,8 +4,11 @@ A model directory holds:
 
 - ``model.lgb.txt``: a LightGBM booster in LightGBM's own text format (parsed, never executed), or
   ``estimator.skops`` for scikit-learn estimators;
-- ``preprocessor.skops``: the fitted ``ColumnTransformer`` in skops format, loaded with keel's own list of trusted
-  types (:data:`TRUSTED_TYPES`); a file naming any other type is refused, so no pickle runs on any load path;
+- ``encoding.json``: a LightGBM model's feature pipeline compiled into per-column encodings
+  (:mod:`keel.domain.encoding`), plain data, so loading the model needs neither scikit-learn nor skops; or
+- ``preprocessor.skops`` for any other pipeline (and in versions written before ``encoding.json``): the fitted
+  ``ColumnTransformer`` in skops format, loaded with keel's own list of trusted types (:data:`TRUSTED_TYPES`); a
+  file naming any other type is refused, so no pickle runs on any load path;
 - ``schema.json``, ``config.yaml``, ``metrics.json``, ``plots/*.png`` and any other files written by training;
 - ``manifest.json``: the sha256 of every other file, plus provenance (data fingerprint, git commit, package
   versions, seed). Its own sha256 is recorded in the registry, so a changed manifest is caught too.
@@ -30,6 +33,7 @@ FORMAT = "keel-model/1"
 BOOSTER_FILE = "model.lgb.txt"
 ESTIMATOR_FILE = "estimator.skops"
 PREPROCESSOR_FILE = "preprocessor.skops"
+ENCODING_FILE = "encoding.json"
 SCHEMA_FILE = "schema.json"
 METRICS_FILE = "metrics.json"
 CONFIG_FILE = "config.yaml"
@@ -108,26 +112,49 @@ def _json_default(value: Any) -> Any:
 
 
 def save_model(directory: Path, model: FittedModel) -> list[str]:
-    """Write the model's own files (estimator, preprocessor, schema) into ``directory``.
+    """Write the model's own files (estimator, feature pipeline, schema) into ``directory``.
+
+    A LightGBM model whose pipeline compiles is stored as data only (booster text and ``encoding.json``); anything
+    else goes through skops.
 
     Returns:
         The file names written.
     """
-    import skops.io as sio
-
     directory.mkdir(parents=True, exist_ok=True)
     written = []
+    encoding = _encoding_data(model) if model.is_booster else None
     if model.is_booster:
         model.estimator.save_model(str(directory / BOOSTER_FILE))
         written.append(BOOSTER_FILE)
     else:
+        import skops.io as sio
+
         sio.dump(model.estimator, directory / ESTIMATOR_FILE)
         written.append(ESTIMATOR_FILE)
-    sio.dump(model.preprocessor, directory / PREPROCESSOR_FILE)
-    written.append(PREPROCESSOR_FILE)
+    if encoding is not None:
+        write_json(directory / ENCODING_FILE, encoding)
+        written.append(ENCODING_FILE)
+    else:
+        import skops.io as sio
+
+        sio.dump(model.preprocessor, directory / PREPROCESSOR_FILE)
+        written.append(PREPROCESSOR_FILE)
     write_json(directory / SCHEMA_FILE, model.schema.model_dump(mode="json"))
     written.append(SCHEMA_FILE)
     return written
+
+
+def _encoding_data(model: FittedModel) -> dict[str, Any] | None:
+    from keel.domain.encoding import categories_in_code_order, encoding_to_data, fitted_categories
+
+    plan = model.encoding
+    if plan is None:
+        return None
+    if model.preprocessor is None:
+        categories = {c.name: categories_in_code_order(c) for c in plan if c.codes is not None}
+    else:
+        categories = fitted_categories(model.preprocessor)
+    return encoding_to_data(plan, categories)
 
 
 def write_manifest(directory: Path, provenance: dict[str, Any]) -> str:
@@ -213,7 +240,12 @@ def load_model(directory: Path, *, manifest_sha256: str | None = None) -> Loaded
     """
     manifest = verify_directory(directory, manifest_sha256=manifest_sha256)
     schema = FeatureSchema.model_validate_json((directory / SCHEMA_FILE).read_text(encoding="utf-8"))
-    preprocessor = _load_skops(directory / PREPROCESSOR_FILE)
+    preprocessor: Any = None
+    compiled = None
+    if ENCODING_FILE in manifest["files"]:
+        compiled = _load_encoding(directory / ENCODING_FILE)
+    else:
+        preprocessor = _load_skops(directory / PREPROCESSOR_FILE)
     if (directory / BOOSTER_FILE).is_file() and BOOSTER_FILE in manifest["files"]:
         import lightgbm
 
@@ -234,8 +266,18 @@ def load_model(directory: Path, *, manifest_sha256: str | None = None) -> Loaded
         estimator_name=str(manifest.get("estimator", "unknown")),
         feature_names=list(manifest.get("feature_names", [])),
         categorical_indices=list(manifest.get("categorical_indices", [])),
+        compiled=compiled,
     )
     return LoadedModel(model=model, manifest=manifest, metrics=metrics, directory=directory)
+
+
+def _load_encoding(path: Path) -> Any:
+    from keel.domain.encoding import encoding_from_data
+
+    try:
+        return encoding_from_data(json.loads(path.read_text(encoding="utf-8")))
+    except ValueError as exc:  # json.JSONDecodeError is a ValueError too
+        raise IntegrityError(f"{path}: not a keel compiled encoding ({exc})") from None
 
 
 def _load_skops(path: Path) -> Any:
