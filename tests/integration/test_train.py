@@ -36,6 +36,11 @@ def test_each_task_and_estimator_trains_registers_and_reloads(
     result = train(load_config([config]))
     assert result.task == task
     assert result.version == 1
+    steps = {step["step"]: step["seconds"] for step in result.to_dict()["steps"]}  # what `keel train --json` prints
+    assert list(steps)[:3] == ["Loading data", "Splitting and validating", f"Training {estimator}"]
+    assert "Registering the model" in steps
+    assert all(seconds >= 0 for seconds in steps.values())
+    assert sum(steps.values()) <= result.seconds
     assert result.promotion.promote
     assert result.evaluation.metrics[metric] > floor
     baseline = result.evaluation.baseline[metric]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Iterator
 from typing import Protocol
 
@@ -35,3 +36,33 @@ class SilentReporter:
     def note(self, text: str) -> None:
         """Keep the note."""
         self.notes.append(text)
+
+
+class TimedReporter:
+    """Passes progress on to another reporter and records each finished step's wall time.
+
+    Attributes:
+        steps: ``(title, seconds)`` of each finished step, in order (``keel train --json`` prints them, so a
+            regression in one step is visible).
+    """
+
+    def __init__(self, inner: Reporter) -> None:
+        self.inner = inner
+        self.steps: list[tuple[str, float]] = []
+
+    @property
+    def notes(self) -> list[str]:
+        """The notes the wrapped reporter kept."""
+        return list(getattr(self.inner, "notes", []))
+
+    @contextlib.contextmanager
+    def step(self, title: str) -> Iterator[None]:
+        """Run the step in the wrapped reporter, timing it."""
+        started = time.perf_counter()
+        with self.inner.step(title):
+            yield
+        self.steps.append((title, time.perf_counter() - started))
+
+    def note(self, text: str) -> None:
+        """Pass the note on."""
+        self.inner.note(text)

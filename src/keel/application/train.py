@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from keel.application.dataset import LoadedData
 from keel.application.insights import write_insights
 from keel.application.prepare import Prepared, check_config, load_and_check
-from keel.application.progress import Reporter, SilentReporter
+from keel.application.progress import Reporter, SilentReporter, TimedReporter
 from keel.application.scoring import labelled_predictions
 from keel.config import LoadedConfig
 from keel.domain.baselines import evaluate_baselines
@@ -58,6 +58,7 @@ class TrainResult:
         best_iteration: Boosting rounds kept (LightGBM).
         seconds: Wall time of the whole job.
         notes: Inference and other notes shown to the user.
+        steps: Each step's title and wall time, in order.
     """
 
     model_name: str
@@ -71,6 +72,7 @@ class TrainResult:
     best_iteration: int | None
     seconds: float
     notes: list[str] = field(default_factory=list)
+    steps: list[tuple[str, float]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON document ``keel train --json`` prints."""
@@ -90,6 +92,7 @@ class TrainResult:
             "dropped": self.dropped,
             "best_iteration": self.best_iteration,
             "seconds": round(self.seconds, 3),
+            "steps": [{"step": title, "seconds": round(seconds, 3)} for title, seconds in self.steps],
             "test_rows": self.evaluation.rows,
             "metrics": self.evaluation.metrics,
             "baseline": self.evaluation.baseline,
@@ -116,10 +119,13 @@ def train(loaded: LoadedConfig, reporter: Reporter | None = None) -> TrainResult
         IntegrityError: A download did not match its checksum.
     """
     started = time.perf_counter()
-    reporter = reporter or SilentReporter()
+    reporter = TimedReporter(reporter or SilentReporter())
     config = loaded.config
+    registry = Registry.open(tracking_uri=config.registry.tracking_uri, configured=config.registry.workspace)
     with contextlib.ExitStack() as cluster:
         prepared = _prepare(loaded, reporter, cluster)
+        # The data is valid: open the store (importing MLflow, creating a new store) while the model fits.
+        registry.open_in_background()
         data, parts, schema, train_y = prepared.data, prepared.parts, prepared.schema, prepared.train_y
         metric_names, promotion_metric, rows = prepared.metric_names, prepared.promotion_metric, prepared.rows
         task = schema.target.task
@@ -143,7 +149,6 @@ def train(loaded: LoadedConfig, reporter: Reporter | None = None) -> TrainResult
         evaluation.baselines = evaluate_baselines(
             parts.test, config.evaluation.baselines, schema, predictions.y_true, metric_names
         )
-    registry = Registry.open(tracking_uri=config.registry.tracking_uri, configured=config.registry.workspace)
     with _staging(registry.workspace) as staging:
         with reporter.step("Writing artifacts"):
             _write_artifacts(staging, model, loaded, data, evaluation, predictions, fit_report, rows)
@@ -157,7 +162,7 @@ def train(loaded: LoadedConfig, reporter: Reporter | None = None) -> TrainResult
                 registry, staging, loaded, model, evaluation, fit_report, parts.test, promotion_metric
             )
     reporter.note(("promoted to champion: " if decision.promote else "not promoted: ") + decision.reason)
-    notes = list(getattr(reporter, "notes", []))
+    notes = reporter.notes
     return TrainResult(
         model_name=config.model_name,
         version=version,
@@ -170,6 +175,7 @@ def train(loaded: LoadedConfig, reporter: Reporter | None = None) -> TrainResult
         best_iteration=fit_report.best_iteration,
         seconds=time.perf_counter() - started,
         notes=notes,
+        steps=reporter.steps,
     )
 
 

@@ -17,6 +17,7 @@ import os
 import random
 import shutil
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -118,6 +119,7 @@ class Registry:
         self.workspace = workspace
         self.tracking_uri = tracking_uri
         self._client: Any = None
+        self._client_lock = threading.Lock()
 
     @classmethod
     def open(
@@ -146,9 +148,29 @@ class Registry:
         """Whether there is anything to read (an embedded store that was never written does not exist)."""
         return not self.embedded or (self.workspace / "mlflow.db").is_file()
 
+    def open_in_background(self) -> None:
+        """Start creating the client in a daemon thread (importing MLflow, creating or migrating a new store).
+
+        The next use of :attr:`client` waits for it; a failure there is left for that use to raise again.
+        """
+
+        def open_quietly() -> None:
+            try:
+                self.client  # noqa: B018 - the property opens the store
+            except Exception as exc:  # noqa: BLE001 - raised again, to the user, where the client is used
+                log.debug("opening the registry in the background failed: %s", exc)
+
+        threading.Thread(target=open_quietly, name="keel-registry-open", daemon=True).start()
+
     @property
     def client(self) -> Any:
-        """The MLflow client (created on first use)."""
+        """The MLflow client (created on first use, once even when threads ask at the same time)."""
+        if self._client is not None:
+            return self._client
+        with self._client_lock:
+            return self._open_client()
+
+    def _open_client(self) -> Any:
         if self._client is None:
             from mlflow import MlflowClient
 
