@@ -302,7 +302,7 @@ def test_best_round_stops_where_the_validation_loss_is_lowest() -> None:
     import lightgbm
     import numpy as np
 
-    from keel.application.dask_train import best_round
+    from keel.domain.boosting import best_round
 
     rng = np.random.default_rng(0)
     x = rng.normal(size=(400, 3))

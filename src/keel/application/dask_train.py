@@ -9,8 +9,10 @@ Two paths, chosen by :func:`partitioned_source`:
   driver completes the schema (:mod:`keel.domain.summaries`) and fits the tree feature pipeline on a frame holding
   each category once. The workers then encode their partitions and keep them for the fit.
 - Anything else (CSV, recipes, chronological splits, one-hot encoding) is loaded and split on the driver as
-  ``engine: local`` does, and :func:`fit_on_dask`, which has the signature of
-  :func:`keel.domain.training.fit_model`, ships the encoded matrix to the workers.
+  ``engine: local`` does, and :func:`fit_on_dask`, which takes :func:`keel.domain.training.fit_model`'s arguments
+  and the client, ships the encoded matrix to the workers.
+
+:class:`keel.application.engines.DaskEngine` chooses between them and owns the cluster.
 
 Both end in the same fit: ``lightgbm.dask`` boosts across the workers, each one training on the partitions it
 holds and synchronising histograms with the others over LightGBM's own sockets, and the fitted model is converted
@@ -28,7 +30,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-import os
 import sys
 import warnings
 from dataclasses import dataclass
@@ -40,6 +41,7 @@ from dask.delayed import delayed
 
 from keel.application.prepare import Parts, Prepared, note_rows, note_schema, run_checks
 from keel.config import DataConfig, FeaturesConfig, LoadedConfig, ModelConfig
+from keel.domain.boosting import best_round
 from keel.domain.encoding import compile_plan, transform_frame
 from keel.domain.features import choose_encoding
 from keel.domain.model import FittedModel
@@ -56,9 +58,9 @@ from keel.domain.summaries import (
 from keel.domain.training import FeatureFit, FitReport, encode_target, fit_features, lightgbm_feature_names
 from keel.domain.validation import coerce_features, raise_for_invalid_training_rows
 from keel.errors import ConfigError, DataError, KeelError
-from keel.io.cluster import dask_client
-from keel.io.sources import ResolvedSource, file_sha256, fingerprint, fingerprint_files, resolve_source
-from keel.io.tables import detect_format, parquet_parts
+from keel.io.cluster import fingerprint_on_workers, parquet_partitions, stdout_to_stderr
+from keel.io.sources import ResolvedSource, resolve_source
+from keel.io.tables import detect_format, parquet_parts, parquet_row_count
 
 if TYPE_CHECKING:
     import numpy as np
@@ -84,8 +86,8 @@ def fit_on_dask(
     train_y: np.ndarray,
     valid_x: pd.DataFrame | None = None,
     valid_y: np.ndarray | None = None,
-    scheduler: str | None = None,
-    workers: int | None = None,
+    client: Any,
+    local: bool,
 ) -> tuple[FittedModel, FitReport]:
     """Fit the feature pipeline locally and LightGBM on a Dask cluster, from training rows held in this process.
 
@@ -101,8 +103,8 @@ def fit_on_dask(
         train_y: Encoded training target.
         valid_x: Coerced validation feature columns (to choose the best round when early stopping is set).
         valid_y: Encoded validation target.
-        scheduler: Dask scheduler address; ``None`` starts a ``LocalCluster`` on loopback for the fit.
-        workers: Workers of that local cluster (default: one per core).
+        client: The connected Dask client.
+        local: Whether its workers are a ``LocalCluster`` of this process.
 
     Returns:
         The fitted model (a local booster) and a report of the fit.
@@ -115,14 +117,11 @@ def fit_on_dask(
     fitted, matrix = fit_features(schema, features, model, seed=seed, frame=train_x)
     if hasattr(matrix, "toarray"):
         raise ConfigError(_TEXT_MESSAGE)
-    with dask_client(scheduler, workers=workers) as client:
-        parts = max(1, len(client.scheduler_info()["workers"]))
-        rows = max(1, math.ceil(len(train_y) / parts))
-        x = da.from_array(matrix, chunks=(rows, matrix.shape[1]))  # type: ignore[no-untyped-call]
-        y = da.from_array(train_y, chunks=(rows,))  # type: ignore[no-untyped-call]
-        return _boost(
-            client, fitted, x, y, schema=schema, model=model, valid=(valid_x, valid_y), local=scheduler is None
-        )
+    parts = max(1, len(client.scheduler_info()["workers"]))
+    rows = max(1, math.ceil(len(train_y) / parts))
+    x = da.from_array(matrix, chunks=(rows, matrix.shape[1]))  # type: ignore[no-untyped-call]
+    y = da.from_array(train_y, chunks=(rows,))  # type: ignore[no-untyped-call]
+    return _boost(client, fitted, x, y, schema=schema, model=model, valid=(valid_x, valid_y), local=local)
 
 
 _TEXT_MESSAGE = "engine: dask needs dense features; text columns (TF-IDF) only train with engine: local"
@@ -169,7 +168,7 @@ def _boost(
     estimator = factory(client=client, **params)
     if local:
         # LightGBM's network set-up talks on stdout; keep keel's stdout for results (``--json``).
-        client.run(_stdout_to_stderr)
+        client.run(stdout_to_stderr)
     try:
         with warnings.catch_warnings(), contextlib.redirect_stdout(sys.stderr):
             warnings.filterwarnings("ignore", message="Parameter .* will be ignored")
@@ -203,59 +202,6 @@ def _boost(
         categorical_indices=fitted.categorical,
     )
     return fitted_model, report
-
-
-def best_round(booster: Any, matrix: Any, y: np.ndarray, task: str, patience: int) -> int:
-    """The boosting round with the lowest validation loss, stopping ``patience`` rounds after it.
-
-    The loss is the objective's default metric (log loss for classification, squared error for regression),
-    computed from the raw scores summed round by round, so the cost is one pass over the trees.
-
-    Args:
-        booster: The trained ``lightgbm.Booster``.
-        matrix: Transformed validation features.
-        y: Encoded validation target.
-        task: ``binary``, ``multiclass`` or ``regression``.
-        patience: Rounds without improvement after which the search stops (``early_stopping_rounds``).
-
-    Returns:
-        The number of rounds to keep (at least 1).
-    """
-    import numpy as np
-
-    total = booster.current_iteration()
-    raw: np.ndarray | None = None
-    best_loss, best = math.inf, 1
-    for round_index in range(total):
-        step = np.asarray(booster.predict(matrix, start_iteration=round_index, num_iteration=1, raw_score=True))
-        raw = step if raw is None else raw + step
-        loss = _loss(raw, y, task)
-        if loss < best_loss - 1e-12:
-            best_loss, best = loss, round_index + 1
-        elif round_index + 1 - best >= patience:
-            break
-    return best
-
-
-def _loss(raw: np.ndarray, y: np.ndarray, task: str) -> float:
-    import numpy as np
-
-    if task == "regression":
-        return float(np.mean((raw - y) ** 2))
-    eps = 1e-15
-    if task == "binary":
-        p = 1.0 / (1.0 + np.exp(-raw))
-        p = np.clip(p, eps, 1 - eps)
-        return float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
-    shifted = raw - raw.max(axis=1, keepdims=True)
-    log_proba = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
-    return float(-np.mean(log_proba[np.arange(len(y)), y]))
-
-
-def _stdout_to_stderr() -> None:
-    """Point a local worker's stdout at its stderr (LightGBM's C++ code prints network set-up there)."""
-    sys.stdout.flush()
-    os.dup2(2, 1)
 
 
 DEFAULT_COLLECT_ROWS = 2_000_000
@@ -389,7 +335,7 @@ def prepare_partitioned(loaded: LoadedConfig, source: ResolvedSource, client: An
     data = config.data
     with reporter.step(f"Reading and splitting {source.label} on the Dask workers"):
         files = parquet_parts(source.path)
-        partitions, columns = _read_partitions(files, source.label)
+        partitions, columns = parquet_partitions(files, source.label)
         if data.target not in columns:
             raise DataError(f"{source.label}: " + missing_column_message(data.target, "data.target", columns))
         plan = _split_plan(loaded, source, files, columns)
@@ -426,7 +372,9 @@ def prepare_partitioned(loaded: LoadedConfig, source: ResolvedSource, client: An
             f"holds {rows['valid']:,} validation rows, {rows['test']:,} test rows (from {origin}) and a sample of "
             f"{len(split.sample):,} training rows"
         )
-    hashes = _fingerprint(client, [source.path], [s.path for part, s in split.sources.items() if part != "train"])
+    hashes = fingerprint_on_workers(
+        client, [source.path], [s.path for part, s in split.sources.items() if part != "train"]
+    )
     explicit = config.split.strategy == "explicit"
     loaded_data = LoadedData(
         train=split.sample,
@@ -561,21 +509,6 @@ def _split_on_workers(
     )
 
 
-def _read_partitions(files: list[Path], label: str) -> tuple[list[Any], list[str]]:
-    """The Parquet files as Dask partitions (delayed pandas frames, nothing read yet) and their columns."""
-    import dask
-    import dask.dataframe as dd
-
-    # Keep pandas' own dtypes (no string[pyarrow] conversion), so rows look as reading them with pandas gives.
-    with dask.config.set({"dataframe.convert-string": False}):
-        try:
-            frame = dd.read_parquet([str(p) for p in files], index=False)
-        except (ValueError, OSError) as exc:
-            raise DataError(f"{label}: cannot read it as Parquet: {str(exc).splitlines()[0]}") from None
-        partitions = list(frame.to_delayed())
-    return partitions, [str(c) for c in frame.columns]
-
-
 def _split_plan(loaded: LoadedConfig, source: ResolvedSource, files: list[Path], columns: list[str]) -> _SplitPlan:
     """Split shares from the row counts in the Parquet footers, refusing a split that brings too many rows here.
 
@@ -583,17 +516,8 @@ def _split_plan(loaded: LoadedConfig, source: ResolvedSource, files: list[Path],
         DataError: The table has no rows.
         ConfigError: The test and validation rows would be more than ``dask_collect_rows``.
     """
-    import pyarrow.parquet as pq
-
     config = loaded.config
-    rows = 0
-    for path in files:
-        try:
-            rows += pq.ParquetFile(path).metadata.num_rows
-        except (OSError, ValueError) as exc:
-            raise DataError(
-                f"{path}: not a readable Parquet file ({str(exc).strip().splitlines()[0]}); replace or remove it"
-            ) from None
+    rows = parquet_row_count(files)
     if rows == 0:
         raise DataError(f"{source.label}: the table has no rows")
     test_share, valid_share = split_shares(config.split, rows)
@@ -641,10 +565,3 @@ def _encoded_arrays(
         blocks_x.append(da.from_delayed(x, shape=(count, width), dtype=np.float64))  # type: ignore[no-untyped-call]
         blocks_y.append(da.from_delayed(y, shape=(count,), dtype=target_dtype))  # type: ignore[no-untyped-call]
     return da.concatenate(blocks_x), da.concatenate(blocks_y)  # type: ignore[no-untyped-call]
-
-
-def _fingerprint(client: Any, on_workers: list[Path], here: list[Path]) -> dict[str, str]:
-    """sha256 of the input files: the training table's on the workers (it may be large), the others here."""
-    files = fingerprint_files(on_workers)
-    hashes = client.gather(client.map(file_sha256, list(files.values()), pure=False))
-    return dict(zip(files, hashes, strict=True)) | fingerprint(here)

@@ -2,21 +2,15 @@
 
 from __future__ import annotations
 
-import contextlib
-import functools
-import os
-import shutil
-import tempfile
 import time
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from keel.application.dataset import LoadedData
+from keel.application.engines import engine_for
 from keel.application.insights import write_insights
-from keel.application.prepare import Prepared, check_config, load_and_check
 from keel.application.progress import Reporter, SilentReporter, TimedReporter
 from keel.application.scoring import labelled_predictions
 from keel.config import LoadedConfig
@@ -31,12 +25,13 @@ from keel.domain.metrics import (
 from keel.domain.model import FittedModel
 from keel.domain.promotion import PromotionDecision, decide_promotion
 from keel.domain.refs import DEFAULT_ALIAS
-from keel.domain.training import FitReport, fit_model
+from keel.domain.training import FitReport
 from keel.errors import KeelError
 from keel.io import artifacts, plots
 from keel.io.provenance import git_commit, package_versions
 from keel.io.registry import Registry
 from keel.io.sources import file_sha256
+from keel.io.staging import staging_folder
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -122,8 +117,8 @@ def train(loaded: LoadedConfig, reporter: Reporter | None = None) -> TrainResult
     reporter = TimedReporter(reporter or SilentReporter())
     config = loaded.config
     registry = Registry.open(tracking_uri=config.registry.tracking_uri, configured=config.registry.workspace)
-    with contextlib.ExitStack() as cluster:
-        prepared = _prepare(loaded, reporter, cluster)
+    with engine_for(config.engine, scheduler=config.scheduler, workers=config.dask_workers) as engine:
+        prepared = engine.prepare(loaded, reporter)
         # The data is valid: open the store (importing MLflow, creating a new store) while the model fits.
         registry.open_in_background()
         data, parts, schema, train_y = prepared.data, prepared.parts, prepared.schema, prepared.train_y
@@ -131,7 +126,7 @@ def train(loaded: LoadedConfig, reporter: Reporter | None = None) -> TrainResult
         task = schema.target.task
         where = "" if config.engine == "local" else f" on Dask ({config.scheduler or 'local cluster'})"
         with reporter.step(f"Training {config.model.estimator}{where}"):
-            model, fit_report = _fit(loaded, prepared)
+            model, fit_report = engine.fit(loaded, prepared)
     with reporter.step("Evaluating on the test data"):
         predictions = labelled_predictions(model, parts.test, label="test rows")
         baseline = baseline_predictions(predictions.y_true, train_y, task, len(schema.target.classes or []))
@@ -149,7 +144,7 @@ def train(loaded: LoadedConfig, reporter: Reporter | None = None) -> TrainResult
         evaluation.baselines = evaluate_baselines(
             parts.test, config.evaluation.baselines, schema, predictions.y_true, metric_names
         )
-    with _staging(registry.workspace) as staging:
+    with staging_folder(registry.workspace) as staging:
         with reporter.step("Writing artifacts"):
             _write_artifacts(staging, model, loaded, data, evaluation, predictions, fit_report, rows)
             # Drift reference, global contributions and the HTML report; the manifest is rewritten to hash them.
@@ -177,90 +172,6 @@ def train(loaded: LoadedConfig, reporter: Reporter | None = None) -> TrainResult
         notes=notes,
         steps=reporter.steps,
     )
-
-
-def _prepare(loaded: LoadedConfig, reporter: Reporter, cluster: contextlib.ExitStack) -> Prepared:
-    """Check the config, then load, split and validate the data here (or on Dask workers: Parquet, engine: dask).
-
-    A Dask cluster the data stays on is entered into ``cluster``, so it lives until the fit is done.
-    """
-    config = loaded.config
-    check_config(config)
-    if config.engine == "dask":
-        from keel.io.cluster import dask_client, require_extra
-
-        require_extra("dask")
-        from keel.application.dask_train import partitioned_source, prepare_partitioned
-
-        source, why_not = partitioned_source(loaded)
-        if source is not None:
-            client = cluster.enter_context(dask_client(config.scheduler, workers=config.dask_workers))
-            return prepare_partitioned(loaded, source, client, reporter)
-        reporter.note(
-            f"engine: dask: {why_not}, so this process reads and splits the whole table (pandas) and only the "
-            "boosting runs on the workers; a Parquet file, folder or glob in data.train is read on the workers"
-        )
-    return load_and_check(loaded, reporter)
-
-
-def _fit(loaded: LoadedConfig, prepared: Prepared) -> tuple[FittedModel, FitReport]:
-    """Fit on the prepared training rows with the configured engine."""
-    config = loaded.config
-    if prepared.remote is not None:
-        from keel.application.dask_train import fit_partitioned
-
-        return fit_partitioned(loaded, prepared)
-    fit: Callable[..., tuple[FittedModel, FitReport]] = fit_model
-    if config.engine != "local":
-        from keel.io.cluster import require_extra
-
-        require_extra("dask")
-        from keel.application.dask_train import fit_on_dask
-
-        fit = functools.partial(fit_on_dask, scheduler=config.scheduler, workers=config.dask_workers)
-    return fit(
-        prepared.schema,
-        config.features,
-        config.model,
-        seed=config.split.seed,
-        train_x=prepared.train_x,
-        train_y=prepared.train_y,
-        valid_x=prepared.valid_x,
-        valid_y=prepared.valid_y,
-    )
-
-
-@contextlib.contextmanager
-def _staging(workspace: Path) -> Iterator[Path]:
-    """A private folder for the version's files, removed whatever happens.
-
-    A process killed with SIGKILL cannot clean up; its folder (named after its pid) is removed by the next run
-    once that pid is gone, while folders of runs still alive on this machine are left alone.
-    """
-    workspace.mkdir(parents=True, exist_ok=True)
-    _remove_abandoned_staging(workspace)
-    folder = Path(tempfile.mkdtemp(prefix=f"staging-{os.getpid()}-", dir=workspace))
-    try:
-        yield folder / "model"
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
-
-
-def _remove_abandoned_staging(workspace: Path) -> None:
-    for folder in workspace.glob("staging-*"):
-        pid = folder.name.split("-")[1]
-        if pid.isdigit() and not _alive(int(pid)):
-            shutil.rmtree(folder, ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _write_artifacts(

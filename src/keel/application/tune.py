@@ -8,26 +8,28 @@ can be resumed or extended by running it again with the same study name.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import os
-import random
 import time
-import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from keel.application.engines import Engine, engine_for
 from keel.application.prepare import Prepared, check_config, load_and_check
 from keel.application.progress import Reporter, SilentReporter
 from keel.config import LoadedConfig, dump_yaml
 from keel.domain.metrics import Predictions, compute_metrics
 from keel.domain.training import fit_model
 from keel.domain.tuning import direction, search_space, suggest_params
-from keel.errors import ConfigError, DataError, KeelError
-from keel.io.cluster import dask_client, require_extra
+from keel.errors import ConfigError, DataError
+from keel.io.cluster import require_extra
 from keel.io.registry import Registry
 from keel.io.tables import write_text_atomically
+from keel.io.tuning_storage import masked, open_storage
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -126,61 +128,6 @@ def process_seed(seed: int) -> int:
     return int.from_bytes(digest[:4], "big")
 
 
-def masked(url: str) -> str:
-    """``postgresql://user:secret@host/db`` → ``postgresql://user:***@host/db``."""
-    from urllib.parse import urlsplit, urlunsplit
-
-    parts = urlsplit(url)
-    if parts.password:
-        netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
-        return urlunsplit(parts._replace(netloc=netloc))
-    return url
-
-
-STORAGE_ATTEMPTS = 5
-"""Tries at opening a storage whose tables another process may be creating at the same moment."""
-
-
-def _storage(url: str) -> Any:
-    """Open the Optuna storage at ``url``, creating its tables when the database is new.
-
-    Processes started together on a new database (the same `keel tune` on several machines) race to create the
-    tables, and all but one fail on the database's own catalogue; they wait a moment and open it again.
-
-    Raises:
-        ConfigError: The driver for the URL's database is not installed.
-        KeelError: The database cannot be reached or its tables cannot be created.
-    """
-    import optuna
-    from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
-
-    if url.startswith("sqlite:"):
-        # Several processes write to one file: wait for the lock instead of failing at once.
-        options: dict[str, Any] = {"engine_kwargs": {"connect_args": {"timeout": 60}}}
-    else:
-        options = {"heartbeat_interval": 60, "grace_period": 180}
-    problem = ""
-    for attempt in range(1, STORAGE_ATTEMPTS + 1):
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # heartbeat_interval
-                return optuna.storages.RDBStorage(url, **options)
-        except ImportError:
-            scheme = url.split(":", 1)[0]
-            extra = " (uv sync --extra postgres, or pip install 'keel[postgres]')" if "postgres" in scheme else ""
-            raise ConfigError(
-                f"storage {masked(url)}: the database driver for {scheme!r} is not installed{extra}"
-            ) from None
-        except (IntegrityError, ProgrammingError, OperationalError) as error:
-            problem = str(error.orig if error.orig is not None else error).strip().splitlines()[0]
-            if attempt < STORAGE_ATTEMPTS:
-                time.sleep(random.uniform(0.2, 1.0) * attempt)  # noqa: S311 - spreading retries, not a secret
-    raise KeelError(
-        f"storage {masked(url)}: cannot open it after {STORAGE_ATTEMPTS} tries ({problem}); check that the database "
-        "server is running and reachable from this machine, and the user may create tables"
-    )
-
-
 class _Objective:
     """One trial: fit on the training split, score on the validation split, log a child MLflow run."""
 
@@ -263,23 +210,23 @@ def _pruning_callback(trial: Any, maximize: bool) -> Any:
 
 def _optimize(
     loaded: LoadedConfig,
+    trials: int,
     *,
     study_name: str,
     storage: str,
-    trials: int,
     timeout: float | None,
     n_jobs: int,
     parent_run_id: str,
     workspace: str,
     tracking_uri: str,
 ) -> int:
-    """Run trials of a study stored in ``storage`` (here or on a Dask worker). Returns the trials run."""
+    """Run trials of a study in ``storage`` on a Dask worker, preparing the data there. Returns the trials run."""
     import optuna
 
     _quiet_optuna()
     prepared = load_and_check(loaded, SilentReporter(), purpose="tune")
     registry = Registry(Path(workspace), tracking_uri)
-    study = optuna.load_study(study_name=study_name, storage=_storage(storage))
+    study = optuna.load_study(study_name=study_name, storage=open_storage(storage))
     before = len(study.trials)
     study.optimize(
         _Objective(loaded, prepared, registry, parent_run_id),
@@ -369,7 +316,7 @@ def tune(
     try:
         study = optuna.create_study(
             study_name=name,
-            storage=_storage(url),
+            storage=open_storage(url),
             sampler=sampler,
             pruner=pruner,
             direction=direction(metric),
@@ -406,18 +353,12 @@ def tune(
             "workspace": str(registry.workspace),
             "tracking_uri": registry.tracking_uri,
         }
-        with reporter.step(f"Running {trials} trial(s)" + (" on Dask" if engine == "dask" else "")):
-            if engine == "dask":
-                _optimize_on_dask(loaded, trials, common, scheduler=scheduler, workers=workers)
-            else:
-                study.optimize(
-                    _Objective(loaded, prepared, registry, parent),
-                    n_trials=trials,
-                    timeout=timeout,
-                    n_jobs=n_jobs,
-                    catch=(DataError,),
-                )
-        study = optuna.load_study(study_name=name, storage=_storage(url))
+        with (
+            reporter.step(f"Running {trials} trial(s)" + (" on Dask" if engine == "dask" else "")),
+            engine_for(engine, scheduler=scheduler, workers=workers) as runner,
+        ):
+            runner.run_trials(trials, _trial_runner(runner, study, loaded, prepared, registry, n_jobs, common))
+        study = optuna.load_study(study_name=name, storage=open_storage(url))
         states: dict[str, int] = {}
         for trial in study.trials:
             states[trial.state.name] = states.get(trial.state.name, 0) + 1
@@ -448,21 +389,21 @@ def tune(
     )
 
 
-def _optimize_on_dask(
-    loaded: LoadedConfig, trials: int, common: dict[str, Any], *, scheduler: str | None, workers: int | None
-) -> None:
-    """Share the trials out over the workers; each loads the data once and pulls trials from the storage."""
-    with dask_client(scheduler, workers=workers) as client:
-        addresses = list(client.scheduler_info()["workers"])
-        if not addresses:
-            raise ConfigError(f"the Dask cluster at {scheduler} has no workers")
-        shares = [trials // len(addresses) + (1 if i < trials % len(addresses) else 0) for i in range(len(addresses))]
-        futures = [
-            client.submit(_optimize, loaded, trials=share, n_jobs=1, workers=[address], pure=False, **common)
-            for address, share in zip(addresses, shares, strict=True)
-            if share
-        ]
-        client.gather(futures)
+def _trial_runner(
+    engine: Engine,
+    study: Any,
+    loaded: LoadedConfig,
+    prepared: Prepared,
+    registry: Registry,
+    n_jobs: int,
+    common: dict[str, Any],
+) -> Callable[[int], object]:
+    """What runs ``n`` trials: here, on the prepared data and this study; on Dask, each worker prepares its own."""
+    if engine.name == "dask":
+        return functools.partial(_optimize, loaded, n_jobs=1, **common)
+    objective = _Objective(loaded, prepared, registry, common["parent_run_id"])
+    timeout = common["timeout"]
+    return lambda n: study.optimize(objective, n_trials=n, timeout=timeout, n_jobs=n_jobs, catch=(DataError,))
 
 
 def _is_loopback(address: str) -> bool:

@@ -9,10 +9,13 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
-from keel.errors import ConfigError, KeelError
+from keel.errors import ConfigError, DataError, KeelError
+from keel.io.sources import file_sha256, fingerprint, fingerprint_files
 
 log = logging.getLogger(__name__)
 
@@ -109,3 +112,31 @@ def dask_client(
         Client(cluster) as client,  # type: ignore[no-untyped-call]
     ):
         yield client
+
+
+def stdout_to_stderr() -> None:
+    """Point a local worker's stdout at its stderr (LightGBM's C++ code prints network set-up there)."""
+    sys.stdout.flush()
+    os.dup2(2, 1)
+
+
+def parquet_partitions(files: list[Path], label: str) -> tuple[list[Any], list[str]]:
+    """The Parquet files as Dask partitions (delayed pandas frames, nothing read yet) and their columns."""
+    import dask
+    import dask.dataframe as dd
+
+    # Keep pandas' own dtypes (no string[pyarrow] conversion), so rows look as reading them with pandas gives.
+    with dask.config.set({"dataframe.convert-string": False}):
+        try:
+            frame = dd.read_parquet([str(p) for p in files], index=False)
+        except (ValueError, OSError) as exc:
+            raise DataError(f"{label}: cannot read it as Parquet: {str(exc).splitlines()[0]}") from None
+        partitions = list(frame.to_delayed())
+    return partitions, [str(c) for c in frame.columns]
+
+
+def fingerprint_on_workers(client: Any, on_workers: list[Path], here: list[Path]) -> dict[str, str]:
+    """sha256 of the input files: the training table's on the workers (it may be large), the others here."""
+    files = fingerprint_files(on_workers)
+    hashes = client.gather(client.map(file_sha256, list(files.values()), pure=False))
+    return dict(zip(files, hashes, strict=True)) | fingerprint(here)

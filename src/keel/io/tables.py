@@ -133,6 +133,25 @@ def parquet_parts(path: Path) -> list[Path]:
     return parts
 
 
+def parquet_row_count(files: list[Path]) -> int:
+    """Rows of Parquet files, from their footers (nothing else is read).
+
+    Raises:
+        DataError: A file is not readable Parquet.
+    """
+    import pyarrow.parquet as pq
+
+    rows = 0
+    for path in files:
+        try:
+            rows += pq.ParquetFile(path).metadata.num_rows
+        except (OSError, ValueError) as exc:
+            raise DataError(
+                f"{path}: not a readable Parquet file ({str(exc).strip().splitlines()[0]}); replace or remove it"
+            ) from None
+    return rows
+
+
 def _parquet_batches(path: Path, chunk_rows: int | None) -> Iterator[pd.DataFrame]:
     import pyarrow.parquet as pq
 

@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 
     from keel.domain.schema import FeatureSchema
     from keel.serving.predictor import Predictor
-    from keel.serving.swap import ModelVersion
+    from keel.serving.versions import ModelVersion
 
 RECIPE_FOLDER = "recipe/"
 CONFIG_FILE = "config.yaml"

@@ -13,71 +13,19 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
-from keel.domain.model import FittedModel
 from keel.errors import KeelError
 from keel.serving.contract import RequestTypes, build_request_types
 from keel.serving.predictor import Predictor
 from keel.serving.recipe import RecipeEndpoint, load_recipe_endpoint
+from keel.serving.versions import ModelSource, ModelVersion
+
+__all__ = ["DEFAULT_MAX_RECORDS", "ModelSource", "ModelSwapper", "ModelVersion", "ServedModel", "serve_model"]
 
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_RECORDS = 10_000
-
-
-@dataclass(frozen=True)
-class ModelVersion:
-    """A verified, loaded model version, as a :class:`ModelSource` hands it over.
-
-    Attributes:
-        name: Registered model name.
-        version: Version number.
-        aliases: Aliases pointing at it when it was loaded.
-        model: The fitted model.
-        manifest: Its verified manifest (provenance).
-        metrics: The evaluation recorded at training time.
-        directory: Its verified files (report, drift reference), when the source has them on disk.
-    """
-
-    name: str
-    version: int
-    aliases: list[str]
-    model: FittedModel
-    manifest: dict[str, Any]
-    metrics: dict[str, Any]
-    directory: Path | None = None
-
-
-class ModelSource(Protocol):
-    """Where the service's model comes from (the registry, in ``keel serve``)."""
-
-    @property
-    def reference(self) -> str:
-        """What is served, as the user wrote it (``adult-income@champion``)."""
-        ...
-
-    @property
-    def alias(self) -> str | None:
-        """The alias followed, or ``None`` for a fixed version (which is never swapped)."""
-        ...
-
-    def pointed_version(self) -> int:
-        """The version the reference points at now.
-
-        Raises:
-            KeelError: The registry cannot be read or the alias is gone.
-        """
-        ...
-
-    def load(self, version: int) -> ModelVersion:
-        """Load and verify one version.
-
-        Raises:
-            KeelError: The version is incomplete, missing or fails verification.
-        """
-        ...
 
 
 @dataclass(frozen=True)
