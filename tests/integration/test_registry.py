@@ -67,9 +67,9 @@ def test_a_pickle_payload_in_place_of_a_model_file_never_runs(copy_workspace: Pa
     folder = model_dir(copy_workspace)
     (folder / name).write_bytes(pickle.dumps(_Payload(marker)))
     manifest = json.loads((folder / "manifest.json").read_text())
-    # Even with hashes that match (a compromised store), loading must not unpickle anything.
-    manifest["files"][name] = artifacts.sha256_file(folder / name)
-    (folder / "manifest.json").write_text(json.dumps(manifest))
+    # Even with hashes that match (a compromised store rewrote the manifest), loading must not unpickle anything.
+    artifacts.write_manifest(folder, {k: v for k, v in manifest.items() if k not in ("format", "files")})
+    assert json.loads((folder / "manifest.json").read_text())["files"][name] == artifacts.sha256_file(folder / name)
     with pytest.raises(IntegrityError):
         artifacts.load_model(folder)
     assert not marker.exists()

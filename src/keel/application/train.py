@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -11,9 +12,10 @@ from typing import TYPE_CHECKING, Any
 from keel.application.dataset import LoadedData
 from keel.application.engines import engine_for
 from keel.application.insights import write_insights
+from keel.application.predict import prediction_columns
 from keel.application.progress import Reporter, SilentReporter, TimedReporter
 from keel.application.scoring import labelled_predictions
-from keel.config import LoadedConfig
+from keel.config import KeelConfig, LoadedConfig
 from keel.domain.baselines import evaluate_baselines
 from keel.domain.metrics import (
     Evaluation,
@@ -27,9 +29,9 @@ from keel.domain.promotion import PromotionDecision, decide_promotion
 from keel.domain.refs import DEFAULT_ALIAS
 from keel.domain.training import FitReport
 from keel.errors import KeelError
-from keel.io import artifacts, plots
+from keel.io import artifacts, mlmodel, plots
 from keel.io.provenance import git_commit, package_versions
-from keel.io.registry import Registry
+from keel.io.registry import DatasetRecord, Registry
 from keel.io.sources import file_sha256
 from keel.io.staging import staging_folder
 
@@ -154,8 +156,9 @@ def train(loaded: LoadedConfig, reporter: Reporter | None = None) -> TrainResult
             )  # fmt: skip
         with reporter.step("Registering the model"):
             version, run_id, decision = _register(
-                registry, staging, loaded, model, evaluation, fit_report, parts.test, promotion_metric
-            )
+                registry, staging, loaded, model, evaluation, fit_report, parts.test, promotion_metric,
+                datasets=_datasets(data, rows),
+            )  # fmt: skip
     reporter.note(("promoted to champion: " if decision.promote else "not promoted: ") + decision.reason)
     notes = reporter.notes
     return TrainResult(
@@ -193,6 +196,10 @@ def _write_artifacts(
         # Tables a recipe keeps for serving (e.g. the tennis player state); Parquet loads without running code.
         (directory / "recipe").mkdir(parents=True, exist_ok=True)
         table.to_parquet(directory / "recipe" / f"{name}.parquet", index=False)
+    packages = package_versions()
+    # MLflow's own tools open the version through keel's loader; written before the manifest, so it is hashed too.
+    kinds = {name: data.train[name].dtype.kind for name in model.schema.feature_names if name in data.train}
+    mlmodel.write_mlmodel(directory, model.schema, kinds, prediction_columns(model), packages)
     artifacts.write_manifest(
         directory,
         {
@@ -210,7 +217,7 @@ def _write_artifacts(
             "config_sources": loaded.sources,
             "overrides": loaded.overrides,
             "git_commit": git_commit(loaded.base_dir),
-            "packages": package_versions(),
+            "packages": packages,
         },
     )
 
@@ -252,6 +259,8 @@ def _register(
     fit_report: FitReport,
     test: pd.DataFrame,
     promotion_metric: str,
+    *,
+    datasets: list[DatasetRecord],
 ) -> tuple[int, str, PromotionDecision]:
     config = loaded.config
     name = config.model_name
@@ -262,14 +271,14 @@ def _register(
         params["best_iteration"] = fit_report.best_iteration
     with registry.run(experiment, run_name=f"train-{name}", tags={"keel.job": "train"}) as run_id:
         registry.log_params(run_id, params)
-        registry.log_metrics(
-            run_id,
-            {f"test_{k}": v for k, v in evaluation.metrics.items()}
-            | {f"baseline_{k}": v for k, v in evaluation.baseline.items()},
-        )
+        # Named as in `keel train --json`: the test metrics under their own names, the baseline's as baseline.<name>.
+        registry.log_metrics(run_id, evaluation.metrics | {f"baseline.{k}": v for k, v in evaluation.baseline.items()})
+        registry.log_datasets(run_id, datasets)
         source = registry.log_model_directory(run_id, staging)
-        version = registry.register(name, source, run_id, description=config.project.description)
+        description = version_description(config, model.task, evaluation, promotion_metric)
+        version = registry.register(name, source, run_id, description=description)
         manifest_sha = file_sha256(staging / artifacts.MANIFEST)
+        provenance = json.loads((staging / artifacts.MANIFEST).read_text(encoding="utf-8"))
         # Check what the store holds before calling the version complete.
         stored = registry.local_directory(_pending(registry, name, version))
         artifacts.verify_directory(stored, manifest_sha256=manifest_sha)
@@ -285,11 +294,62 @@ def _register(
                     "keel.estimator": config.model.estimator,
                     f"keel.test.{promotion_metric}": f"{new_value:.6f}",
                     "keel.promotion": decision.reason[:5000],
+                    "keel.promoted": "true" if decision.promote else "false",
+                    "keel.data_fingerprint": combined_fingerprint(provenance.get("data_fingerprint") or {}),
+                    "keel.git_commit": str(provenance.get("git_commit") or "unknown"),
                 },
             )
             if decision.promote:
                 registry.set_alias(name, DEFAULT_ALIAS, version)
     return version, run_id, decision
+
+
+def version_description(config: KeelConfig, task: str, evaluation: Evaluation, metric: str) -> str:
+    """The version's description in the MLflow UI: project, task, and the headline metric against the baseline."""
+    value = evaluation.metrics[metric]
+    text = (
+        f"{config.project.name}: {task} model of `{config.data.target}` ({config.model.estimator}). "
+        f"Test {metric} {value:.4f}"
+    )
+    baseline = evaluation.baseline.get(metric)
+    if baseline is not None and baseline == baseline:
+        text += f" against the naive baseline's {baseline:.4f} ({value - baseline:+.4f})"
+    text += f" on {evaluation.rows:,} rows."
+    return f"{text}\n\n{config.project.description}" if config.project.description else text
+
+
+def combined_fingerprint(files: dict[str, str]) -> str:
+    """One sha256 for the data a version was trained on: over its files' names and sha256 (each is in the manifest)."""
+    import hashlib
+
+    text = "".join(f"{name}\t{digest}\n" for name, digest in sorted(files.items()))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _datasets(data: LoadedData, rows: dict[str, int]) -> list[DatasetRecord]:
+    """The training and test tables as MLflow dataset inputs, with their files' sha256 (already computed)."""
+    from keel.application.dataset import source_paths
+    from keel.io.sources import fingerprint_files
+
+    records = []
+    for part, context in (("train", "training"), ("test", "testing")):
+        # Without a test table of its own, the test rows are a split of the training table.
+        source = data.sources.get(part) or data.sources["train"]
+        keys = fingerprint_files(source_paths({part: source}))
+        files = {key: data.fingerprint[key] for key in keys if key in data.fingerprint}
+        downloaded = source.origin == "download"
+        records.append(
+            DatasetRecord(
+                name=f"{part}: {Path(source.label).name or source.label}",
+                context=context,
+                source=source.label if downloaded else str(source.path),
+                source_type="http" if downloaded else "local",
+                digest=combined_fingerprint(files)[:16],
+                rows=rows[part],
+                files=files,
+            )
+        )
+    return records
 
 
 def _pending(registry: Registry, name: str, version: int) -> Any:

@@ -10,8 +10,12 @@ A model directory holds:
   ``ColumnTransformer`` in skops format, loaded with keel's own list of trusted types (:data:`TRUSTED_TYPES`); a
   file naming any other type is refused, so no pickle runs on any load path;
 - ``schema.json``, ``config.yaml``, ``metrics.json``, ``plots/*.png`` and any other files written by training;
+- ``MLmodel`` and its input example and environment files (:mod:`keel.io.mlmodel`), so MLflow opens the
+  directory through keel's own loader (:mod:`keel.mlflow_model`);
 - ``manifest.json``: the sha256 of every other file, plus provenance (data fingerprint, git commit, package
-  versions, seed). Its own sha256 is recorded in the registry, so a changed manifest is caught too.
+  versions, seed). Its own sha256 is recorded in the registry, so a changed manifest is caught too; it also holds
+  the sha256 of its own content (``content_sha256``), which catches a changed manifest where no registry record
+  is at hand (MLflow's loaders open the directory alone).
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ ENCODING_FILE = "encoding.json"
 SCHEMA_FILE = "schema.json"
 METRICS_FILE = "metrics.json"
 CONFIG_FILE = "config.yaml"
+CONTENT_KEY = "content_sha256"
 
 TRUSTED_TYPES: tuple[str, ...] = (
     # Types outside skops' default trusted set that keel's own pipelines contain. This list is keel's constant:
@@ -172,7 +177,8 @@ def write_manifest(directory: Path, provenance: dict[str, Any]) -> str:
         for path in sorted(directory.rglob("*"))
         if path.is_file() and path.name != MANIFEST
     }
-    manifest = {"format": FORMAT, **provenance, "files": files}
+    manifest = {"format": FORMAT, **{k: v for k, v in provenance.items() if k != CONTENT_KEY}, "files": files}
+    manifest[CONTENT_KEY] = _content_sha256(manifest)
     write_json(directory / MANIFEST, manifest)
     return sha256_file(directory / MANIFEST)
 
@@ -210,6 +216,13 @@ def verify_directory(directory: Path, *, manifest_sha256: str | None = None) -> 
         or not isinstance(manifest.get("files"), dict)
     ):
         raise IntegrityError(f"{manifest_path}: not a keel model manifest (expected format {FORMAT})")
+    recorded = manifest.get(CONTENT_KEY)
+    # Manifests written before the content hash existed have none; the registry's record still covers them.
+    if recorded is not None and recorded != _content_sha256(manifest):
+        raise IntegrityError(
+            f"{manifest_path}: its content does not match its recorded {CONTENT_KEY} {recorded}; "
+            "the manifest was changed or corrupted after training"
+        )
     for name, expected in manifest["files"].items():
         path = (directory / name).resolve()
         if directory.resolve() not in path.parents:
@@ -278,6 +291,15 @@ def _load_encoding(path: Path) -> Any:
         return encoding_from_data(json.loads(path.read_text(encoding="utf-8")))
     except ValueError as exc:  # json.JSONDecodeError is a ValueError too
         raise IntegrityError(f"{path}: not a keel compiled encoding ({exc})") from None
+
+
+def _content_sha256(manifest: dict[str, Any]) -> str:
+    """The sha256 of a manifest's fields but its content hash, as canonical JSON (sorted keys, no spaces)."""
+    import hashlib
+
+    body = {k: v for k, v in manifest.items() if k != CONTENT_KEY}
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"), default=_json_default, allow_nan=True)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def _load_skops(path: Path) -> Any:
