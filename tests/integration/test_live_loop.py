@@ -9,7 +9,6 @@ from typing import Any
 
 import pandas as pd
 import pytest
-import yaml
 from typer.testing import CliRunner
 
 from keel.application.live import evaluate_log, promote_from_evidence
@@ -20,35 +19,13 @@ from keel.errors import DataError, RegistryError
 from keel.io.registry import Registry
 from keel.serving.prediction_log import PredictionLog
 from keel.serving.predictor import Predictor
-from tests.integration.conftest import synthetic
-
-FEATURES = ["row_id", "x1", "x2", "colour"]
+from tests.integration.live_helpers import FEATURES, train_live_versions
 
 
 @pytest.fixture(scope="module")
 def two_versions(tmp_path_factory: pytest.TempPathFactory, module_workspace: Path) -> dict[str, Any]:
     """Version 1 (a weak model, champion) and version 2 (a strong one), with held-out traffic and its labels."""
-    from keel.application.train import train
-    from keel.config import load_config
-
-    folder = tmp_path_factory.mktemp("live")
-    table = synthetic("binary", rows=900, seed=3)
-    train_part, traffic = table.iloc[:600], table.iloc[600:].reset_index(drop=True)
-    data = folder / "train.csv"
-    train_part.to_csv(data, index=False)
-    for number, params in enumerate(({"n_estimators": 1, "num_leaves": 2}, {"n_estimators": 60, "num_leaves": 7})):
-        config = {
-            "project": {"name": "live"},
-            "data": {"train": {"path": str(data)}, "target": "label", "id_columns": ["row_id"]},
-            "split": {"test_size": 0.25, "seed": 1},
-            "model": {"estimator": "lightgbm", "params": params},
-            "registry": {"workspace": str(module_workspace)},
-        }
-        path = folder / f"v{number + 1}.yaml"
-        path.write_text(yaml.safe_dump(config))
-        train(load_config([path]))
-    registry = Registry.open(module_workspace)
-    registry.set_alias("live", "champion", 1)  # version 2 took the alias by the gate; put version 1 back
+    traffic = train_live_versions(module_workspace, tmp_path_factory.mktemp("live"))
     return {"workspace": module_workspace, "traffic": traffic}
 
 

@@ -260,7 +260,7 @@ def install_insight_routes(app: FastAPI, monitor: DriftMonitor, registry: Any) -
     Args:
         app: The service.
         monitor: The drift monitor the prediction route feeds.
-        registry: The Prometheus ``CollectorRegistry`` ``/metrics`` renders.
+        registry: What ``/metrics`` renders (anything with ``register(collector)``).
     """
     registry.register(monitor)
 
