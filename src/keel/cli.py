@@ -454,9 +454,21 @@ def serve(
 @app.command()
 def tune(
     args: ConfigArgs = None,
-    trials: Annotated[int, typer.Option("--trials", "-n", min=1, help="Trials to run in this call.")] = 20,
+    trials: Annotated[
+        int | None,
+        typer.Option(
+            "--trials", "-n", min=1, help="Trials to run in this call \\[default: 20, or as many as fit --time-budget]."
+        ),
+    ] = None,
     timeout: Annotated[
-        float | None, typer.Option("--timeout", min=1, help="Start no new trial after this many seconds.")
+        float | None,
+        typer.Option(
+            "--time-budget",
+            "--timeout",
+            min=1,
+            help="Seconds the study may take: no trial starts after them, and a running LightGBM trial stops "
+            "boosting at that moment (keeping its best round so far).",
+        ),
     ] = None,
     storage: Annotated[
         str | None,

@@ -278,6 +278,25 @@ class FeaturesConfig(_Model):
 EstimatorName = Literal["lightgbm", "hist_gradient_boosting", "random_forest", "logistic_regression", "ridge"]
 
 
+ROUND_PARAMS = frozenset(
+    {"n_estimators", "num_iterations", "num_iteration", "n_iter", "num_tree", "num_trees", "num_round",
+     "num_rounds", "nrounds", "num_boost_round", "max_iter"}
+)  # fmt: skip
+"""LightGBM's names (and aliases) for the number of boosting rounds; setting one turns the default early stopping
+off."""
+
+DEFAULT_VALID_SHARE = 0.1
+"""Share of the training rows held out for early stopping when the config names no validation part."""
+
+
+def stops_early(estimator: str, params: dict[str, Any]) -> bool:
+    """Whether the estimator boosts with early stopping by default: LightGBM (or ``auto``) without a round count.
+
+    An explicit round count (``n_estimators`` or an alias) is the user's choice and is kept as it is.
+    """
+    return estimator in ("lightgbm", "auto") and not ROUND_PARAMS & set(params)
+
+
 class ModelConfig(_Model):
     """The estimator.
 
@@ -285,7 +304,8 @@ class ModelConfig(_Model):
         estimator: Estimator family; classifier or regressor is chosen from the task.
         params: Keyword arguments for the estimator (checked against its real parameters).
         early_stopping_rounds: Stop boosting when the validation score has not improved for this many rounds
-            (LightGBM, needs ``split.valid_size`` > 0).
+            (LightGBM, needs a validation part). Without a round count in ``params``, LightGBM boosts up to
+            ``DEFAULT_ROUND_CAP`` rounds and stops after this many (default 50) without improvement.
     """
 
     estimator: EstimatorName = "lightgbm"
@@ -443,6 +463,23 @@ class KeelConfig(_Model):
     @classmethod
     def _project_may_be_a_name(cls, value: Any) -> Any:
         return {"name": value} if isinstance(value, str) else value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _carve_validation_for_early_stopping(cls, data: Any) -> Any:
+        """Give early stopping rows to stop on when no validation part is configured (see :func:`stops_early`)."""
+        if not isinstance(data, dict):
+            return data
+        split, model = data.get("split") or {}, data.get("model") or {}
+        if not isinstance(split, dict) or not isinstance(model, dict) or data.get("engine", "local") != "local":
+            return data
+        if "valid_size" in split or split.get("valid_start") is not None:
+            return data  # the user decided, including `valid_size: 0` for no validation part
+        estimator = model.get("estimator", "lightgbm")
+        asked = estimator == "lightgbm" and model.get("early_stopping_rounds")
+        if not (asked or stops_early(estimator, model.get("params") or {})):
+            return data
+        return {**data, "split": {**split, "valid_size": DEFAULT_VALID_SHARE}}
 
     @model_validator(mode="after")
     def _cross_checks(self) -> KeelConfig:

@@ -62,7 +62,18 @@ def test_tune_runs_a_study_on_sqlite_and_writes_a_config_for_train(
     assert {run.data.tags["keel.job"] for run in children} == {"tune-trial"}
 
     tuned = load_config([tmp_path / "tuned.yaml"]).config
-    assert tuned.model.params == {**_SMALL["params"], **result.best_params}
+    # Every trial stopped early on the validation rows (the config's 30 rounds were not a cap), and the written
+    # config trains the best trial's rounds with the learning rate they went with.
+    rounds = {trial.number: trial.user_attrs.get("best_iteration") for trial in study.trials}
+    assert all(r is not None for r in rounds.values())
+    assert tuned.model.params == {
+        "num_leaves": 7,
+        "n_jobs": 1,
+        **result.best_params,
+        "n_estimators": rounds[result.best_trial],
+    }
+    assert tuned.model.early_stopping_rounds is None
+    assert "learning_rate" in result.best_params
     assert set(result.best_params) == set(tune_module.search_space(tuned.tuning, "lightgbm"))
 
     again = tune_module.tune(loaded, trials=2, output=tmp_path / "tuned.yaml")
@@ -128,3 +139,17 @@ def test_storage_passwords_are_masked() -> None:
 
     assert masked("postgresql://keel:s3cret@db:5432/optuna") == "postgresql://keel:***@db:5432/optuna"
     assert masked("sqlite:////tmp/optuna.db") == "sqlite:////tmp/optuna.db"
+
+
+@pytest.mark.slow
+def test_a_time_budget_alone_bounds_the_study(make_project: ProjectFactory, tmp_path: Path) -> None:
+    from keel.application.tune import tune
+    from keel.config import load_config
+
+    config = make_project(
+        synthetic("binary", rows=400), "budget", split={"test_size": 0.25, "valid_size": 0.25, "seed": 1}, model=_SMALL
+    )
+    result = tune(load_config([config]), trials=None, timeout=3, output=tmp_path / "tuned.yaml")
+    # No trial count: the study ran trials until the budget, then wrote the best config.
+    assert sum(result.trials.values()) >= 1
+    assert (tmp_path / "tuned.yaml").is_file()

@@ -106,7 +106,7 @@ def test_cross_section_rules(tmp_path: Path) -> None:
     path = write(tmp_path, MINIMAL + "split:\n  strategy: explicit\n")
     with pytest.raises(ConfigError, match=r"needs `data\.test`"):
         load_config([path])
-    path = write(tmp_path, MINIMAL + "model:\n  early_stopping_rounds: 10\n")
+    path = write(tmp_path, MINIMAL + "split:\n  valid_size: 0\nmodel:\n  early_stopping_rounds: 10\n")
     with pytest.raises(ConfigError, match="valid_size"):
         load_config([path])
     path = write(tmp_path, MINIMAL.replace("target: y", "target: y\n  ignore: [y]"))

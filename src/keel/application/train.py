@@ -190,7 +190,10 @@ def _write_artifacts(
     config = loaded.config
     artifacts.save_model(directory, model)
     (directory / artifacts.CONFIG_FILE).write_text(loaded.resolved_yaml(), encoding="utf-8")
-    artifacts.write_json(directory / artifacts.METRICS_FILE, {"test": evaluation.to_dict(), "rows": rows})
+    artifacts.write_json(
+        directory / artifacts.METRICS_FILE,
+        {"test": evaluation.to_dict(), "rows": rows, "best_iteration": fit_report.best_iteration},
+    )
     _write_plots(directory / "plots", model, predictions)
     for name, table in data.recipe_tables.items():
         # Tables a recipe keeps for serving (e.g. the tennis player state); Parquet loads without running code.

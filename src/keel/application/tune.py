@@ -18,11 +18,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from keel.application.budget import deadline_callback
 from keel.application.engines import Engine, engine_for
 from keel.application.prepare import Prepared, check_config, load_and_check
 from keel.application.progress import Reporter, SilentReporter
-from keel.config import LoadedConfig, dump_yaml
+from keel.config import ROUND_PARAMS, LoadedConfig, dump_yaml
 from keel.domain.metrics import Predictions, compute_metrics
+from keel.domain.rounds import trial_model, tuned_params
 from keel.domain.training import fit_model
 from keel.domain.tuning import direction, search_space, suggest_params
 from keel.errors import ConfigError, DataError
@@ -128,10 +130,25 @@ def process_seed(seed: int) -> int:
     return int.from_bytes(digest[:4], "big")
 
 
+DEFAULT_TRIALS = 20
+"""Trials of a ``keel tune`` given neither a trial count nor a time budget."""
+
+UNBOUNDED_TRIALS = 1_000_000
+"""The trial count of a study bounded by its time budget alone."""
+
+
 class _Objective:
     """One trial: fit on the training split, score on the validation split, log a child MLflow run."""
 
-    def __init__(self, loaded: LoadedConfig, prepared: Prepared, registry: Registry, parent_run_id: str) -> None:
+    def __init__(
+        self,
+        loaded: LoadedConfig,
+        prepared: Prepared,
+        registry: Registry,
+        parent_run_id: str,
+        deadline: float | None = None,
+    ) -> None:
+        self.deadline = deadline
         self.loaded = loaded
         self.prepared = prepared
         self.registry = registry
@@ -144,10 +161,12 @@ class _Objective:
         prepared = self.prepared
         metric, valid_x = _validation(prepared)
         params = suggest_params(trial, search_space(config.tuning, config.model.estimator))
-        model_config = config.model.model_copy(update={"params": {**config.model.params, **params}})
+        model_config = trial_model(config.model, params)
         callbacks = []
         if config.model.estimator == "lightgbm" and config.tuning.pruning:
             callbacks.append(_pruning_callback(trial, direction(metric) == "maximize"))
+        if config.model.estimator == "lightgbm" and self.deadline is not None:
+            callbacks.append(deadline_callback(self.deadline))
         experiment = config.registry.experiment or config.project.name
         tags = {"mlflow.parentRunId": self.parent_run_id, "keel.job": "tune-trial", "optuna.trial": str(trial.number)}
         pruned: optuna.TrialPruned | None = None
@@ -228,8 +247,9 @@ def _optimize(
     registry = Registry(Path(workspace), tracking_uri)
     study = optuna.load_study(study_name=study_name, storage=open_storage(storage))
     before = len(study.trials)
+    deadline = None if timeout is None else time.monotonic() + timeout
     study.optimize(
-        _Objective(loaded, prepared, registry, parent_run_id),
+        _Objective(loaded, prepared, registry, parent_run_id, deadline),
         n_trials=trials,
         timeout=timeout,
         n_jobs=n_jobs,
@@ -242,7 +262,7 @@ def _optimize(
 def tune(
     loaded: LoadedConfig,
     *,
-    trials: int,
+    trials: int | None,
     timeout: float | None = None,
     storage: str | None = None,
     study_name: str | None = None,
@@ -257,8 +277,10 @@ def tune(
 
     Args:
         loaded: The configuration (its ``tuning`` section holds the space, metric and pruning settings).
-        trials: Trials to run in this call (shared out over the workers with ``engine="dask"``).
-        timeout: Stop starting new trials after this many seconds.
+        trials: Trials to run in this call (shared out over the workers with ``engine="dask"``); ``None`` runs
+            trials until ``timeout`` (20 when both are ``None``).
+        timeout: The time budget in seconds: no trial starts after it, and a LightGBM trial running at that moment
+            stops boosting and keeps its best round so far.
         storage: Optuna storage URL (see :func:`resolve_storage`).
         study_name: Study name (default ``tuning.study`` or ``tune-<model name>``); an existing study is continued.
         n_jobs: Trials run in parallel threads in this process.
@@ -282,6 +304,8 @@ def tune(
     started = time.perf_counter()
     reporter = reporter or SilentReporter()
     config = loaded.config
+    if trials is None and (timeout is None or engine == "dask"):
+        trials = DEFAULT_TRIALS
     if engine not in ("local", "dask"):
         raise ConfigError(f"engine {engine!r}: use local or dask")
     check_config(config)
@@ -353,11 +377,15 @@ def tune(
             "workspace": str(registry.workspace),
             "tracking_uri": registry.tracking_uri,
         }
+        planned = f"{trials} trial(s)" if trials is not None else f"trials for {timeout:g} s"
         with (
-            reporter.step(f"Running {trials} trial(s)" + (" on Dask" if engine == "dask" else "")),
+            reporter.step(f"Running {planned}" + (" on Dask" if engine == "dask" else "")),
             engine_for(engine, scheduler=scheduler, workers=workers) as runner,
         ):
-            runner.run_trials(trials, _trial_runner(runner, study, loaded, prepared, registry, n_jobs, common))
+            # Without a trial count the time budget ends the study (trials is only None here with a budget).
+            runner.run_trials(
+                trials or UNBOUNDED_TRIALS, _trial_runner(runner, study, loaded, prepared, registry, n_jobs, common)
+            )
         study = optuna.load_study(study_name=name, storage=open_storage(url))
         states: dict[str, int] = {}
         for trial in study.trials:
@@ -371,7 +399,14 @@ def tune(
         registry.log_params(parent, {f"best.{k}": v for k, v in best.params.items()})
         registry.log_metrics(parent, {f"best_valid_{metric}": best_value})
     path = output or registry.workspace / "tuned" / f"{name}.yaml"
-    _write_config(loaded, best.params, path, name=name, metric=metric, value=best_value)
+    rounds = best.user_attrs.get("best_iteration")
+    written = tuned_params(config.model, dict(best.params), rounds)
+    _write_config(loaded, written, path, name=name, metric=metric, value=best_value)
+    if rounds is not None:
+        reporter.note(
+            f"best trial stopped early at {rounds} rounds (learning rate {written.get('learning_rate')}); the "
+            "written config trains exactly that many"
+        )
     return TuneResult(
         study=name,
         storage=masked(url),
@@ -401,9 +436,14 @@ def _trial_runner(
     """What runs ``n`` trials: here, on the prepared data and this study; on Dask, each worker prepares its own."""
     if engine.name == "dask":
         return functools.partial(_optimize, loaded, n_jobs=1, **common)
-    objective = _Objective(loaded, prepared, registry, common["parent_run_id"])
     timeout = common["timeout"]
-    return lambda n: study.optimize(objective, n_trials=n, timeout=timeout, n_jobs=n_jobs, catch=(DataError,))
+
+    def run(n: int) -> object:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        objective = _Objective(loaded, prepared, registry, common["parent_run_id"], deadline)
+        return study.optimize(objective, n_trials=n, timeout=timeout, n_jobs=n_jobs, catch=(DataError,))
+
+    return run
 
 
 def _is_loopback(address: str) -> bool:
@@ -426,12 +466,14 @@ def _importance(study: Any) -> dict[str, float]:
 def _write_config(
     loaded: LoadedConfig, best: dict[str, Any], path: Path, *, name: str, metric: str, value: float
 ) -> None:
-    """Write the resolved config with the best parameters merged into ``model.params``.
+    """Write the resolved config with ``best`` as ``model.params``.
 
     Relative data paths are made absolute so the file works from any folder.
     """
     data = loaded.config.model_dump(mode="json")
-    data["model"]["params"] = {**data["model"]["params"], **best}
+    data["model"]["params"] = best
+    if ROUND_PARAMS & set(best):
+        data["model"]["early_stopping_rounds"] = None  # the rounds were found: train exactly that many
     _absolute_sources(data["data"], loaded)
     header = (
         f"# Written by `keel tune` (study {name!r}): validation {metric} {value:.6f}.\n"

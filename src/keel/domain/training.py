@@ -10,6 +10,7 @@ from keel.config import FeaturesConfig, ModelConfig
 from keel.domain.estimators import build_estimator
 from keel.domain.features import build_feature_plan, output_names
 from keel.domain.model import FittedModel
+from keel.domain.rounds import plan_rounds
 from keel.domain.schema import FeatureSchema
 from keel.errors import DataError
 
@@ -133,6 +134,11 @@ def fit_model(
     Returns:
         The fitted model and a report of the fit.
     """
+    has_valid = valid_x is not None and valid_y is not None and len(valid_x) > 0
+    patience = None
+    if model.estimator == "lightgbm":
+        rounds = plan_rounds(model, has_valid=has_valid)
+        model, patience = model.model_copy(update={"params": rounds.params}), rounds.patience
     prepared, matrix = fit_features(schema, features, model, seed=seed, frame=train_x)
     preprocessor, names, categorical = prepared.preprocessor, prepared.names, prepared.categorical
     estimator = prepared.estimator
@@ -144,13 +150,12 @@ def fit_model(
             "categorical_feature": categorical or "auto",
             "feature_name": lightgbm_feature_names(names),
         }
-        has_valid = valid_x is not None and valid_y is not None and len(valid_x) > 0
-        if has_valid and (model.early_stopping_rounds or callbacks):
+        if has_valid and (patience or callbacks):
             fit_kwargs["eval_X"] = (preprocessor.transform(valid_x),)
             fit_kwargs["eval_y"] = (valid_y,)
             fit_kwargs["callbacks"] = list(callbacks)
-        if has_valid and model.early_stopping_rounds:
-            fit_kwargs["callbacks"].append(lightgbm.early_stopping(model.early_stopping_rounds, verbose=False))
+        if has_valid and patience:
+            fit_kwargs["callbacks"].append(lightgbm.early_stopping(patience, verbose=False))
         estimator.fit(matrix, train_y, **fit_kwargs)
         booster = estimator.booster_
         best = booster.best_iteration if booster.best_iteration > 0 else booster.current_iteration()
