@@ -211,15 +211,24 @@ def train(
     args: ConfigArgs = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the final metrics.")] = False,
     as_json: JsonOption = False,
+    time_budget: Annotated[
+        float | None,
+        typer.Option(
+            "--time-budget", min=1, help="Seconds `model.estimator: auto` may spend on candidates (model.time_budget)."
+        ),
+    ] = None,
 ) -> None:
     """Train, evaluate on held-out data and register a model version (promoted if it beats the champion).
 
-    Examples: `keel train`, `keel train configs/adult.yaml model.params.n_estimators=300 split.seed=7`.
+    Examples: `keel train`, `keel train configs/adult.yaml model.params.n_estimators=300 split.seed=7`,
+    `keel train my.yaml model.estimator=auto --time-budget 120`.
     """
     from keel.application.train import train as run_train
     from keel.config import load_config, split_arguments
 
     files, overrides = split_arguments(args or [])
+    if time_budget is not None:
+        overrides.append(f"model.time_budget={time_budget}")
     loaded = _run(lambda: load_config(files, overrides))
     reporter = _RichReporter(quiet=quiet or as_json)
     result = _run(lambda: run_train(loaded, reporter))

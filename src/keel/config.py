@@ -275,7 +275,7 @@ class FeaturesConfig(_Model):
     derived: dict[str, str] = Field(default_factory=dict)
 
 
-EstimatorName = Literal["lightgbm", "hist_gradient_boosting", "random_forest", "logistic_regression", "ridge"]
+EstimatorName = Literal["lightgbm", "hist_gradient_boosting", "random_forest", "logistic_regression", "ridge", "auto"]
 
 
 ROUND_PARAMS = frozenset(
@@ -301,7 +301,8 @@ class ModelConfig(_Model):
     """The estimator.
 
     Attributes:
-        estimator: Estimator family; classifier or regressor is chosen from the task.
+        estimator: Estimator family; classifier or regressor is chosen from the task. ``auto`` fits several
+            candidates and keeps the best on the validation part (see :mod:`keel.domain.automl`).
         params: Keyword arguments for the estimator (checked against its real parameters).
         early_stopping_rounds: Stop boosting when the validation score has not improved for this many rounds
             (LightGBM, needs a validation part). Without a round count in ``params``, LightGBM boosts up to
@@ -311,6 +312,14 @@ class ModelConfig(_Model):
     estimator: EstimatorName = "lightgbm"
     params: dict[str, Any] = Field(default_factory=dict)
     early_stopping_rounds: Annotated[int, Field(gt=0)] | None = None
+    time_budget: Annotated[float, Field(gt=0)] | None = None
+    """Seconds ``estimator: auto`` may spend fitting candidates (default 300); ``keel train --time-budget``."""
+
+    @model_validator(mode="after")
+    def _budget_is_for_auto(self) -> ModelConfig:
+        if self.time_budget is not None and self.estimator != "auto":
+            raise ValueError("`model.time_budget` applies to `model.estimator: auto` only")
+        return self
 
 
 class PromotionConfig(_Model):
@@ -489,6 +498,11 @@ class KeelConfig(_Model):
             raise ValueError(
                 "`model.early_stopping_rounds` needs `split.valid_size` > 0 (or `split.valid_start`) to have rows "
                 "to stop on"
+            )
+        if self.model.estimator == "auto" and self.split.valid_size == 0 and self.split.valid_start is None:
+            raise ValueError(
+                "`model.estimator: auto` picks a model by its validation score; remove `split.valid_size: 0` (a "
+                "validation part is then carved from the training rows) or set `split.valid_start`"
             )
         if self.engine == "dask" and self.model.estimator != "lightgbm":
             raise ValueError(

@@ -38,6 +38,8 @@ from keel.io.staging import staging_folder
 if TYPE_CHECKING:
     import pandas as pd
 
+    from keel.application.prepare import Prepared
+
 
 @dataclass
 class TrainResult:
@@ -53,6 +55,7 @@ class TrainResult:
         rows: Rows per part (train, valid, test).
         dropped: Rows dropped, by reason.
         best_iteration: Boosting rounds kept (LightGBM).
+        leaderboard: With ``estimator: auto``, each candidate's validation score and fit seconds.
         seconds: Wall time of the whole job.
         notes: Inference and other notes shown to the user.
         steps: Each step's title and wall time, in order.
@@ -68,6 +71,7 @@ class TrainResult:
     dropped: dict[str, int]
     best_iteration: int | None
     seconds: float
+    leaderboard: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     steps: list[tuple[str, float]] = field(default_factory=list)
 
@@ -88,6 +92,7 @@ class TrainResult:
             "rows": self.rows,
             "dropped": self.dropped,
             "best_iteration": self.best_iteration,
+            "leaderboard": self.leaderboard,
             "seconds": round(self.seconds, 3),
             "steps": [{"step": title, "seconds": round(seconds, 3)} for title, seconds in self.steps],
             "test_rows": self.evaluation.rows,
@@ -128,7 +133,10 @@ def train(loaded: LoadedConfig, reporter: Reporter | None = None) -> TrainResult
         task = schema.target.task
         where = "" if config.engine == "local" else f" on Dask ({config.scheduler or 'local cluster'})"
         with reporter.step(f"Training {config.model.estimator}{where}"):
-            model, fit_report = engine.fit(loaded, prepared)
+            if config.model.estimator == "auto":
+                model, fit_report = _fit_auto(loaded, prepared, reporter)
+            else:
+                model, fit_report = engine.fit(loaded, prepared)
     with reporter.step("Evaluating on the test data"):
         predictions = labelled_predictions(model, parts.test, label="test rows")
         baseline = baseline_predictions(predictions.y_true, train_y, task, len(schema.target.classes or []))
@@ -172,9 +180,21 @@ def train(loaded: LoadedConfig, reporter: Reporter | None = None) -> TrainResult
         dropped=data.dropped,
         best_iteration=fit_report.best_iteration,
         seconds=time.perf_counter() - started,
+        leaderboard=fit_report.leaderboard,
         notes=notes,
         steps=reporter.steps,
     )
+
+
+def _fit_auto(loaded: LoadedConfig, prepared: Prepared, reporter: Reporter) -> tuple[FittedModel, FitReport]:
+    """Fit the candidates of ``estimator: auto`` (in this process) and keep the best on the validation part."""
+    from keel.application.automl import fit_auto
+
+    config = loaded.config
+    return fit_auto(
+        config, prepared.schema, train_x=prepared.train_x, train_y=prepared.train_y, valid_x=prepared.valid_x,
+        valid_y=prepared.valid_y, metric=config.tuning.metric or prepared.promotion_metric, reporter=reporter,
+    )  # fmt: skip
 
 
 def _write_artifacts(
@@ -192,7 +212,12 @@ def _write_artifacts(
     (directory / artifacts.CONFIG_FILE).write_text(loaded.resolved_yaml(), encoding="utf-8")
     artifacts.write_json(
         directory / artifacts.METRICS_FILE,
-        {"test": evaluation.to_dict(), "rows": rows, "best_iteration": fit_report.best_iteration},
+        {
+            "test": evaluation.to_dict(),
+            "rows": rows,
+            "best_iteration": fit_report.best_iteration,
+            "leaderboard": fit_report.leaderboard,
+        },
     )
     _write_plots(directory / "plots", model, predictions)
     for name, table in data.recipe_tables.items():
@@ -208,7 +233,8 @@ def _write_artifacts(
         {
             "project": config.project.name,
             "model_name": config.model_name,
-            "estimator": config.model.estimator,
+            "estimator": model.estimator_name,
+            "leaderboard": fit_report.leaderboard,
             "task": model.task,
             "feature_names": model.feature_names,
             "categorical_indices": model.categorical_indices,
@@ -294,7 +320,7 @@ def _register(
                 manifest_sha,
                 {
                     "keel.task": model.task,
-                    "keel.estimator": config.model.estimator,
+                    "keel.estimator": model.estimator_name,
                     f"keel.test.{promotion_metric}": f"{new_value:.6f}",
                     "keel.promotion": decision.reason[:5000],
                     "keel.promoted": "true" if decision.promote else "false",

@@ -102,6 +102,11 @@ def check_params(name: str, task: Task | None, params: Mapping[str, Any]) -> Non
         ConfigError: The estimator does not support the declared task, or a parameter is unknown or of the wrong
             type.
     """
+    if name == "auto":
+        from keel.domain.automl import check_auto_params
+
+        check_auto_params(params)
+        return
     if task is not None:
         classes = [_estimator_class(name, task)]
     else:

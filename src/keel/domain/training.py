@@ -26,10 +26,14 @@ class FitReport:
     Attributes:
         best_iteration: Boosting rounds kept after early stopping (LightGBM), else ``None``.
         params: The estimator's effective parameters.
+        leaderboard: With ``estimator: auto``, every candidate's validation score and fit seconds.
+        chosen: With ``estimator: auto``, the candidate kept.
     """
 
     best_iteration: int | None = None
     params: dict[str, Any] = field(default_factory=dict)
+    leaderboard: list[dict[str, Any]] = field(default_factory=list)
+    chosen: str | None = None
 
 
 def encode_target(target: pd.Series, schema: FeatureSchema) -> np.ndarray:

@@ -260,6 +260,7 @@ def model_report(
             "version": champion.get("version"),
             "note": champion.get("note", ""),
         },
+        "leaderboard": [row for row in metrics_doc.get("leaderboard") or [] if isinstance(row, dict)],
         "per_class": test.get("per_class", {}),
         "slices": test.get("slices", {}),
         "plots": plot_list(plots_folder, PLOT_TITLES),
