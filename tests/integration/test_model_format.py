@@ -155,3 +155,93 @@ def test_a_pickle_payload_as_an_older_versions_preprocessor_never_runs(tmp_path:
     with pytest.raises(IntegrityError, match=artifacts.PREPROCESSOR_FILE):
         artifacts.load_model(folder)
     assert not marker.exists()
+
+
+def _text_rows(rows: int = 300, seed: int = 0) -> object:
+    import pandas as pd
+
+    rng = np.random.default_rng(seed)
+    common = ["model", "data", "the", "résumé", "training", "a", "of", "naïve", "pipeline", "with"]
+    words = {"yes": ["excellent", "great", "superb"], "no": ["awful", "poor", "broken"]}
+    labels = rng.choice(["yes", "no"], size=rows)
+    title = [" ".join(rng.choice(common + words[y], size=6)) for y in labels]
+    body = [" ".join(rng.choice(common + words[y][:1], size=12)) for y in labels]
+    return pd.DataFrame({"title": title, "body": body, "size": rng.choice(["s", "m"], size=rows), "label": labels})
+
+
+def _fit_text(frame: object, join: bool) -> FittedModel:
+    from keel.config import DataConfig, FeaturesConfig, ModelConfig
+    from keel.domain.schema import infer_schema
+    from keel.domain.training import encode_target, fit_model
+
+    data = DataConfig.model_validate(
+        {"train": {"path": "t.csv"}, "target": "label", "types": {"title": "text", "body": "text"}}
+    )
+    schema = infer_schema(frame, data)  # type: ignore[arg-type]
+    features = FeaturesConfig.model_validate({"text": {"join": join, "max_features": 500}})
+    model, _ = fit_model(
+        schema,
+        features,
+        ModelConfig.model_validate({"estimator": "logistic_regression"}),
+        seed=0,
+        train_x=coerce_features(frame, schema).frame,  # type: ignore[arg-type]
+        train_y=encode_target(frame["label"], schema),  # type: ignore[index]
+    )
+    return model
+
+
+@pytest.mark.parametrize("join", [True, False])
+def test_a_text_pipelines_vocabularies_are_stored_as_arrays_outside_skops_and_score_the_same(
+    tmp_path: Path, join: bool
+) -> None:
+    import zipfile
+
+    model = _fit_text(_text_rows(), join)
+    folder = _save(model, tmp_path / "model")
+    assert (folder / "vocabularies.npz").is_file()
+    with zipfile.ZipFile(folder / artifacts.PREPROCESSOR_FILE) as archive:
+        inside = b"".join(archive.read(name) for name in archive.namelist())
+    assert b"excellent" not in inside  # the terms are not in the skops archive
+    assert b"\"vocabulary_\"" not in inside
+    loaded = artifacts.load_model(folder).model
+    rows = coerce_features(_text_rows(rows=50, seed=3), model.schema).frame  # type: ignore[arg-type]
+    np.testing.assert_array_equal(loaded.predict_proba(rows), model.predict_proba(rows))
+    from keel.io.vocabularies import text_vectorizers
+
+    fitted, restored = text_vectorizers(model.preprocessor), text_vectorizers(loaded.preprocessor)
+    assert len(fitted) == len(restored) == (2 if join else 4)  # word and character n-grams per vocabulary
+    for before, after in zip(fitted, restored, strict=True):
+        assert after.vocabulary_ == before.vocabulary_
+        np.testing.assert_array_equal(after.idf_, before.idf_)
+    # Saving left the fitted model whole.
+    np.testing.assert_array_equal(model.predict_proba(rows), loaded.predict_proba(rows))
+
+
+def test_a_text_version_written_with_its_vocabulary_inside_skops_still_loads(tmp_path: Path) -> None:
+    import skops.io as sio
+
+    model = _fit_text(_text_rows(), join=True)
+    folder = tmp_path / "old"
+    folder.mkdir()
+    sio.dump(model.estimator, folder / artifacts.ESTIMATOR_FILE)
+    sio.dump(model.preprocessor, folder / artifacts.PREPROCESSOR_FILE)  # as versions were written before
+    artifacts.write_json(folder / artifacts.SCHEMA_FILE, model.schema.model_dump(mode="json"))
+    artifacts.write_manifest(folder, {"estimator": "logistic_regression", "feature_names": model.feature_names})
+    rows = coerce_features(_text_rows(rows=50, seed=3), model.schema).frame  # type: ignore[arg-type]
+    np.testing.assert_array_equal(artifacts.load_model(folder).model.predict_proba(rows), model.predict_proba(rows))
+
+
+@pytest.mark.parametrize("damage", ["garbage", "fewer idf weights"])
+def test_a_damaged_vocabulary_archive_with_matching_hashes_is_refused_naming_it(tmp_path: Path, damage: str) -> None:
+    folder = _save(_fit_text(_text_rows(), join=True), tmp_path / "model")
+    path = folder / "vocabularies.npz"
+    if damage == "garbage":
+        path.write_bytes(b"PK\x03\x04 not really a zip")
+    else:
+        with np.load(path, allow_pickle=False) as stored:
+            arrays = {key: stored[key] for key in stored.files}
+        arrays["idf_0"] = arrays["idf_0"][:-1]
+        np.savez_compressed(path, **arrays)
+    artifacts.write_manifest(folder, {"estimator": "logistic_regression"})
+    with pytest.raises(IntegrityError, match=r"vocabularies\.npz"):
+        artifacts.load_model(folder)

@@ -8,7 +8,8 @@ A model directory holds:
   (:mod:`keel.domain.encoding`), plain data, so loading the model needs neither scikit-learn nor skops; or
 - ``preprocessor.skops`` for any other pipeline (and in versions written before ``encoding.json``): the fitted
   ``ColumnTransformer`` in skops format, loaded with keel's own list of trusted types (:data:`TRUSTED_TYPES`); a
-  file naming any other type is refused, so no pickle runs on any load path;
+  file naming any other type is refused, so no pickle runs on any load path; a text pipeline's vocabularies and
+  idf weights are not in it but in ``vocabularies.npz`` (:mod:`keel.io.vocabularies`);
 - ``schema.json``, ``config.yaml``, ``metrics.json``, ``plots/*.png`` and any other files written by training;
 - ``MLmodel`` and its input example and environment files (:mod:`keel.io.mlmodel`), so MLflow opens the
   directory through keel's own loader (:mod:`keel.mlflow_model`);
@@ -142,8 +143,14 @@ def save_model(directory: Path, model: FittedModel) -> list[str]:
     else:
         import skops.io as sio
 
-        sio.dump(model.preprocessor, directory / PREPROCESSOR_FILE)
+        from keel.io.vocabularies import VOCABULARY_FILE, vocabularies_removed, write_vocabularies
+
+        with vocabularies_removed(model.preprocessor) as vocabularies:
+            sio.dump(model.preprocessor, directory / PREPROCESSOR_FILE)
         written.append(PREPROCESSOR_FILE)
+        if vocabularies:
+            write_vocabularies(directory / VOCABULARY_FILE, vocabularies)
+            written.append(VOCABULARY_FILE)
     write_json(directory / SCHEMA_FILE, model.schema.model_dump(mode="json"))
     written.append(SCHEMA_FILE)
     return written
@@ -258,7 +265,11 @@ def load_model(directory: Path, *, manifest_sha256: str | None = None) -> Loaded
     if ENCODING_FILE in manifest["files"]:
         compiled = _load_encoding(directory / ENCODING_FILE)
     else:
+        from keel.io.vocabularies import VOCABULARY_FILE, restore_vocabularies
+
         preprocessor = _load_skops(directory / PREPROCESSOR_FILE)
+        if VOCABULARY_FILE in manifest["files"]:
+            restore_vocabularies(preprocessor, directory / VOCABULARY_FILE)
     if (directory / BOOSTER_FILE).is_file() and BOOSTER_FILE in manifest["files"]:
         import lightgbm
 
