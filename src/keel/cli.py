@@ -415,6 +415,9 @@ def serve(
     ] = 10.0,
     access_log: Annotated[bool, typer.Option("--access-log/--no-access-log", help="Log each request line.")] = True,
     max_records: Annotated[int, typer.Option("--max-records", min=1, help="Most records in one request.")] = 10_000,
+    max_explain_records: Annotated[
+        int, typer.Option("--max-explain-records", min=1, help="Most records in one ?explain=true request.")
+    ] = 100,
     monitor_window: Annotated[
         int, typer.Option("--monitor-window", min=1, help="Recent records kept for drift (GET /v1/monitoring).")
     ] = 5000,
@@ -447,6 +450,7 @@ def serve(
         poll_interval=poll_interval,
         access_log=access_log,
         max_records=max_records,
+        max_explain_records=max_explain_records,
         monitor_window=monitor_window,
         drift_threshold=drift_threshold,
     )

@@ -202,7 +202,7 @@ def test_a_text_pipelines_vocabularies_are_stored_as_arrays_outside_skops_and_sc
     with zipfile.ZipFile(folder / artifacts.PREPROCESSOR_FILE) as archive:
         inside = b"".join(archive.read(name) for name in archive.namelist())
     assert b"excellent" not in inside  # the terms are not in the skops archive
-    assert b"\"vocabulary_\"" not in inside
+    assert b'"vocabulary_"' not in inside
     loaded = artifacts.load_model(folder).model
     rows = coerce_features(_text_rows(rows=50, seed=3), model.schema).frame  # type: ignore[arg-type]
     np.testing.assert_array_equal(loaded.predict_proba(rows), model.predict_proba(rows))

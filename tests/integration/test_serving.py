@@ -17,12 +17,14 @@ from tests.integration.serving_helpers import Server, as_json_records, running_s
 pytestmark = pytest.mark.slow
 
 MAX_RECORDS = 50
+MAX_EXPLAIN_RECORDS = 5
 
 
 @pytest.fixture(scope="module")
 def server(adult_workspace: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     log = tmp_path_factory.mktemp("serve") / "serve.log"
-    with running_server(adult_workspace, log, "--poll-interval", "0", "--max-records", str(MAX_RECORDS)) as running:
+    limits = ["--max-records", str(MAX_RECORDS), "--max-explain-records", str(MAX_EXPLAIN_RECORDS)]
+    with running_server(adult_workspace, log, "--poll-interval", "0", *limits) as running:
         yield running
 
 
@@ -128,6 +130,25 @@ def test_columnar_mistakes_are_422_naming_the_column(client: httpx.Client, examp
     assert problems({"columns": missing})["columns.age"].startswith("required column is missing")
     many = {name: [value] * (MAX_RECORDS + 1) for name, value in example.items()}
     assert str(MAX_RECORDS) in problems({"columns": many})["columns.age"]
+
+
+def test_explaining_more_records_than_the_limit_is_422_naming_it(client: httpx.Client, example: dict[str, Any]) -> None:
+    over = MAX_EXPLAIN_RECORDS + 1
+    bodies = {
+        "records": {"records": [example] * over},
+        "columns": {"columns": {name: [value] * over for name, value in example.items()}},
+    }
+    for kind, body in bodies.items():
+        refused = client.post("/v1/predict", json=body, params={"explain": "true"})
+        assert refused.status_code == 422, kind
+        answer = refused.json()
+        assert f"at most {MAX_EXPLAIN_RECORDS} records" in answer["error"]
+        assert "--max-explain-records" in answer["error"]
+        assert answer["detail"][0]["field"] == "explain"
+        assert client.post("/v1/predict", json=body).status_code == 200  # the same records without explanations
+    at_limit = client.post("/v1/predict", json={"records": [example] * MAX_EXPLAIN_RECORDS}, params={"explain": "true"})
+    assert at_limit.status_code == 200
+    assert all(p["explanation"] for p in at_limit.json()["predictions"])
 
 
 def test_columns_can_be_explained_record_by_record(client: httpx.Client, example: dict[str, Any]) -> None:

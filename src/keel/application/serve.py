@@ -156,6 +156,7 @@ class ServeSettings:
         poll_interval: Seconds between checks for a new version of the alias (0: never).
         access_log: Whether uvicorn logs each request line (never bodies or keys).
         max_records: Most records in one request.
+        max_explain_records: Most records in one ``?explain=true`` request.
         monitor_window: Most recent records kept for drift monitoring (per worker process).
         drift_threshold: PSI at or above which a feature is reported as drifting.
     """
@@ -169,6 +170,7 @@ class ServeSettings:
     poll_interval: float = 10.0
     access_log: bool = True
     max_records: int = 10_000
+    max_explain_records: int = 100
     monitor_window: int = 5000
     drift_threshold: float = 0.2
 
@@ -189,6 +191,7 @@ def build_app(settings: ServeSettings) -> FastAPI:
             DirectorySource(directory),
             poll_interval=0,
             max_records=settings.max_records,
+            max_explain_records=settings.max_explain_records,
             monitor_window=settings.monitor_window,
             drift_threshold=settings.drift_threshold,
         )
@@ -199,6 +202,7 @@ def build_app(settings: ServeSettings) -> FastAPI:
         RegistrySource(registry, settings.reference),
         poll_interval=settings.poll_interval,
         max_records=settings.max_records,
+        max_explain_records=settings.max_explain_records,
         monitor_window=settings.monitor_window,
         drift_threshold=settings.drift_threshold,
     )

@@ -61,6 +61,8 @@ BODY_TIMEOUT_SECONDS = 10.0
 """Longest wait for the rest of a request body once it has started (a stalled or slow-loris client gets 408)."""
 DEFAULT_POLL_SECONDS = 10.0
 THREADPOOL_RECORDS = 256
+DEFAULT_MAX_EXPLAIN_RECORDS = 100
+"""Most records one ``?explain=true`` request may hold (``keel serve --max-explain-records``)."""
 """Requests with at least this many records are scored in a worker thread, so small requests are not held up."""
 OPEN_PATHS = frozenset({"/health", "/ready"})
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -121,6 +123,7 @@ def create_app(
     poll_interval: float = DEFAULT_POLL_SECONDS,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     max_records: int = DEFAULT_MAX_RECORDS,
+    max_explain_records: int = DEFAULT_MAX_EXPLAIN_RECORDS,
     explain_top: int = 5,
     monitor_window: int = DEFAULT_WINDOW,
     drift_threshold: float = 0.2,
@@ -133,6 +136,8 @@ def create_app(
         poll_interval: Seconds between checks for a new version of the followed alias (0 turns polling off).
         max_body_bytes: Largest request body accepted (413 above).
         max_records: Most records in one request (422 above).
+        max_explain_records: Most records in one ``?explain=true`` request (422 above): contributions cost about
+            ten times a prediction, so one large explain request would hold a worker for seconds.
         explain_top: Feature contributions reported per record with ``?explain=true``.
         monitor_window: Most recent records kept for drift monitoring (``GET /v1/monitoring``).
         drift_threshold: PSI at or above which a feature is reported as drifting.
@@ -188,11 +193,22 @@ def create_app(
         422: {"model": ErrorResponse, "description": "A field is missing, unknown, of the wrong type or not finite"},
     }
 
+    def limit_explain(count: int, explain: bool) -> None:
+        if explain and count > max_explain_records:
+            problem = f"?explain=true answers at most {max_explain_records:,} records per request"
+            raise ClientError(
+                422,
+                f"{problem}, this one has {count:,}: send the records to explain in smaller requests (or start the "
+                "service with a larger --max-explain-records)",
+                [{"field": "explain", "problem": problem}],
+            )
+
     async def answer_with_recipe(
         request: Request, served: ServedModel, recipe: RecipeEndpoint, body: _Body, explain: bool
     ) -> Response:
         # A recipe with a serving hook (tennis: player names) answers in its own words; see keel.serving.recipe.
         batch, requests = _validated(body, recipe.validate, served)
+        limit_explain(len(requests), explain)
         try:
             answer = await _scored(
                 len(requests), recipe.answer, requests, batch, served.predictor, explain=explain, top=explain_top
@@ -209,6 +225,7 @@ def create_app(
         # {"columns": {field: [values]}}: validated by pydantic a column at a time, answered in columns.
         columns = _validated(body, served.request.adapter.validate_python, served)["columns"]
         count = _column_length(columns)
+        limit_explain(count, explain)
         predictor = served.predictor
         predictions, warnings = await _scored(
             count, predictor.predict_columns, columns, count, explain=explain, top=explain_top
@@ -251,6 +268,7 @@ def create_app(
             payload = _validated(body, served.request.adapter.validate_python, served)
             batch = body_kind(body.data) == "batch"
             records = payload["records"] if batch else [payload]
+        limit_explain(len(records), explain)
         predictor = served.predictor
         results = await _scored(
             len(records), predictor.predict, records, columns=columns, explain=explain, top=explain_top
