@@ -56,6 +56,9 @@ def test_every_version_stores_its_reference_contributions_and_report(adult_works
     assert insights["previous_champion"] is None
     html = (directory / "report.html").read_text()
     assert 'class="metrics"' in html
+    # The contributions are averaged over a sample of the test rows, and the report says how large.
+    assert insights["contribution_test_rows"] == 16281 > insights["contribution_rows"] > 0
+    assert f"{insights['contribution_rows']:,} test rows (a random sample of the 16,281" in html
     assert html.count('src="data:image/png;base64,') >= 5
     assert 'src="http' not in html
     assert 'href="http' not in html

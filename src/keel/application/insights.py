@@ -168,6 +168,7 @@ def write_insights(
         "global_contributions": contributions,
         "contribution_unit": contribution_unit(model),
         "contribution_rows": len(sample) if contributions else 0,
+        "contribution_test_rows": len(test_features),
         "previous_champion": _previous_champion(registry, str(provenance["model_name"]), test, metric_names),
     }
     artifacts.write_json(directory / reports.INSIGHTS_FILE, insights)

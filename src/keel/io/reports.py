@@ -266,6 +266,7 @@ def model_report(
         "plots": plot_list(plots_folder, PLOT_TITLES),
         "contributions": list(contributions.items()),
         "contribution_rows": int(insights.get("contribution_rows", 0)),
+        "contribution_test_rows": int(insights.get("contribution_test_rows", 0)),
         "contribution_unit": insights.get("contribution_unit")
         or ("target units" if schema.target.task == "regression" else "log-odds"),
         "contribution_plot": data_uri(plots_folder / CONTRIBUTIONS_PLOT)
