@@ -19,7 +19,7 @@ from keel.io.mlmodel import input_type, output_type
         ("boolean", "b", "boolean"),
         ("boolean", "O", "string"),  # spelled yes/no in the file
         ("text", "O", "string"),
-        ("datetime", "O", "datetime"),
+        ("datetime", "O", "string"),  # dates in a CSV: keel parses the text, as in training
         ("datetime", "M", "datetime"),
     ],
 )

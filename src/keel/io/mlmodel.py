@@ -34,7 +34,9 @@ def input_type(column: ColumnSchema, kind: str) -> str:
 
     MLflow refuses to narrow types and to widen 64-bit integers to doubles, so the type follows what training
     read, as MLflow's own signature inference does: whole numbers without missing values are ``long``, other
-    numbers ``double``; a categorical column of codes takes numbers, one of words strings; dates are ``datetime``.
+    numbers ``double``; a categorical column of codes takes numbers, one of words strings. Dates read as text stay
+    ``string`` (MLflow refuses pandas' string columns for ``datetime``; keel parses them), dates read as
+    timestamps (Parquet) are ``datetime``.
 
     Args:
         column: The feature's schema.
@@ -46,7 +48,7 @@ def input_type(column: ColumnSchema, kind: str) -> str:
         return "long"
     if kind == "f":
         return "double"
-    if column.type == "datetime" or kind == "M":
+    if kind == "M":
         return "datetime"
     if column.type == "numeric":
         return "double"
