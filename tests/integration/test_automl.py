@@ -76,3 +76,12 @@ def test_auto_refuses_parameters_of_one_estimator(make_project: ProjectFactory) 
     config = make_project(synthetic("binary"), "auto-params", model={"estimator": "auto", "params": {"num_leaves": 7}})
     with pytest.raises(ConfigError, match="num_leaves"):
         train(load_config([config]))
+
+
+def test_tune_refuses_auto_before_reading_data(make_project: ProjectFactory, tmp_path: Path) -> None:
+    from keel.application.tune import tune
+
+    config = make_project(synthetic("binary"), "auto-tune", model=_AUTO)
+    (tmp_path / "auto-tune.csv").unlink()  # the data is not even read
+    with pytest.raises(ConfigError, match="picks among several"):
+        tune(load_config([config]), trials=1)

@@ -316,6 +316,11 @@ def tune(
             "trials on a remote Dask cluster need a storage every worker reaches; pass --storage "
             "postgresql://user@host/db (or set KEEL_TUNE_STORAGE)"
         )
+    if config.model.estimator == "auto":
+        raise ConfigError(
+            "keel tune searches the parameters of one estimator, and `model.estimator: auto` picks among several; "
+            "set model.estimator (e.g. model.estimator=lightgbm) to tune, or train with auto and --time-budget"
+        )
     # The same preparation and checks as keel train (leakage included), plus a validation part and tuning.metric.
     prepared = load_and_check(loaded, reporter, purpose="tune")
     metric = _metric(prepared)
