@@ -14,6 +14,9 @@ Everything runs on this machine over loopback (127.0.0.1), one uvicorn worker pe
   model → DataFrame → pipeline predict_proba, as common tutorials do) serving the same model. Goal: ≥ 3x.
 - HTTP batch of 1,000 records, sequential: rows/s, sent as ``{"records": [...]}`` and as ``{"columns": {...}}``
   (the same rows, one list per field). Goal: ≥ 100,000 rows/s.
+- HTTP, one record, sequential, with the prediction log on (``--log-dir``) vs off: p50 of two ``keel serve``
+  processes measured in alternating rounds in the same run, and the rows the log holds once the server stops.
+  Goal: ≤ 1.2x. ``--only log`` runs just this comparison.
 
 The load generator is a small keep-alive HTTP/1.1 client on raw sockets (8 threads), so that the client costs far
 less than the servers it measures. The model comes from ``--workspace`` (or KEEL_WORKSPACE / .keel) when it holds
@@ -331,6 +334,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workspace", help="Workspace holding adult-income@champion (default: KEEL_WORKSPACE/.keel)")
     parser.add_argument("--seconds", type=float, default=20.0, help="Duration of each throughput run")
+    parser.add_argument("--only", choices=["log"], help="Run only one comparison (log: prediction log on vs off)")
     parser.add_argument("--naive-server", nargs=2, metavar=("WORKSPACE", "PORT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.naive_server:
@@ -339,11 +343,79 @@ def main() -> None:
     began = time.perf_counter()
     workspace, temporary = find_workspace(args.workspace)
     try:
-        rows = measure(workspace, args.seconds)
+        rows = measure_log(workspace) if args.only == "log" else measure(workspace, args.seconds)
     finally:
         if temporary:
             shutil.rmtree(temporary, ignore_errors=True)
     print_table(rows, time.perf_counter() - began)
+
+
+def adult_records(model: Any, count: int = 2000) -> list[dict[str, Any]]:
+    """Rows of the Adult test file as JSON-ready records of the model's features."""
+    import numpy as np
+
+    from keel.config import load_config
+    from keel.io.sources import resolve_source
+    from keel.io.tables import read_table
+
+    config = load_config().config
+    assert config.data.test is not None
+    frame = read_table(resolve_source(config.data.test).path, csv=config.data.test.csv)
+    records = []
+    for row in frame[model.schema.feature_names].head(count).to_dict("records"):
+        records.append(
+            {
+                k: None if isinstance(v, float) and np.isnan(v) else getattr(v, "item", lambda v=v: v)()
+                for k, v in row.items()
+            }
+        )
+    return records
+
+
+def start_keel(env: dict[str, str], port: int, *extra: str) -> subprocess.Popen[bytes]:
+    command = [sys.executable, "-m", "keel", "serve", "--port", str(port), "--no-access-log", "--poll-interval", "0"]
+    return subprocess.Popen([*command, *extra], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def measure_log(workspace: str, rounds: int = 8, per_round: int = 400) -> list[Row]:
+    """Single-record p50 with the prediction log on vs off: two servers, alternating rounds, one run."""
+    import pandas as pd
+
+    from keel.application.models import load_version
+    from keel.io.registry import Registry
+
+    env = {k: v for k, v in os.environ.items() if k != "KEEL_API_KEYS"}
+    env["KEEL_WORKSPACE"] = workspace
+    model = load_version(Registry.open(workspace), REFERENCE).loaded.model
+    singles = [post("/v1/predict", r) for r in adult_records(model, 500)]
+    log_dir = Path(tempfile.mkdtemp(prefix="keel-bench-log-"))
+    off_port, on_port = free_port(), free_port()
+    off = start_keel(env, off_port)
+    on = start_keel(env, on_port, "--log-dir", str(log_dir))
+    try:
+        wait_ready(off_port, "/ready", off)
+        wait_ready(on_port, "/ready", on)
+        off_times: list[float] = []
+        on_times: list[float] = []
+        for _ in range(rounds):
+            off_times += sequential(off_port, singles, per_round)
+            on_times += sequential(on_port, singles, per_round)
+    finally:
+        for process in (off, on):
+            process.terminate()
+            process.wait(timeout=60)
+    sent = rounds * (per_round + 20)  # sequential() warms up with 20 requests per round
+    logged = len(pd.read_parquet(log_dir)) if any(log_dir.glob("part-*.parquet")) else 0
+    shutil.rmtree(log_dir, ignore_errors=True)
+    p50_off, p50_on = percentile(off_times, 0.5), percentile(on_times, 0.5)
+    p99_off, p99_on = percentile(off_times, 0.99), percentile(on_times, 0.99)
+    return [
+        Row("HTTP 1 record sequential p50: prediction log on vs off", ms(p50_on), f"off {ms(p50_off)}",
+            f"{p50_on / p50_off:.2f}x its time", "≤ 1.2x", p50_on / p50_off <= 1.2),
+        Row("  p99: prediction log on vs off", ms(p99_on), f"off {ms(p99_off)}", f"{p99_on / p99_off:.2f}x its time"),
+        Row("  records in the log after the server stopped", f"{logged:,}", f"{sent:,} answered",
+            "", "all", logged == sent),
+    ]  # fmt: skip
 
 
 def measure(workspace: str, seconds: float) -> list[Row]:
@@ -376,30 +448,15 @@ def measure(workspace: str, seconds: float) -> list[Row]:
         )
         return Servers(keel, keel_port, naive, naive_port)
 
-    import numpy as np
     import pandas as pd
 
     from keel.application.models import load_version
-    from keel.config import load_config
     from keel.io.registry import Registry
-    from keel.io.sources import resolve_source
-    from keel.io.tables import read_table
     from keel.serving.predictor import Predictor
 
     model = load_version(Registry.open(workspace), REFERENCE).loaded.model
     predictor = Predictor(model)
-    config = load_config().config
-    assert config.data.test is not None
-    frame = read_table(resolve_source(config.data.test).path, csv=config.data.test.csv)
-    features = model.schema.feature_names
-    records = []
-    for row in frame[features].head(2000).to_dict("records"):
-        records.append(
-            {
-                k: None if isinstance(v, float) and np.isnan(v) else getattr(v, "item", lambda v=v: v)()
-                for k, v in row.items()
-            }
-        )
+    records = adult_records(model)
     record = dict(model.schema.example)
     one = [record]
     one_row = pd.DataFrame([record])
@@ -430,6 +487,7 @@ def measure(workspace: str, seconds: float) -> list[Row]:
         naive_rps, naive_failed = throughput(servers.naive_port, naive_singles, seconds)
     finally:
         servers.stop()
+    log_rows = measure_log(workspace)
     if keel_failed or naive_failed:
         raise SystemExit(f"failed requests under load: keel {keel_failed}, naive {naive_failed}")
     p50, p99 = percentile(latencies, 0.5), percentile(latencies, 0.99)
@@ -453,6 +511,7 @@ def measure(workspace: str, seconds: float) -> list[Row]:
             1000 / columns_s >= 100_000),
         Row("  in-process batch of 1,000 vs the bare booster on them", f"{1000 / batch_in_process_s:,.0f} rows/s",
             f"{1000 / batch_booster_s:,.0f} rows/s", f"{batch_in_process_s / batch_booster_s:.2f}x its time"),
+        *log_rows,
     ]  # fmt: skip
 
 

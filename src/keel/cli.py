@@ -424,6 +424,22 @@ def serve(
     drift_threshold: Annotated[
         float, typer.Option("--drift-threshold", min=0, help="PSI at or above which a feature is drifting.")
     ] = 0.2,
+    log_dir: Annotated[
+        Path | None,
+        typer.Option("--log-dir", help="Log every scored record to Parquet files here \\[default: serving.log_dir]."),
+    ] = None,
+    log_rotate_seconds: Annotated[
+        float,
+        typer.Option("--log-rotate-seconds", min=0.1, help="Complete a log file this long after its first record."),
+    ] = 60.0,
+    shadow: Annotated[
+        str | None,
+        typer.Option("--shadow", help="Also score every request with this version, off the response path (logged)."),
+    ] = None,
+    canary: Annotated[
+        str | None,
+        typer.Option("--canary", help="REF:PERCENT: this version answers PERCENT% of requests (sticky by id)."),
+    ] = None,
     workspace: WorkspaceOption = None,
 ) -> None:
     """Serve a registered model over HTTP (POST /v1/predict; docs at /docs), swapping in new champions live.
@@ -453,6 +469,10 @@ def serve(
         max_explain_records=max_explain_records,
         monitor_window=monitor_window,
         drift_threshold=drift_threshold,
+        log_dir=str(log_dir) if log_dir else None,
+        log_rotate_seconds=log_rotate_seconds,
+        shadow=shadow,
+        canary=canary,
     )
     console = _console(stderr=True)
     where = "this machine only" if host in ("127.0.0.1", "localhost", "::1") else "other hosts too"

@@ -444,6 +444,17 @@ class TuningConfig(_Model):
     storage: str | None = None
 
 
+class ServingConfig(_Model):
+    """How ``keel serve`` runs a version trained with this configuration.
+
+    Attributes:
+        log_dir: Folder for the prediction log (every scored record as Parquet part files); ``keel serve
+            --log-dir`` wins over it; empty means no log.
+    """
+
+    log_dir: str | None = None
+
+
 EngineName = Literal["local", "dask"]
 
 
@@ -458,6 +469,7 @@ class KeelConfig(_Model):
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
     registry: RegistryConfig = Field(default_factory=RegistryConfig)
     tuning: TuningConfig = Field(default_factory=TuningConfig)
+    serving: ServingConfig = Field(default_factory=ServingConfig)
     engine: EngineName = "local"
     """Where training runs: ``local`` (in-process) or ``dask`` (``lightgbm.dask`` on a Dask cluster)."""
     scheduler: Annotated[str, Field(pattern=r"^(tcp|tls|ucx|inproc)://")] | None = None

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import math
 import os
+import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -19,6 +21,7 @@ if TYPE_CHECKING:
     from keel.serving.swap import ModelVersion
 
 DEFAULT_REFERENCE = "adult-income@champion"
+MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"
 SETTINGS_ENV = "KEEL_SERVE_SETTINGS"
 """How ``keel serve --workers N`` hands its settings to the worker processes uvicorn starts."""
 
@@ -159,6 +162,11 @@ class ServeSettings:
         max_explain_records: Most records in one ``?explain=true`` request.
         monitor_window: Most recent records kept for drift monitoring (per worker process).
         drift_threshold: PSI at or above which a feature is reported as drifting.
+        log_dir: Prediction log folder (``None``: the version's ``serving.log_dir``, else no log).
+        shadow: A second version that scores every request off the response path (``NAME:VERSION`` or
+            ``NAME@ALIAS``).
+        canary: ``REF:PERCENT``: the share of requests another version answers.
+        log_rotate_seconds: A log file is completed this long after its first row (the most a hard kill loses).
     """
 
     reference: str = DEFAULT_REFERENCE
@@ -173,6 +181,44 @@ class ServeSettings:
     max_explain_records: int = 100
     monitor_window: int = 5000
     drift_threshold: float = 0.2
+    log_dir: str | None = None
+    shadow: str | None = None
+    canary: str | None = None
+    log_rotate_seconds: float = 60.0
+
+
+def parse_canary(text: str) -> tuple[ModelRef, float]:
+    """``adult-income:7:10`` or ``adult-income@challenger:25`` as the version's reference and its share (percent).
+
+    Raises:
+        KeelError: The text does not end in a percentage in (0, 100], or the reference is malformed.
+    """
+    reference, _, share = text.rpartition(":")
+    try:
+        percent = float(share)
+    except ValueError:
+        percent = math.nan
+    if not reference or not 0 < percent <= 100:
+        raise KeelError(
+            f"--canary {text!r}: write REF:PERCENT, e.g. adult-income:7:10 (version 7 answers 10% of requests)"
+        )
+    return parse_ref(reference), percent
+
+
+def configured_log_dir(registry: Registry, source: RegistrySource) -> str | None:
+    """``serving.log_dir`` of the configuration the served version was trained with (``None`` when unset)."""
+    import yaml
+
+    from keel.io.artifacts import CONFIG_FILE
+
+    try:
+        info = registry.get(ModelRef(name=source.ref.name, version=source.pointed_version()))
+        stored = yaml.safe_load((registry.local_directory(info) / CONFIG_FILE).read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError):
+        return None
+    serving = stored.get("serving") if isinstance(stored, dict) else None
+    value = serving.get("log_dir") if isinstance(serving, dict) else None
+    return str(value) if value else None
 
 
 def build_app(settings: ServeSettings) -> FastAPI:
@@ -187,6 +233,8 @@ def build_app(settings: ServeSettings) -> FastAPI:
         directory = Path(settings.model_dir).expanduser().absolute()
         if not directory.is_dir():
             raise RegistryError(f"--model-dir {directory} is not a folder; export one with `keel models export`")
+        if settings.shadow or settings.canary:
+            raise KeelError("--shadow and --canary take versions from the registry; they do not apply to --model-dir")
         return create_app(
             DirectorySource(directory),
             poll_interval=0,
@@ -194,17 +242,31 @@ def build_app(settings: ServeSettings) -> FastAPI:
             max_explain_records=settings.max_explain_records,
             monitor_window=settings.monitor_window,
             drift_threshold=settings.drift_threshold,
+            log_dir=Path(settings.log_dir).expanduser() if settings.log_dir else None,
+            log_rotate_seconds=settings.log_rotate_seconds,
         )
     registry = Registry.open(Path(settings.workspace) if settings.workspace else None)
     if not registry.exists():
         raise RegistryError(f"no registry at {registry.workspace}; run `keel train` first or pass --workspace")
+    primary = RegistrySource(registry, settings.reference)
+    shadow = RegistrySource(registry, settings.shadow) if settings.shadow else None
+    canary, percent = None, 0.0
+    if settings.canary:
+        reference, percent = parse_canary(settings.canary)
+        canary = RegistrySource(registry, reference)
+    log_dir = settings.log_dir or configured_log_dir(registry, primary)
     return create_app(
-        RegistrySource(registry, settings.reference),
+        primary,
         poll_interval=settings.poll_interval,
         max_records=settings.max_records,
         max_explain_records=settings.max_explain_records,
         monitor_window=settings.monitor_window,
         drift_threshold=settings.drift_threshold,
+        log_dir=Path(log_dir).expanduser() if log_dir else None,
+        log_rotate_seconds=settings.log_rotate_seconds,
+        shadow=shadow,
+        canary=canary,
+        canary_percent=percent,
     )
 
 
@@ -241,6 +303,8 @@ def serve(settings: ServeSettings) -> None:
 
     if not settings.model_dir:
         parse_ref(settings.reference)
+    if settings.canary:
+        parse_canary(settings.canary)
     app = build_app(settings)
     common = {"host": settings.host, "port": settings.port, "access_log": settings.access_log, "log_level": "info"}
     if settings.workers <= 1:
@@ -249,9 +313,16 @@ def serve(settings: ServeSettings) -> None:
         return
     del app
     os.environ[SETTINGS_ENV] = json.dumps(asdict(settings))
-    uvicorn.run(
-        "keel.application.serve:app_from_environment",
-        factory=True,
-        workers=settings.workers,
-        **common,  # type: ignore[arg-type]
-    )
+    # The workers count into files of one folder so that any worker's /metrics sums them all (the variable must
+    # be set before a worker imports prometheus_client; uvicorn starts its workers as new interpreters).
+    with tempfile.TemporaryDirectory(prefix="keel-metrics-") as folder:
+        os.environ[MULTIPROCESS_ENV] = folder
+        try:
+            uvicorn.run(
+                "keel.application.serve:app_from_environment",
+                factory=True,
+                workers=settings.workers,
+                **common,  # type: ignore[arg-type]
+            )
+        finally:
+            os.environ.pop(MULTIPROCESS_ENV, None)

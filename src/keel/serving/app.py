@@ -49,8 +49,10 @@ from keel.serving.contract import (
 from keel.serving.contract import _kind as body_kind
 from keel.serving.insights import DEFAULT_WINDOW, DriftMonitor, install_insight_routes
 from keel.serving.monitoring import CONTENT_TYPE, ServiceMetrics
+from keel.serving.prediction_log import DEFAULT_ROTATE_SECONDS, PredictionLog
 from keel.serving.recipe import RecipeEndpoint, RecipeRequestError
 from keel.serving.swap import DEFAULT_MAX_RECORDS, ModelSource, ModelSwapper, ModelVersion, ServedModel, serve_model
+from keel.serving.traffic import Traffic
 
 log = logging.getLogger(__name__)
 
@@ -127,6 +129,11 @@ def create_app(
     explain_top: int = 5,
     monitor_window: int = DEFAULT_WINDOW,
     drift_threshold: float = 0.2,
+    log_dir: Path | None = None,
+    log_rotate_seconds: float = DEFAULT_ROTATE_SECONDS,
+    shadow: ModelSource | None = None,
+    canary: ModelSource | None = None,
+    canary_percent: float = 0.0,
 ) -> FastAPI:
     """Build the service for the model ``source`` points at, loading and verifying it now.
 
@@ -141,6 +148,11 @@ def create_app(
         explain_top: Feature contributions reported per record with ``?explain=true``.
         monitor_window: Most recent records kept for drift monitoring (``GET /v1/monitoring``).
         drift_threshold: PSI at or above which a feature is reported as drifting.
+        log_dir: Folder for the prediction log (every answered and shadow record); ``None`` logs nothing.
+        log_rotate_seconds: A log file is completed this long after its first row (the most a hard kill loses).
+        shadow: A second version that scores every request off the response path (see keel.serving.traffic).
+        canary: A version that answers ``canary_percent`` of requests.
+        canary_percent: Share of requests (0–100) the canary answers.
 
     Returns:
         The app; polling starts and stops with its lifespan.
@@ -151,22 +163,39 @@ def create_app(
     keys = [k.encode() for k in (api_keys_from_environment() if api_keys is None else api_keys) if k]
     metrics = ServiceMetrics()
 
-    def build(version: ModelVersion) -> ServedModel:
-        return serve_model(version, alias=source.alias, max_records=max_records)
+    def swapper_for(origin: ModelSource, role: str) -> ModelSwapper:
+        def build(version: ModelVersion) -> ServedModel:
+            return serve_model(version, alias=origin.alias, max_records=max_records)
 
-    def swapped(served: ServedModel) -> None:
-        metrics.served(served.name, served.version, served.alias)
+        def swapped(served: ServedModel) -> None:
+            metrics.served(served.name, served.version, served.alias, role)
 
-    swapper = ModelSwapper(source=source, build=build, on_swap=swapped)
-    swapper.load_initial()
+        loaded = ModelSwapper(source=origin, build=build, on_swap=swapped)
+        loaded.load_initial()
+        return loaded
+
+    swapper = swapper_for(source, "primary")
+    traffic = Traffic(
+        swapper,
+        metrics,
+        canary=swapper_for(canary, "canary") if canary is not None else None,
+        canary_percent=canary_percent,
+        shadow=swapper_for(shadow, "shadow") if shadow is not None else None,
+        prediction_log=(
+            PredictionLog(log_dir, rotate_seconds=log_rotate_seconds, on_drop=metrics.log_dropped.inc)
+            if log_dir is not None
+            else None
+        ),
+    )
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        swapper.start(poll_interval)
+        traffic.start(poll_interval)
         try:
             yield
         finally:
-            swapper.stop()
+            traffic.stop()
+            metrics.close()
 
     app = FastAPI(
         title="keel prediction service",
@@ -176,6 +205,7 @@ def create_app(
     )
     app.state.swapper = swapper
     app.state.metrics = metrics
+    app.state.traffic = traffic
 
     def served_now() -> ServedModel:
         current = swapper.current
@@ -204,7 +234,7 @@ def create_app(
             )
 
     async def answer_with_recipe(
-        request: Request, served: ServedModel, recipe: RecipeEndpoint, body: _Body, explain: bool
+        request: Request, served: ServedModel, role: str, recipe: RecipeEndpoint, body: _Body, explain: bool
     ) -> Response:
         # A recipe with a serving hook (tennis: player names) answers in its own words; see keel.serving.recipe.
         batch, requests = _validated(body, recipe.validate, served)
@@ -217,11 +247,12 @@ def create_app(
             raise ClientError(error.status, error.error, error.detail) from None
         metrics.predicted(served.name, served.version, answer.predictions)
         monitor.observe(served, answer.rows, answer.predictions)
-        meta = _meta(request, served)
+        traffic.answered_records(request.scope[_REQUEST_ID_KEY], served, role, answer.rows, answer.predictions)
+        meta = _meta(request, served, role if traffic.canary else None)
         document = {**meta, "predictions": answer.answers} if batch else {**answer.answers[0], **meta}
         return Response(_render(document), media_type=_JSON)
 
-    async def answer_columns(request: Request, served: ServedModel, body: _Body, explain: bool) -> Response:
+    async def answer_columns(request: Request, served: ServedModel, role: str, body: _Body, explain: bool) -> Response:
         # {"columns": {field: [values]}}: validated by pydantic a column at a time, answered in columns.
         columns = _validated(body, served.request.adapter.validate_python, served)["columns"]
         count = _column_length(columns)
@@ -234,7 +265,9 @@ def create_app(
             warnings.append({"record": None, **_NO_CONTRIBUTIONS})
         metrics.counted(served.name, served.version, count, predictions.get("label"), (w["field"] for w in warnings))
         monitor.observe_columns(served, columns, predictions, count)
-        document = {**_meta(request, served), "predictions": predictions, "warnings": warnings}
+        traffic.answered_columns(request.scope[_REQUEST_ID_KEY], served, role, columns, predictions, warnings, count)
+        meta = _meta(request, served, role if traffic.canary else None)
+        document = {**meta, "predictions": predictions, "warnings": warnings}
         return Response(_render(document), media_type=_JSON)
 
     @app.post(
@@ -250,13 +283,13 @@ def create_app(
         batches. Values outside the training data (an unseen category, a number out of the training range) are
         scored and reported in ``warnings``. ``?explain=true`` adds each record's largest feature contributions.
         """
-        served = served_now()
         _require_json(request)
         body = _parse_json(await _read_body(request, max_body_bytes))
+        served, role = traffic.choose(request.scope[_REQUEST_ID_KEY], body.data)
         if served.recipe is not None:
-            return await answer_with_recipe(request, served, served.recipe, body, explain)
+            return await answer_with_recipe(request, served, role, served.recipe, body, explain)
         if body_kind(body.data) == "columns":
-            return await answer_columns(request, served, body, explain)
+            return await answer_columns(request, served, role, body, explain)
         # A batch of plain values is accepted column by column; anything else (and ?explain=true, which echoes
         # values back as pydantic returns them) is validated record by record, with exact error messages.
         accepted = served.request.fast_batch(body.data) if body.fast and not explain else None
@@ -278,7 +311,8 @@ def create_app(
                 result["warnings"].append(dict(_NO_CONTRIBUTIONS))
         metrics.predicted(served.name, served.version, results)
         monitor.observe(served, records, results, columns)
-        meta = _meta(request, served)
+        traffic.answered_records(request.scope[_REQUEST_ID_KEY], served, role, records, results)
+        meta = _meta(request, served, role if traffic.canary else None)
         document = {**meta, "predictions": results} if batch else {**results[0], **meta}
         return Response(_render(document), media_type=_JSON)
 
@@ -338,7 +372,7 @@ def create_app(
         """Requests by route and status, latency, predictions per class, records per request, model version."""
         return Response(metrics.render(), media_type=CONTENT_TYPE)
 
-    install_insight_routes(app, monitor, metrics.registry)
+    install_insight_routes(app, monitor, metrics)
     _install_error_handlers(app)
     _install_openapi(app, served_now)
     known = frozenset(getattr(route, "path", "") for route in app.routes)
@@ -361,9 +395,12 @@ async def _scored(records: int, score: Callable[..., _T], *args: Any, **kwargs: 
     return score(*args, **kwargs)
 
 
-def _meta(request: Request, served: ServedModel) -> dict[str, Any]:
-    """What every prediction response carries: the model, its version and the request id."""
-    return {"model": served.name, "version": served.version, "request_id": request.scope[_REQUEST_ID_KEY]}
+def _meta(request: Request, served: ServedModel, role: str | None = None) -> dict[str, Any]:
+    """What every prediction response carries: the model, the answering version, the request id (and its role)."""
+    meta = {"model": served.name, "version": served.version, "request_id": request.scope[_REQUEST_ID_KEY]}
+    if role is not None:
+        meta["role"] = role
+    return meta
 
 
 def _require_json(request: Request) -> None:
