@@ -166,6 +166,8 @@ def test_promotion_from_evidence_applies_the_gate_and_records_it(two_versions: d
     assert evidence["metric"] == "roc_auc"
     assert evidence["value"] > evidence["champion_value"]
     assert info.tags["keel.promotion"].startswith("evidence: better than version 1 (live)")
+    shown = CliRunner().invoke(app, ["models", "show", "live:2"], env=env)
+    assert json.loads(shown.stdout)["evidence"] == evidence
 
     # Going back to the weaker version is refused by the same gate (exit 1), and the alias stays.
     back = CliRunner().invoke(app, ["models", "promote", "live", "1", "--evidence", str(tmp_path / "log"),

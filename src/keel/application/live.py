@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from keel.application.evaluate import evaluate_labelled, trained_settings
-from keel.application.models import PROMOTION_REASON_TAG, ModelHandle, load_version
+from keel.application.models import EVIDENCE_TAG, PROMOTION_REASON_TAG, ModelHandle, load_version
 from keel.domain.metrics import Evaluation, Predictions, compute_metrics, default_promotion_metric
 from keel.domain.promotion import PromotionDecision, decide_promotion
 from keel.domain.refs import DEFAULT_ALIAS, ModelRef
@@ -25,7 +25,6 @@ from keel.io.registry import Registry
 if TYPE_CHECKING:
     import pandas as pd
 
-EVIDENCE_TAG = "keel.evidence"
 ROLE_ORDER = {"primary": 0, "canary": 1, "shadow": 2}
 
 

@@ -14,6 +14,8 @@ from keel.io import artifacts, exports
 from keel.io.registry import Registry, VersionInfo
 
 PROMOTION_REASON_TAG = "keel.promotion"
+EVIDENCE_TAG = "keel.evidence"
+"""Live evidence a promotion was decided on (``keel models promote --evidence``), as JSON."""
 
 
 @dataclass
@@ -64,10 +66,22 @@ def describe(info: VersionInfo) -> dict[str, Any]:
         "estimator": info.tags.get("keel.estimator"),
         "metrics": metrics,
         "promotion": info.tags.get(PROMOTION_REASON_TAG),
+        "evidence": _evidence(info.tags.get(EVIDENCE_TAG)),
         "created_at": info.created_at,
         "run_id": info.run_id,
         "source": info.source,
     }
+
+
+def _evidence(text: str | None) -> Any:
+    import json
+
+    if not text:
+        return None
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text  # cut at the tag's length limit: shown as written
 
 
 def list_versions(registry: Registry, name: str | None = None) -> list[VersionInfo]:
