@@ -106,6 +106,7 @@ def main() -> None:
                     if kind == "tuned"
                     else ("  meets " if met else "  misses ") + ("2 % goal" if kind == "defaults" else "goal")
                 )
+                + "".join(f"  [chose {row['candidate']}]" for row in result.get("leaderboard") or [] if row["chosen"])
             )
 
 
