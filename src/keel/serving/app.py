@@ -63,6 +63,8 @@ BODY_TIMEOUT_SECONDS = 10.0
 """Longest wait for the rest of a request body once it has started (a stalled or slow-loris client gets 408)."""
 DEFAULT_POLL_SECONDS = 10.0
 THREADPOOL_RECORDS = 256
+THREADPOOL_EXPLAIN_RECORDS = 8
+"""Explained records from which a request is scored in a worker thread (contributions cost ~10× a prediction)."""
 DEFAULT_MAX_EXPLAIN_RECORDS = 100
 """Most records one ``?explain=true`` request may hold (``keel serve --max-explain-records``)."""
 """Requests with at least this many records are scored in a worker thread, so small requests are not held up."""
@@ -389,8 +391,12 @@ def _validated(body: _Body, validate: Callable[[Any], _T], served: ServedModel) 
 
 
 async def _scored(records: int, score: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
-    """``score(*args, **kwargs)``, in a worker thread for a large request so small ones are not held up."""
-    if records >= THREADPOOL_RECORDS:
+    """``score(*args, **kwargs)``, in a worker thread for a large request so small ones are not held up.
+
+    LightGBM releases the GIL while it scores, so the event loop keeps answering small requests meanwhile.
+    """
+    limit = THREADPOOL_EXPLAIN_RECORDS if kwargs.get("explain") else THREADPOOL_RECORDS
+    if records >= limit:
         return await run_in_threadpool(score, *args, **kwargs)
     return score(*args, **kwargs)
 
