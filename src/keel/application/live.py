@@ -287,7 +287,9 @@ def _predictions(handle: ModelHandle, rows: pd.DataFrame, joined: _Joined) -> Pr
     try:
         y = encode_target(truth, model.schema)
     except DataError as error:
-        raise DataError(f"labels for {handle.label}: {error}") from None
+        raise DataError(
+            f"labels for {handle.label}: {error}; leave a label that is not known yet empty (it is counted, not scored)"
+        ) from None
     if model.task == "regression":
         return Predictions(y_true=y, values=rows["value"].to_numpy(dtype="float64"))
     return Predictions(y_true=y, proba=probabilities_matrix(rows, [str(c) for c in model.classes]))
