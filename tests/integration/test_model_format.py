@@ -169,7 +169,7 @@ def _text_rows(rows: int = 300, seed: int = 0) -> object:
     return pd.DataFrame({"title": title, "body": body, "size": rng.choice(["s", "m"], size=rows), "label": labels})
 
 
-def _fit_text(frame: object, join: bool) -> FittedModel:
+def _fit_text(frame: object, join: bool, estimator: str = "logistic_regression") -> FittedModel:
     from keel.config import DataConfig, FeaturesConfig, ModelConfig
     from keel.domain.schema import infer_schema
     from keel.domain.training import encode_target, fit_model
@@ -182,7 +182,9 @@ def _fit_text(frame: object, join: bool) -> FittedModel:
     model, _ = fit_model(
         schema,
         features,
-        ModelConfig.model_validate({"estimator": "logistic_regression"}),
+        ModelConfig.model_validate(
+            {"estimator": estimator, "params": {"n_estimators": 20, "verbose": -1} if estimator == "lightgbm" else {}}
+        ),
         seed=0,
         train_x=coerce_features(frame, schema).frame,  # type: ignore[arg-type]
         train_y=encode_target(frame["label"], schema),  # type: ignore[index]
@@ -215,6 +217,24 @@ def test_a_text_pipelines_vocabularies_are_stored_as_arrays_outside_skops_and_sc
         np.testing.assert_array_equal(after.idf_, before.idf_)
     # Saving left the fitted model whole.
     np.testing.assert_array_equal(model.predict_proba(rows), loaded.predict_proba(rows))
+
+
+def test_a_lightgbm_text_version_keeps_its_pipeline_in_skops_without_the_vocabulary_and_explains_the_same(
+    tmp_path: Path,
+) -> None:
+    from keel.application.insights import contribution_matrix
+
+    frame = _text_rows()
+    frame.loc[::17, "size"] = None  # type: ignore[index]
+    model = _fit_text(frame, join=False, estimator="lightgbm")
+    folder = _save(model, tmp_path / "model")
+    names = {p.name for p in folder.iterdir()}
+    assert {artifacts.BOOSTER_FILE, artifacts.PREPROCESSOR_FILE, "vocabularies.npz"} <= names
+    assert artifacts.ENCODING_FILE not in names  # text is not compiled
+    loaded = artifacts.load_model(folder).model
+    rows = coerce_features(_text_rows(rows=50, seed=5), model.schema).frame  # type: ignore[arg-type]
+    np.testing.assert_array_equal(loaded.predict_proba(rows), model.predict_proba(rows))
+    np.testing.assert_array_equal(contribution_matrix(loaded, rows), contribution_matrix(model, rows))
 
 
 def test_a_text_version_written_with_its_vocabulary_inside_skops_still_loads(tmp_path: Path) -> None:
