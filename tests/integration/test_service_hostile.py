@@ -23,7 +23,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 JSON = {"content-type": "application/json"}
 BODY_LIMIT = 8 * 1024 * 1024
 BODY_TIMEOUT = 10.0
-"""The service's wait for the rest of a started body (``keel.serving.app.BODY_TIMEOUT_SECONDS``)."""
+"""The service's wait for the rest of a started body (``keel.serving.body.BODY_TIMEOUT_SECONDS``)."""
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from keel.errors import KeelError
-from keel.serving import app as service
+from keel.serving import gateway as service
 
 
 def test_keys_come_from_the_variable_and_the_file_it_names(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -51,7 +51,7 @@ def test_every_key_is_compared_with_compare_digest(monkeypatch: pytest.MonkeyPat
         return real(a, b)
 
     monkeypatch.setattr(service.hmac, "compare_digest", spy)
-    gateway = service._Gateway(app=None, keys=[b"alpha", b"bravo", b"charlie"], metrics=None, known=frozenset())  # type: ignore[arg-type]
+    gateway = service.Gateway(app=None, keys=[b"alpha", b"bravo", b"charlie"], metrics=None, known=frozenset())  # type: ignore[arg-type]
     assert gateway._authorised({"headers": [(b"authorization", b"Bearer alpha")]})
     assert [b for _, b in calls] == [b"alpha", b"bravo", b"charlie"]  # no early exit on the first match
     calls.clear()

@@ -171,7 +171,7 @@ def test_only_a_batch_body_takes_the_fast_path(types: RequestTypes) -> None:
 def test_bodies_are_parsed_the_fast_way_only_when_no_key_can_repeat(body: bytes, plain: bool) -> None:
     import json
 
-    from keel.serving.app import _parse_json
+    from keel.serving.body import parse_json as _parse_json
 
     parsed = _parse_json(body)
     assert parsed.fast is plain
@@ -189,7 +189,8 @@ def test_bodies_are_parsed_the_fast_way_only_when_no_key_can_repeat(body: bytes,
     ],
 )
 def test_a_repeated_key_is_refused_whichever_parser_reads_it(body: bytes, key: str) -> None:
-    from keel.serving.app import ClientError, _parse_json
+    from keel.serving.body import parse_json as _parse_json
+    from keel.serving.errors import ClientError
 
     with pytest.raises(ClientError) as caught:
         _parse_json(body)
@@ -198,7 +199,7 @@ def test_a_repeated_key_is_refused_whichever_parser_reads_it(body: bytes, key: s
 
 
 def test_an_integer_beyond_64_bits_is_validated_on_the_exact_document(types: RequestTypes) -> None:
-    from keel.serving.app import _parse_json
+    from keel.serving.body import parse_json as _parse_json
 
     big = 2**70
     body = f'{{"records": [{{"row_id": {big}, "x1": 1, "size": "2", "flag": true}}]}}'.encode()
@@ -213,7 +214,8 @@ def test_an_integer_beyond_64_bits_is_validated_on_the_exact_document(types: Req
 def test_a_lone_surrogate_sent_in_an_id_is_written_back_as_it_came() -> None:
     import json
 
-    from keel.serving.app import _parse_json, _render
+    from keel.serving.body import parse_json as _parse_json
+    from keel.serving.body import render as _render
 
     body = b'{"records": [{"row_id": "\\ud800x"}]}'
     parsed = _parse_json(body)  # orjson refuses it; the standard library reads it
