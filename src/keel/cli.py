@@ -19,7 +19,7 @@ from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
 
-from keel import __version__
+from keel import __version__, defaults
 from keel.errors import KeelError
 
 app = typer.Typer(
@@ -334,7 +334,7 @@ def predict(
         Path, typer.Option("--input", "-i", help="CSV or Parquet file, or a folder of Parquet parts.")
     ],
     output_path: Annotated[Path, typer.Option("--output", "-o", help="Predictions file (.csv or .parquet).")],
-    model: ModelOption = "adult-income@champion",
+    model: ModelOption = defaults.DEFAULT_MODEL,
     errors_path: Annotated[
         Path | None, typer.Option("--errors", help="File for rows that fail validation \\[default: OUTPUT.errors.EXT].")
     ] = None,
@@ -407,23 +407,25 @@ def serve(
     ] = None,
     host: Annotated[
         str, typer.Option("--host", help="Interface to bind; 0.0.0.0 makes the service reachable from other hosts.")
-    ] = "127.0.0.1",
-    port: Annotated[int, typer.Option("--port", "-p", min=1, max=65535, help="TCP port.")] = 8000,
-    workers: Annotated[int, typer.Option("--workers", min=1, help="Worker processes.")] = 1,
+    ] = defaults.SERVE_HOST,
+    port: Annotated[int, typer.Option("--port", "-p", min=1, max=65535, help="TCP port.")] = defaults.SERVE_PORT,
+    workers: Annotated[int, typer.Option("--workers", min=1, help="Worker processes.")] = defaults.SERVE_WORKERS,
     poll_interval: Annotated[
         float, typer.Option("--poll-interval", min=0, help="Seconds between checks for a new version (0: never).")
-    ] = 10.0,
+    ] = defaults.POLL_SECONDS,
     access_log: Annotated[bool, typer.Option("--access-log/--no-access-log", help="Log each request line.")] = True,
-    max_records: Annotated[int, typer.Option("--max-records", min=1, help="Most records in one request.")] = 10_000,
+    max_records: Annotated[int, typer.Option("--max-records", min=1, help="Most records in one request.")] = (
+        defaults.MAX_RECORDS
+    ),
     max_explain_records: Annotated[
         int, typer.Option("--max-explain-records", min=1, help="Most records in one ?explain=true request.")
-    ] = 100,
+    ] = defaults.MAX_EXPLAIN_RECORDS,
     monitor_window: Annotated[
         int, typer.Option("--monitor-window", min=1, help="Recent records kept for drift (GET /v1/monitoring).")
-    ] = 5000,
+    ] = defaults.MONITOR_WINDOW,
     drift_threshold: Annotated[
         float, typer.Option("--drift-threshold", min=0, help="PSI at or above which a feature is drifting.")
-    ] = 0.2,
+    ] = defaults.DRIFT_THRESHOLD,
     log_dir: Annotated[
         Path | None,
         typer.Option("--log-dir", help="Log every scored record to Parquet files here \\[default: serving.log_dir]."),
@@ -586,7 +588,7 @@ def tune(
 
 @app.command()
 def report(
-    reference: Annotated[str, typer.Argument(help="NAME, NAME@ALIAS or NAME:VERSION.")] = "adult-income@champion",
+    reference: Annotated[str, typer.Argument(help="NAME, NAME@ALIAS or NAME:VERSION.")] = defaults.DEFAULT_MODEL,
     output: Annotated[Path, typer.Option("--output", "-o", help="HTML file to write.")] = Path("report.html"),
     workspace: WorkspaceOption = None,
 ) -> None:
@@ -608,13 +610,13 @@ def monitor(
     since: Annotated[
         str | None, typer.Option("--since", help="With --log: only records of the last DURATION (30m, 24h, 7d).")
     ] = None,
-    model: ModelOption = "adult-income@champion",
+    model: ModelOption = defaults.DEFAULT_MODEL,
     output: Annotated[
         Path, typer.Option("--output", "-o", help="HTML page with per-feature histograms (JSON beside it).")
     ] = Path("drift.html"),
     threshold: Annotated[
         float, typer.Option("--threshold", min=0, help="PSI at or above which a feature is drifting.")
-    ] = 0.2,
+    ] = defaults.DRIFT_THRESHOLD,
     workspace: WorkspaceOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -663,7 +665,7 @@ def monitor(
 @app.command()
 def explain(
     input_path: Annotated[Path, typer.Option("--input", "-i", help="CSV or Parquet file holding the features.")],
-    model: ModelOption = "adult-income@champion",
+    model: ModelOption = defaults.DEFAULT_MODEL,
     rows: Annotated[
         str | None, typer.Option("--rows", "-r", help="Rows to explain, 0-based: 0,3,10-12 \\[default: the first 5].")
     ] = None,

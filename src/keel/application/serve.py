@@ -11,6 +11,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from keel.application.models import load_version
+from keel.defaults import (
+    DEFAULT_MODEL,
+    DRIFT_THRESHOLD,
+    MAX_EXPLAIN_RECORDS,
+    MAX_RECORDS,
+    MONITOR_WINDOW,
+    POLL_SECONDS,
+    SERVE_HOST,
+    SERVE_PORT,
+    SERVE_WORKERS,
+)
 from keel.domain.refs import ModelRef, parse_ref
 from keel.errors import KeelError, RegistryError
 from keel.io.registry import Registry
@@ -20,7 +31,7 @@ if TYPE_CHECKING:
 
     from keel.serving.swap import ModelVersion
 
-DEFAULT_REFERENCE = "adult-income@champion"
+DEFAULT_REFERENCE = DEFAULT_MODEL
 MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"
 SETTINGS_ENV = "KEEL_SERVE_SETTINGS"
 """How ``keel serve --workers N`` hands its settings to the worker processes uvicorn starts."""
@@ -172,15 +183,15 @@ class ServeSettings:
     reference: str = DEFAULT_REFERENCE
     workspace: str | None = None
     model_dir: str | None = None
-    host: str = "127.0.0.1"
-    port: int = 8000
-    workers: int = 1
-    poll_interval: float = 10.0
+    host: str = SERVE_HOST
+    port: int = SERVE_PORT
+    workers: int = SERVE_WORKERS
+    poll_interval: float = POLL_SECONDS
     access_log: bool = True
-    max_records: int = 10_000
-    max_explain_records: int = 100
-    monitor_window: int = 5000
-    drift_threshold: float = 0.2
+    max_records: int = MAX_RECORDS
+    max_explain_records: int = MAX_EXPLAIN_RECORDS
+    monitor_window: int = MONITOR_WINDOW
+    drift_threshold: float = DRIFT_THRESHOLD
     log_dir: str | None = None
     shadow: str | None = None
     canary: str | None = None

@@ -21,12 +21,13 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from keel.defaults import DRIFT_THRESHOLD
 from keel.domain.schema import FeatureSchema
 
 if TYPE_CHECKING:
     import numpy as np
 
-DEFAULT_THRESHOLD = 0.2
+DEFAULT_THRESHOLD = DRIFT_THRESHOLD
 """PSI at or above which a feature is marked as drifting."""
 DEFAULT_BINS = 10
 MAX_CATEGORIES = 20

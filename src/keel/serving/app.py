@@ -22,6 +22,7 @@ from pathlib import Path
 from fastapi import FastAPI
 
 from keel import __version__
+from keel.defaults import DRIFT_THRESHOLD, MAX_EXPLAIN_RECORDS, POLL_SECONDS
 from keel.serving.body import DEFAULT_MAX_BODY_BYTES
 from keel.serving.errors import install_error_handlers
 from keel.serving.gateway import Gateway, api_keys_from_environment
@@ -34,8 +35,8 @@ from keel.serving.routes.deps import Service
 from keel.serving.swap import DEFAULT_MAX_RECORDS, ModelSource, ModelSwapper, ModelVersion, ServedModel, serve_model
 from keel.serving.traffic import Traffic
 
-DEFAULT_POLL_SECONDS = 10.0
-DEFAULT_MAX_EXPLAIN_RECORDS = 100
+DEFAULT_POLL_SECONDS = POLL_SECONDS
+DEFAULT_MAX_EXPLAIN_RECORDS = MAX_EXPLAIN_RECORDS
 """Most records one ``?explain=true`` request may hold (``keel serve --max-explain-records``)."""
 
 
@@ -49,7 +50,7 @@ def create_app(
     max_explain_records: int = DEFAULT_MAX_EXPLAIN_RECORDS,
     explain_top: int = 5,
     monitor_window: int = DEFAULT_WINDOW,
-    drift_threshold: float = 0.2,
+    drift_threshold: float = DRIFT_THRESHOLD,
     log_dir: Path | None = None,
     log_rotate_seconds: float = DEFAULT_ROTATE_SECONDS,
     shadow: ModelSource | None = None,

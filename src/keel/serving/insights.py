@@ -20,6 +20,7 @@ from fastapi import FastAPI
 from fastapi.responses import HTMLResponse, JSONResponse
 from starlette.concurrency import run_in_threadpool
 
+from keel.defaults import MONITOR_WINDOW
 from keel.domain.drift import DEFAULT_THRESHOLD, DriftReference, DriftReport, drift_report
 from keel.errors import KeelError
 
@@ -28,7 +29,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-DEFAULT_WINDOW = 5000
+DEFAULT_WINDOW = MONITOR_WINDOW
 """Most recent records kept for drift monitoring (per worker process)."""
 REFERENCE_FILE = "reference.json"
 

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from keel.defaults import MAX_RECORDS
 from keel.errors import KeelError
 from keel.serving.contract import RequestTypes, build_request_types
 from keel.serving.predictor import Predictor
@@ -25,7 +26,7 @@ __all__ = ["DEFAULT_MAX_RECORDS", "ModelSource", "ModelSwapper", "ModelVersion",
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MAX_RECORDS = 10_000
+DEFAULT_MAX_RECORDS = MAX_RECORDS
 
 
 @dataclass(frozen=True)
