@@ -50,8 +50,25 @@ WorkspaceOption = Annotated[
         "--workspace", "-w", help="Workspace holding the embedded registry \\[env: KEEL_WORKSPACE; default: .keel]."
     ),
 ]
-ModelOption = Annotated[str, typer.Option("--model", "-m", help="Model reference: NAME, NAME@ALIAS or NAME:VERSION.")]
+ModelOption = Annotated[
+    str | None,
+    typer.Option(
+        "--model",
+        "-m",
+        help="Model reference: NAME, NAME@ALIAS or NAME:VERSION \\[default: the only registered model's champion].",
+        show_default=False,
+    ),
+]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document instead of tables.")]
+CsvOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--csv",
+        help="CSV option for this run, KEY=VALUE (header, names, delimiter, na_values, skip_rows, strip_whitespace, "
+        "default_na; lists comma-separated); wins over the options recorded from the training source.",
+        show_default=False,
+    ),
+]
 SchedulerOption = Annotated[
     str | None,
     typer.Option("--scheduler", help="Dask scheduler address (tcp://host:8786) \\[default: a LocalCluster]."),
@@ -72,6 +89,13 @@ def _console(stderr: bool = False) -> Any:
     from rich.console import Console
 
     return Console(stderr=stderr, highlight=False)
+
+
+def _console_unbounded() -> Any:
+    """A stdout console that never narrows a table to a terminal's width (for piped or redirected output)."""
+    from rich.console import Console
+
+    return Console(highlight=False, width=100_000, no_color=True)
 
 
 def _fail(error: KeelError) -> NoReturn:
@@ -210,6 +234,7 @@ def _main(
 def train(
     args: ConfigArgs = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the final metrics.")] = False,
+    workspace: WorkspaceOption = None,
     as_json: JsonOption = False,
     time_budget: Annotated[
         float | None,
@@ -231,7 +256,7 @@ def train(
         overrides.append(f"model.time_budget={time_budget}")
     loaded = _run(lambda: load_config(files, overrides))
     reporter = _RichReporter(quiet=quiet or as_json)
-    result = _run(lambda: run_train(loaded, reporter))
+    result = _run(lambda: run_train(loaded, reporter, workspace=workspace))
     if as_json:
         _print_json(result.to_dict())
         return
@@ -257,9 +282,7 @@ LogOption = Annotated[
 
 @app.command()
 def evaluate(
-    model: Annotated[
-        str | None, typer.Option("--model", "-m", help="Model reference: NAME, NAME@ALIAS or NAME:VERSION.")
-    ] = None,
+    model: ModelOption = None,
     data: Annotated[Path | None, typer.Option("--data", "-d", help="Labelled CSV or Parquet file.")] = None,
     log: LogOption = None,
     labels: Annotated[
@@ -268,13 +291,15 @@ def evaluate(
     on: Annotated[
         str, typer.Option("--on", help="With --log: join key, `request_id` (plus a `record` column) or an id column.")
     ] = "request_id",
+    csv: CsvOption = None,
     workspace: WorkspaceOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Recompute a version's metrics on new labelled data, beside the naive baseline.
 
     With --log DIR --labels FILE: live metrics of every version the service logged (primary, canary, shadow), on
-    the records whose labels arrived.
+    the records whose labels arrived. A --data file is read as the training data was (header or names,
+    missing-value tokens, recoded labels).
     """
     from keel.io.registry import Registry
 
@@ -284,13 +309,15 @@ def evaluate(
             _fail(KeelError("live evaluation takes --log DIR and --labels FILE (and --on KEY), without --model/--data"))
         _evaluate_log(registry, log, labels, on, as_json)
         return
-    if model is None or data is None:
-        _fail(KeelError("give --model and --data (a labelled file), or --log and --labels (the prediction log)"))
+    if data is None:
+        _fail(KeelError("give --data (a labelled file), or --log and --labels (the prediction log)"))
     from keel.application.evaluate import evaluate_file
+    from keel.application.inputs import input_format
     from keel.application.models import load_version
 
     handle = _run(lambda: load_version(registry, model))
-    evaluation, dropped = _run(lambda: evaluate_file(handle, data))
+    fmt = _run(lambda: input_format(handle.loaded.directory, csv or []))
+    evaluation, dropped = _run(lambda: evaluate_file(handle, data, fmt=fmt))
     if as_json:
         _print_json({"model": handle.label, "data": str(data), "dropped": dropped, **evaluation.to_dict()})
         return
@@ -334,11 +361,21 @@ def predict(
         Path, typer.Option("--input", "-i", help="CSV or Parquet file, or a folder of Parquet parts.")
     ],
     output_path: Annotated[Path, typer.Option("--output", "-o", help="Predictions file (.csv or .parquet).")],
-    model: ModelOption = defaults.DEFAULT_MODEL,
+    model: ModelOption = None,
     errors_path: Annotated[
         Path | None, typer.Option("--errors", help="File for rows that fail validation \\[default: OUTPUT.errors.EXT].")
     ] = None,
     chunk_rows: Annotated[int, typer.Option("--chunk-rows", min=1, help="Rows scored at a time.")] = 50_000,
+    keep: Annotated[
+        str,
+        typer.Option(
+            "--keep", help="Input columns carried to the output: all (every non-feature column), ids or none."
+        ),
+    ] = "all",
+    row_column: Annotated[
+        str, typer.Option("--row-column", help="Name of the column holding each record's 0-based input position.")
+    ] = "row",
+    csv: CsvOption = None,
     engine: Annotated[
         Engine,
         typer.Option("--engine", help="`local` (in-process) or `dask` (Parquet input; OUTPUT is a folder of parts)."),
@@ -348,15 +385,22 @@ def predict(
     workspace: WorkspaceOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Score a file in chunks; columns that are not features are carried to the output unchanged."""
+    """Score a file in chunks; columns that are not features are carried to the output unchanged.
+
+    The file is read as the training data was (header or names, missing-value tokens); every output and errors row
+    carries its input position in the `row` column.
+    """
+    from keel.application.inputs import input_format
     from keel.application.models import load_version
-    from keel.application.predict import predict_file
+    from keel.application.predict import OutputColumns, predict_file
     from keel.io.registry import Registry
 
     if engine is Engine.local and (scheduler or workers):
         _fail(KeelError("--scheduler and --workers apply only with --engine dask"))
+    columns = _run(lambda: OutputColumns(keep=keep, row_column=row_column))
     registry = Registry.open(workspace)
     handle = _run(lambda: load_version(registry, model))
+    fmt = _run(lambda: input_format(handle.loaded.directory, csv or []))
     if engine is Engine.dask:
         from keel.io.cluster import require_extra
 
@@ -372,11 +416,21 @@ def predict(
                 chunk_rows=chunk_rows,
                 scheduler=scheduler,
                 workers=workers,
+                fmt=fmt,
+                output_columns=columns,
             )
         )
     else:
         result = _run(
-            lambda: predict_file(handle, input_path, output_path, errors_path=errors_path, chunk_rows=chunk_rows)
+            lambda: predict_file(
+                handle,
+                input_path,
+                output_path,
+                errors_path=errors_path,
+                chunk_rows=chunk_rows,
+                fmt=fmt,
+                output_columns=columns,
+            )
         )
     if as_json:
         _print_json(result.to_dict())
@@ -396,7 +450,8 @@ def serve(
     reference: Annotated[
         str | None,
         typer.Argument(
-            help="Model to serve: NAME, NAME@ALIAS or NAME:VERSION \\[default: adult-income@champion].",
+            help="Model to serve: NAME, NAME@ALIAS or NAME:VERSION \\[default: the champion of the only registered "
+            "model].",
             show_default=False,
         ),
     ] = None,
@@ -451,12 +506,12 @@ def serve(
     """
     import os
 
-    from keel.application.serve import DEFAULT_REFERENCE, ServeSettings
+    from keel.application.serve import ServeSettings
     from keel.application.serve import serve as run_serve
 
     if reference and model and reference != model:
         _fail(KeelError(f"two models given ({reference} and --model {model}); give one"))
-    reference = reference or model or DEFAULT_REFERENCE
+    reference = reference or model
     folder = model_dir or (Path(os.environ["KEEL_MODEL_DIR"]) if os.environ.get("KEEL_MODEL_DIR") else None)
     settings = ServeSettings(
         reference=reference,
@@ -479,7 +534,8 @@ def serve(
     console = _console(stderr=True)
     where = "this machine only" if host in ("127.0.0.1", "localhost", "::1") else "other hosts too"
     console.print(
-        f"serving [bold]{folder or reference}[/] on http://{host}:{port} ({where}; docs at /docs)"
+        f"serving [bold]{folder or reference or 'the only registered model'}[/] on http://{host}:{port} "
+        f"({where}; docs at /docs)"
         + ("" if host != "127.0.0.1" else "; pass --host 0.0.0.0 to accept connections from other hosts"),
         soft_wrap=True,
     )
@@ -588,7 +644,13 @@ def tune(
 
 @app.command()
 def report(
-    reference: Annotated[str, typer.Argument(help="NAME, NAME@ALIAS or NAME:VERSION.")] = defaults.DEFAULT_MODEL,
+    reference: Annotated[
+        str | None,
+        typer.Argument(
+            help="NAME, NAME@ALIAS or NAME:VERSION \\[default: the champion of the only registered model].",
+            show_default=False,
+        ),
+    ] = None,
     output: Annotated[Path, typer.Option("--output", "-o", help="HTML file to write.")] = Path("report.html"),
     workspace: WorkspaceOption = None,
 ) -> None:
@@ -610,13 +672,14 @@ def monitor(
     since: Annotated[
         str | None, typer.Option("--since", help="With --log: only records of the last DURATION (30m, 24h, 7d).")
     ] = None,
-    model: ModelOption = defaults.DEFAULT_MODEL,
+    model: ModelOption = None,
     output: Annotated[
         Path, typer.Option("--output", "-o", help="HTML page with per-feature histograms (JSON beside it).")
     ] = Path("drift.html"),
     threshold: Annotated[
         float, typer.Option("--threshold", min=0, help="PSI at or above which a feature is drifting.")
     ] = defaults.DRIFT_THRESHOLD,
+    csv: CsvOption = None,
     workspace: WorkspaceOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -625,6 +688,7 @@ def monitor(
     With --log DIR the inputs are the records the service answered (its prediction log). Writes OUTPUT (HTML) and
     OUTPUT with a .json suffix; exits 1 when a feature is drifting.
     """
+    from keel.application.inputs import input_format
     from keel.application.insight_jobs import monitor_file, monitor_log, write_monitor_outputs
     from keel.application.models import load_version
     from keel.io.registry import Registry
@@ -638,7 +702,8 @@ def monitor(
     if log is not None:
         result = _run(lambda: monitor_log(handle, log, since=since, threshold=threshold))
     elif data is not None:
-        result = _run(lambda: monitor_file(handle, data, threshold=threshold))
+        fmt = _run(lambda: input_format(handle.loaded.directory, csv or []))
+        result = _run(lambda: monitor_file(handle, data, threshold=threshold, fmt=fmt))
     _run(lambda: write_monitor_outputs(result, output, output.with_suffix(".json")))
     drift = result.report
     if as_json:
@@ -665,7 +730,7 @@ def monitor(
 @app.command()
 def explain(
     input_path: Annotated[Path, typer.Option("--input", "-i", help="CSV or Parquet file holding the features.")],
-    model: ModelOption = defaults.DEFAULT_MODEL,
+    model: ModelOption = None,
     rows: Annotated[
         str | None, typer.Option("--rows", "-r", help="Rows to explain, 0-based: 0,3,10-12 \\[default: the first 5].")
     ] = None,
@@ -673,17 +738,20 @@ def explain(
     plots: Annotated[
         Path | None, typer.Option("--plots", help="Folder for one waterfall PNG per row \\[default: explanations].")
     ] = Path("explanations"),
+    csv: CsvOption = None,
     workspace: WorkspaceOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Explain single predictions: each row's largest feature contributions (LightGBM), as a table and waterfall PNG."""
+    from keel.application.inputs import input_format
     from keel.application.insight_jobs import explain_file
     from keel.application.models import load_version
     from keel.io.registry import Registry
 
     registry = Registry.open(workspace)
     handle = _run(lambda: load_version(registry, model))
-    result = _run(lambda: explain_file(handle, input_path, rows=rows, top=top, plots=plots))
+    fmt = _run(lambda: input_format(handle.loaded.directory, csv or []))
+    result = _run(lambda: explain_file(handle, input_path, rows=rows, top=top, plots=plots, fmt=fmt))
     if as_json:
         _print_json(result.to_dict())
         return
@@ -737,7 +805,10 @@ def models_list(
         table.add_row(
             info.name, str(info.version), ", ".join(info.aliases), status, summary["estimator"] or "", metric, created
         )
-    _console().print(table if versions else "no registered versions yet; run `keel train`")
+    # Piped or redirected, there is no screen width to fit: lay the table out as wide as its values (a script
+    # reading the output must see whole names and metrics, never "…").
+    console = _console() if sys.stdout.isatty() else _console_unbounded()
+    console.print(table if versions else "no registered versions yet; run `keel train`")
 
 
 @models_app.command("show")

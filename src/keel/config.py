@@ -58,6 +58,9 @@ class CsvOptions(_Model):
         na_values: Extra strings read as missing (``?`` in the UCI files).
         skip_rows: Lines skipped at the start of the file (comments such as the one opening ``adult.test``).
         strip_whitespace: Strip spaces around fields (the UCI files put one after every comma).
+        default_na: Also read pandas' own missing-value tokens (``NA``, ``n/a``, ``NULL``, ``-nan``, …) as missing.
+            Off by default: only empty cells and ``na_values`` are missing, so a value such as ``NA`` (a country
+            code) or ``null`` stays what the file says.
     """
 
     header: bool = True
@@ -66,6 +69,7 @@ class CsvOptions(_Model):
     na_values: list[str] = Field(default_factory=list)
     skip_rows: Annotated[int, Field(ge=0)] = 0
     strip_whitespace: bool = True
+    default_na: bool = False
 
     @model_validator(mode="after")
     def _names_when_no_header(self) -> CsvOptions:

@@ -3,8 +3,6 @@
 Each is defined here once and imported wherever it is the default; this module imports nothing.
 """
 
-DEFAULT_MODEL = "adult-income@champion"
-"""The model reference commands use when none is given."""
 DRIFT_THRESHOLD = 0.2
 """PSI at or above which a feature is reported as drifting (0.1 is usually read as small, 0.2 as significant)."""
 SERVE_HOST = "127.0.0.1"

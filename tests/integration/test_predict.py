@@ -40,14 +40,15 @@ def test_chunked_prediction_equals_one_pass_and_keeps_user_columns(handle, adult
 def test_invalid_rows_go_to_the_errors_file_with_the_reason(handle, adult_rows, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     rows = adult_rows.head(50).copy()
     rows["age"] = rows["age"].astype(object)
-    rows.loc[[5, 9], "age"] = ["forty", "?"]
+    rows.loc[[5, 9], "age"] = ["forty", "n/a"]  # "n/a" is no missing-value token of the Adult files
     source = tmp_path / "input.csv"
     rows.to_csv(source, index=False)
     result = predict_file(handle, source, tmp_path / "out.csv")
     assert (result.rows, result.predicted, result.invalid) == (50, 48, 2)
-    errors = pd.read_csv(result.errors)
+    errors = pd.read_csv(result.errors, keep_default_na=False)
     assert errors["error"].tolist() == ["age: not a number", "age: not a number"]
-    assert errors["age"].tolist() == ["forty", "?"]
+    assert errors["age"].tolist() == ["forty", "n/a"]
+    assert errors["row"].tolist() == [5, 9]
 
 
 def test_parquet_folder_of_parts_is_scored(handle, adult_rows, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

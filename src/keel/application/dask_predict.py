@@ -2,9 +2,11 @@
 
 The model version's files travel to every worker once, inside a worker plugin; each worker writes them to a private
 folder, verifies every sha256 against the manifest recorded in the registry and loads the model once. Each task
-then reads one partition, scores it in chunks with :func:`keel.application.predict.score_chunk` (the same function
-in-process prediction uses, so both engines give the same rows) and writes its own part file, so no partition ever
-travels back to the client and memory stays bounded by the partition size.
+then reads one input part file in batches, scores each with :func:`keel.application.predict.score_chunk` (the same
+function in-process prediction uses, so both engines give the same rows) and writes its own part file, so no data
+ever travels back to the client and memory stays bounded by the batch size. Each part's first row position comes
+from the Parquet footers (read on the client), so the ``row`` column numbers records across parts as in-process
+scoring does.
 
 This module imports ``distributed``; import it only after :func:`keel.io.cluster.require_extra` said Dask is there.
 """
@@ -23,16 +25,22 @@ from typing import TYPE_CHECKING, Any
 
 from distributed import WorkerPlugin, get_worker
 
+from keel.application.inputs import InputFormat, recorded_format
 from keel.application.models import ModelHandle
-from keel.application.predict import DEFAULT_CHUNK_ROWS, PredictResult, score_chunk, unseen_categories
+from keel.application.predict import (
+    DEFAULT_CHUNK_ROWS,
+    OutputColumns,
+    PredictResult,
+    score_chunk,
+    unseen_categories,
+)
 from keel.errors import DataError
 from keel.io import artifacts
 from keel.io.cluster import dask_client
+from keel.io.files import temporary_folder_for
 from keel.io.tables import AtomicTableWriter, detect_format, parquet_parts
 
 if TYPE_CHECKING:
-    import pandas as pd
-
     from keel.domain.model import FittedModel
 
 
@@ -83,19 +91,35 @@ class _PartSummary:
     unseen: dict[str, int] = field(default_factory=dict)
 
 
-def _score_partition(
-    frame: pd.DataFrame, index: int, *, plugin: str, output: str, errors: str, chunk_rows: int, label: str
+def _score_part(
+    path: str,
+    index: int,
+    start: int,
+    *,
+    plugin: str,
+    output: str,
+    errors: str,
+    chunk_rows: int,
+    label: str,
+    fmt: InputFormat,
+    columns: OutputColumns,
 ) -> _PartSummary:
-    """Score one partition on a worker and write its part files (runs on the worker)."""
+    """Score one input part file on a worker, batch by batch, and write its part files (runs on the worker)."""
+    import pyarrow.parquet as pq
+
     loader: Any = get_worker().plugins[plugin]
     model = loader.model
-    summary = _PartSummary(rows=len(frame))
+    summary = _PartSummary()
     name = f"part-{index:05d}.parquet"
-    frame = frame.reset_index(drop=True)
+    try:
+        handle = pq.ParquetFile(path)
+    except (OSError, ValueError) as exc:
+        raise DataError(f"{path}: cannot read it as Parquet: {str(exc).splitlines()[0]}") from None
     with AtomicTableWriter(Path(output) / name) as scored_out, AtomicTableWriter(Path(errors) / name) as errors_out:
-        for start in range(0, max(len(frame), 1), chunk_rows):
-            chunk = frame.iloc[start : start + chunk_rows].reset_index(drop=True)
-            scored, invalid = score_chunk(model, chunk, label=label)
+        for batch in handle.iter_batches(batch_size=chunk_rows):
+            chunk = fmt.apply_recode(batch.to_pandas())
+            scored, invalid = score_chunk(model, chunk, label=label, start=start + summary.rows, output=columns)
+            summary.rows += len(chunk)
             for column, count in unseen_categories(model, chunk).items():
                 summary.unseen[column] = summary.unseen.get(column, 0) + count
             if len(scored):
@@ -121,18 +145,22 @@ def predict_dask(
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
     scheduler: str | None = None,
     workers: int | None = None,
+    fmt: InputFormat | None = None,
+    output_columns: OutputColumns | None = None,
 ) -> PredictResult:
     """Score a Parquet dataset on a Dask cluster into a partitioned Parquet dataset.
 
     Args:
         handle: The verified model version.
         input_path: A Parquet file, a folder of part files, or a glob.
-        output_path: Folder for the predictions (``part-NNNNN.parquet``, one per input partition, in order).
+        output_path: Folder for the predictions (``part-NNNNN.parquet``, one per input part file, in order).
         errors_path: Folder for invalid rows with their reason (default: ``OUTPUT.errors``); created only when
             some rows are invalid.
         chunk_rows: Rows scored at a time within a partition.
         scheduler: Address of a running Dask scheduler; ``None`` starts a ``LocalCluster`` on loopback.
         workers: Workers of the local cluster (default: one per core).
+        fmt: How to read the input (default: the version's recorded format; only its ``recode`` applies to Parquet).
+        output_columns: Which input columns to carry and the row column's name.
 
     Returns:
         Counts and the output folders. Workers write the part files themselves, so with a remote scheduler
@@ -141,8 +169,7 @@ def predict_dask(
     Raises:
         DataError: The input is missing, not Parquet, or lacks feature columns.
     """
-    import dask
-    import dask.dataframe as dd
+    import pyarrow.parquet as pq
     from dask.delayed import delayed
 
     errors_path = errors_path or default_errors_dir(output_path)
@@ -158,28 +185,33 @@ def predict_dask(
             raise DataError(f"{path}: exists and is not a folder; choose another path")
     result = PredictResult(model=handle.label)
     output_path.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{output_path.name}.", dir=output_path.parent))
+    staging = temporary_folder_for(output_path)  # renamed into place: the user's folder mode, not mkdtemp's 0700
     try:
-        # Keep pandas' own dtypes (no string[pyarrow] conversion) so rows look exactly as in-process reading gives.
-        with dask.config.set({"dataframe.convert-string": False}):
+        # Each part's first row position, from the footers only; the workers read the parts with pyarrow's own
+        # conversion, as in-process scoring does, so both give the same rows and dtypes.
+        starts, total = [], 0
+        for file in files:
+            starts.append(total)
             try:
-                frame = dd.read_parquet(files, index=False)
+                total += pq.ParquetFile(file).metadata.num_rows
             except (ValueError, OSError) as exc:
-                raise DataError(f"{input_path}: cannot read it as Parquet: {str(exc).splitlines()[0]}") from None
-            parts = frame.to_delayed()
+                raise DataError(f"{file}: cannot read it as Parquet: {str(exc).splitlines()[0]}") from None
         plugin = ModelPlugin(handle.loaded.directory, handle.info.manifest_sha256)
         with dask_client(scheduler, workers=workers) as client, _registered(client, plugin):
             tasks = [
-                delayed(_score_partition)(
-                    part,
+                delayed(_score_part)(
+                    file,
                     index,
+                    start,
                     plugin=plugin.name,
                     output=str(staging / "output"),
                     errors=str(staging / "errors"),
                     chunk_rows=chunk_rows,
                     label=str(input_path),
+                    fmt=fmt or recorded_format(handle.loaded.directory),
+                    columns=output_columns or OutputColumns(),
                 )
-                for index, part in enumerate(parts)
+                for index, (file, start) in enumerate(zip(files, starts, strict=True))
             ]
             summaries: list[_PartSummary] = client.gather(client.compute(tasks))
         for summary in summaries:

@@ -5,21 +5,26 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from keel.application.inputs import InputFormat, recorded_format
 from keel.application.models import ModelHandle
 from keel.application.scoring import labelled_predictions
 from keel.domain.metrics import Evaluation, Predictions, default_metrics, evaluate_predictions
 from keel.domain.validation import coerce_features
 from keel.errors import DataError
 from keel.io import artifacts
-from keel.io.tables import read_table
 
 if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
 
 
-def evaluate_file(handle: ModelHandle, data_path: Path) -> tuple[Evaluation, dict[str, int]]:
+def evaluate_file(
+    handle: ModelHandle, data_path: Path, *, fmt: InputFormat | None = None
+) -> tuple[Evaluation, dict[str, int]]:
     """Metrics of a version on a labelled CSV/Parquet file, beside the naive baseline, per class and per slice.
+
+    The file is read as the version's training source was (``fmt`` overrides), and the training data's recoding
+    applies, so labels spelled as in training (``>50K.``) are understood.
 
     The metrics and slices are the ones the version was trained with; the baseline predicts the training data's
     class shares (or mean). Rows without a label, and rows whose values cannot be read as their column's type, are
@@ -32,7 +37,7 @@ def evaluate_file(handle: ModelHandle, data_path: Path) -> tuple[Evaluation, dic
         DataError: The file is unreadable, lacks columns or the target, or holds unreadable values.
     """
     model = handle.loaded.model
-    frame = read_table(data_path)
+    frame = (fmt or recorded_format(handle.loaded.directory)).read(data_path)
     dropped: dict[str, int] = {}
     if model.schema.target.name in frame.columns:
         labelled = frame[model.schema.target.name].notna().to_numpy()

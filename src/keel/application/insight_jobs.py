@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from keel.application.inputs import InputFormat, recorded_format
 from keel.application.models import ModelHandle
 from keel.errors import DataError, KeelError
 from keel.io import reports
@@ -95,16 +96,19 @@ class MonitorResult:
         }
 
 
-def monitor_file(handle: ModelHandle, data_path: Path, *, threshold: float) -> MonitorResult:
+def monitor_file(
+    handle: ModelHandle, data_path: Path, *, threshold: float, fmt: InputFormat | None = None
+) -> MonitorResult:
     """Compare a batch file's features and predictions with the version's training reference.
+
+    The file is read as the version's training source was (``fmt`` overrides), so ``?`` for missing is missing here
+    too and not a new category.
 
     Raises:
         DataError: The file is missing, unreadable, empty or lacks feature columns.
         KeelError: The version has no stored reference.
     """
-    from keel.io.tables import read_table
-
-    frame = read_table(data_path)
+    frame = (fmt or recorded_format(handle.loaded.directory)).read(data_path)
     if frame.empty:
         raise DataError(f"{data_path}: the file has no rows")
     return monitor_frame(handle, frame, data_path, threshold=threshold)
@@ -255,7 +259,13 @@ class ExplainResult:
 
 
 def explain_file(
-    handle: ModelHandle, input_path: Path, *, rows: str | None, top: int, plots: Path | None
+    handle: ModelHandle,
+    input_path: Path,
+    *,
+    rows: str | None,
+    top: int,
+    plots: Path | None,
+    fmt: InputFormat | None = None,
 ) -> ExplainResult:
     """Explain the predictions of some rows of a file with LightGBM's per-feature contributions.
 
@@ -265,6 +275,7 @@ def explain_file(
         rows: Which rows (``"0,3,10-12"``, 0-based); ``None``: the first five.
         top: Contributions listed per row.
         plots: Folder for one waterfall PNG per row; ``None`` writes none.
+        fmt: How to read the file (default: as the version's training source was read).
 
     Raises:
         KeelError: The estimator has no per-feature contributions (only LightGBM models do).
@@ -276,7 +287,6 @@ def explain_file(
     from keel.domain.explain import class_contributions, explain_records
     from keel.domain.schema import to_scalar
     from keel.domain.validation import coerce_features
-    from keel.io.tables import read_table
 
     model = handle.loaded.model
     if not model.is_booster:
@@ -284,7 +294,7 @@ def explain_file(
             f"explanations are not available for {handle.label}: its estimator ({model.estimator_name}) has no "
             "per-feature contribution output; only LightGBM models have one"
         )
-    frame = read_table(input_path)
+    frame = (fmt or recorded_format(handle.loaded.directory)).read(input_path)
     chosen = parse_rows(rows, len(frame))
     if not chosen:
         raise DataError(f"{input_path}: the file has no rows")

@@ -11,6 +11,7 @@ from typing import Any
 from keel.domain.refs import DEFAULT_ALIAS, ModelRef, parse_ref
 from keel.errors import RegistryError
 from keel.io import artifacts, exports
+from keel.io.files import user_file_mode, user_folder_mode
 from keel.io.registry import Registry, VersionInfo
 
 PROMOTION_REASON_TAG = "keel.promotion"
@@ -36,13 +37,37 @@ class ModelHandle:
         return f"{self.info.name}:{self.info.version}"
 
 
-def load_version(registry: Registry, reference: str | ModelRef) -> ModelHandle:
-    """Find a version and load it, verifying every artifact's sha256.
+def default_reference(registry: Registry) -> str:
+    """The model a command uses when given none: the champion of the only registered model.
 
     Raises:
-        RegistryError: The version does not exist or its registration never completed.
+        RegistryError: No model is registered, or several are (the message lists them).
+    """
+    names = registry.model_names()
+    if len(names) == 1:
+        return f"{names[0]}@{DEFAULT_ALIAS}"
+    if not names:
+        raise RegistryError(f"no model is registered in {registry.workspace} yet; run `keel train` first")
+    raise RegistryError(
+        f"{len(names)} models are registered ({', '.join(names)}); choose one with --model NAME (or NAME@ALIAS, "
+        "NAME:VERSION)"
+    )
+
+
+def load_version(registry: Registry, reference: str | ModelRef | None) -> ModelHandle:
+    """Find a version and load it, verifying every artifact's sha256.
+
+    Args:
+        registry: Where the version is registered.
+        reference: ``NAME``, ``NAME@ALIAS``, ``NAME:VERSION``; ``None``: see :func:`default_reference`.
+
+    Raises:
+        RegistryError: The version does not exist or its registration never completed, or no reference was given
+            and there is not exactly one registered model.
         IntegrityError: An artifact fails verification (the error names the file).
     """
+    if reference is None:
+        reference = default_reference(registry)
     ref = parse_ref(reference) if isinstance(reference, str) else reference
     info = registry.get(ref)
     if not info.complete:
@@ -170,10 +195,11 @@ def export_version(registry: Registry, reference: str | ModelRef, output: Path) 
     try:
         shutil.copytree(handle.loaded.directory, staging, dirs_exist_ok=True)
         exports.write_metadata(staging, metadata)
-        # Readable by all: the folder is meant to be shipped (an image runs its service as a non-root user), and
-        # mkdtemp/mkstemp would leave it 0700/0600.
+        # The modes a new file and folder get under the umask (0644/0755 under 022): the folder is meant to be
+        # shipped (an image runs its service as a non-root user), and mkdtemp/mkstemp would leave it 0700/0600.
+        file_mode, folder_mode = user_file_mode(), user_folder_mode()
         for path in [staging, *staging.rglob("*")]:
-            path.chmod(0o755 if path.is_dir() else 0o644)
+            path.chmod(folder_mode if path.is_dir() else file_mode)
         # Check the copy, not only the source: what ships is what gets verified.
         exports.load_exported(staging)
         if output.is_dir():

@@ -8,11 +8,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from keel.application.inputs import InputFormat, recorded_format
 from keel.application.models import ModelHandle
 from keel.domain.model import FittedModel
 from keel.domain.validation import coerce_features
 from keel.errors import DataError
-from keel.io.tables import AtomicTableWriter, iter_table
+from keel.io.tables import AtomicTableWriter
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -21,6 +22,29 @@ DEFAULT_CHUNK_ROWS = 50_000
 PREDICTION_COLUMN = "prediction"
 PROBABILITY_PREFIX = "probability_"
 ERROR_COLUMN = "error"
+ROW_COLUMN = "row"
+KEEP_CHOICES = ("ids", "all", "none")
+
+
+@dataclass(frozen=True)
+class OutputColumns:
+    """Which input columns a prediction carries, beside the row position and the predictions.
+
+    Attributes:
+        keep: ``all`` (every column that is not a feature, the default), ``ids`` (the configured id columns only)
+            or ``none``.
+        row_column: Name of the column holding each record's 0-based position in the input (across chunks and
+            Parquet parts), in the predictions and in the errors file alike.
+    """
+
+    keep: str = "all"
+    row_column: str = ROW_COLUMN
+
+    def __post_init__(self) -> None:
+        if self.keep not in KEEP_CHOICES:
+            raise DataError(f"--keep {self.keep!r}: choose one of {', '.join(KEEP_CHOICES)}")
+        if not self.row_column.strip():
+            raise DataError("--row-column: give a column name")
 
 
 @dataclass
@@ -89,22 +113,57 @@ class PreparedChunk:
     unseen: dict[str, int]
 
 
-def prepare_chunk(model: FittedModel, chunk: pd.DataFrame, *, label: str) -> PreparedChunk:
+def carried_columns(model: FittedModel, columns: list[str], output: OutputColumns) -> list[str]:
+    """The input columns a prediction carries, in input order."""
+    if output.keep == "none":
+        return []
+    if output.keep == "ids":
+        ids = set(model.schema.id_names)
+        return [c for c in columns if c in ids]
+    features = set(model.schema.feature_names)
+    return [c for c in columns if c not in features]
+
+
+def prepare_chunk(
+    model: FittedModel,
+    chunk: pd.DataFrame,
+    *,
+    label: str,
+    start: int = 0,
+    output: OutputColumns | None = None,
+) -> PreparedChunk:
     """Validate and encode one chunk (everything before the model).
 
+    Args:
+        model: The fitted model.
+        chunk: Rows holding at least the feature columns.
+        label: How to name the input in errors.
+        start: Position in the whole input of the chunk's first row (the ``row`` column counts from it).
+        output: Which columns to carry (default: every non-feature column, and ``row``).
+
     Raises:
-        DataError: A feature column is missing, or a prediction column would overwrite an input column.
+        DataError: A feature column is missing, or the row or a prediction column would overwrite an input column.
     """
+    import numpy as np
+
+    output = output or OutputColumns()
+    if output.row_column in chunk.columns:
+        raise DataError(
+            f"{label}: the input already has a column {output.row_column!r}, the name keel gives each record's "
+            "position; pass --row-column with another name"
+        )
     coerced = coerce_features(chunk, model.schema, label=label)
     valid = coerced.valid
-    features = set(model.schema.feature_names)
-    carried = [c for c in chunk.columns if c not in features]
-    clash = [c for c in prediction_columns(model) if c in carried]
+    carried = carried_columns(model, list(chunk.columns), output)
+    clash = [c for c in prediction_columns(model) if c in carried or c == output.row_column]
     if clash:
         raise DataError(f"{label}: input column(s) {', '.join(clash)} would be overwritten by predictions; rename them")
+    positions = np.arange(start, start + len(chunk), dtype=np.int64)
     kept = chunk.loc[valid, carried].reset_index(drop=True)
+    kept.insert(0, output.row_column, positions[np.asarray(valid)])
     rows = coerced.frame.loc[valid].reset_index(drop=True)
     invalid = chunk.loc[~valid].copy().reset_index(drop=True)
+    invalid.insert(0, output.row_column, positions[~np.asarray(valid)])
     invalid[ERROR_COLUMN] = coerced.errors[~valid]
     matrix = model.transform(rows) if len(rows) else None
     return PreparedChunk(len(chunk), kept, matrix, invalid, unseen_categories(model, chunk))
@@ -129,34 +188,57 @@ def finish_chunk(model: FittedModel, prepared: PreparedChunk) -> pd.DataFrame:
     return kept
 
 
-def score_chunk(model: FittedModel, chunk: pd.DataFrame, *, label: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+def score_chunk(
+    model: FittedModel,
+    chunk: pd.DataFrame,
+    *,
+    label: str,
+    start: int = 0,
+    output: OutputColumns | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Score one chunk.
 
     Args:
         model: The fitted model.
         chunk: Rows holding at least the feature columns.
         label: How to name the input in errors.
+        start: Position in the whole input of the chunk's first row.
+        output: Which columns to carry.
 
     Returns:
-        The scored valid rows (non-feature columns, then predictions) and the invalid rows (all input columns plus
-        ``error``).
+        The scored valid rows (``row``, the carried columns, then predictions) and the invalid rows (``row``, all
+        input columns, then ``error``).
     """
-    prepared = prepare_chunk(model, chunk, label=label)
+    prepared = prepare_chunk(model, chunk, label=label, start=start, output=output)
     return finish_chunk(model, prepared), prepared.invalid
 
 
-def prepared_chunks(model: FittedModel, input_path: Path, *, chunk_rows: int, label: str) -> Iterator[PreparedChunk]:
+def prepared_chunks(
+    model: FittedModel,
+    input_path: Path,
+    *,
+    chunk_rows: int,
+    label: str,
+    fmt: InputFormat | None = None,
+    output: OutputColumns | None = None,
+) -> Iterator[PreparedChunk]:
     """The input's chunks, each read, validated and encoded one chunk ahead in a background thread.
 
     The model scores one chunk while the next is read and encoded: Parquet decoding, pandas and LightGBM release the
     GIL for most of their work, so with a single-threaded booster the second core is no longer idle. At most two
     prepared chunks exist at a time, so memory stays bounded by the chunk size.
     """
-    chunks = iter_table(input_path, chunk_rows=chunk_rows)
+    chunks = (fmt or InputFormat()).chunks(input_path, chunk_rows=chunk_rows)  # predict_file passes the recorded one
+    start = 0
 
     def following() -> PreparedChunk | None:
+        nonlocal start  # only the single reader thread touches it
         chunk = next(chunks, None)
-        return None if chunk is None else prepare_chunk(model, chunk, label=label)
+        if chunk is None:
+            return None
+        prepared = prepare_chunk(model, chunk, label=label, start=start, output=output)
+        start += len(chunk)
+        return prepared
 
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="keel-read") as reader:
         pending = reader.submit(following)
@@ -185,23 +267,38 @@ def predict_file(
     *,
     errors_path: Path | None = None,
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
+    fmt: InputFormat | None = None,
+    output_columns: OutputColumns | None = None,
 ) -> PredictResult:
     """Score a CSV/Parquet file (or a folder of Parquet parts) chunk by chunk.
 
     The output and the errors file are written to temporary files and renamed when complete; the errors file
-    exists only when some rows were invalid.
+    exists only when some rows were invalid. Every row of both carries its position in the input (``row``), so
+    together they hold each input record exactly once.
+
+    Args:
+        handle: The verified version.
+        input_path: The file to score.
+        output_path: The predictions file (.csv or .parquet).
+        errors_path: The file for invalid rows (default: beside the output).
+        chunk_rows: Rows read and scored at a time.
+        fmt: How to read the input (default: as the version's training source was read).
+        output_columns: Which input columns to carry and the row column's name.
 
     Raises:
         DataError: The input is missing, unreadable or lacks feature columns.
     """
     model = handle.loaded.model
+    fmt = fmt or recorded_format(handle.loaded.directory)
     errors_path = errors_path or default_errors_path(output_path)
     result = PredictResult(model=handle.label)
     if input_path.resolve() == output_path.resolve():
         raise DataError(f"{output_path}: the output would overwrite the input; choose another --output")
     label = str(input_path)
     with AtomicTableWriter(output_path) as output, AtomicTableWriter(errors_path) as errors:
-        for prepared in prepared_chunks(model, input_path, chunk_rows=chunk_rows, label=label):
+        for prepared in prepared_chunks(
+            model, input_path, chunk_rows=chunk_rows, label=label, fmt=fmt, output=output_columns
+        ):
             scored = finish_chunk(model, prepared)
             result.rows += prepared.rows
             for name, count in prepared.unseen.items():

@@ -6,13 +6,12 @@ import json
 import math
 import os
 import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from keel.application.models import load_version
+from keel.application.models import default_reference, load_version
 from keel.defaults import (
-    DEFAULT_MODEL,
     DRIFT_THRESHOLD,
     MAX_EXPLAIN_RECORDS,
     MAX_RECORDS,
@@ -31,7 +30,6 @@ if TYPE_CHECKING:
 
     from keel.serving.swap import ModelVersion
 
-DEFAULT_REFERENCE = DEFAULT_MODEL
 MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"
 SETTINGS_ENV = "KEEL_SERVE_SETTINGS"
 """How ``keel serve --workers N`` hands its settings to the worker processes uvicorn starts."""
@@ -161,7 +159,7 @@ class ServeSettings:
     """What ``keel serve`` was asked for.
 
     Attributes:
-        reference: The model reference.
+        reference: The model reference (``None``: the only registered model's champion).
         workspace: The workspace (``None``: ``KEEL_WORKSPACE`` or ``.keel``).
         model_dir: An exported version to serve instead of the registry's.
         host: Interface to bind.
@@ -180,7 +178,7 @@ class ServeSettings:
         log_rotate_seconds: A log file is completed this long after its first row (the most a hard kill loses).
     """
 
-    reference: str = DEFAULT_REFERENCE
+    reference: str | None = None
     workspace: str | None = None
     model_dir: str | None = None
     host: str = SERVE_HOST
@@ -259,7 +257,7 @@ def build_app(settings: ServeSettings) -> FastAPI:
     registry = Registry.open(Path(settings.workspace) if settings.workspace else None)
     if not registry.exists():
         raise RegistryError(f"no registry at {registry.workspace}; run `keel train` first or pass --workspace")
-    primary = RegistrySource(registry, settings.reference)
+    primary = RegistrySource(registry, settings.reference or default_reference(registry))
     shadow = RegistrySource(registry, settings.shadow) if settings.shadow else None
     canary, percent = None, 0.0
     if settings.canary:
@@ -313,7 +311,10 @@ def serve(settings: ServeSettings) -> None:
     import uvicorn
 
     if not settings.model_dir:
-        parse_ref(settings.reference)
+        if settings.reference is None:
+            registry = Registry.open(Path(settings.workspace) if settings.workspace else None)
+            settings = replace(settings, reference=default_reference(registry))
+        parse_ref(settings.reference or "")
     if settings.canary:
         parse_canary(settings.canary)
     app = build_app(settings)

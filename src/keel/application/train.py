@@ -104,12 +104,14 @@ class TrainResult:
         }
 
 
-def train(loaded: LoadedConfig, reporter: Reporter | None = None) -> TrainResult:
+def train(loaded: LoadedConfig, reporter: Reporter | None = None, *, workspace: Path | None = None) -> TrainResult:
     """Run the main job for a validated configuration.
 
     Args:
         loaded: The configuration and where it came from.
         reporter: Receives progress; silent when ``None``.
+        workspace: The registry's workspace for this run (a ``--workspace`` flag): wins over ``KEEL_WORKSPACE`` and
+            ``registry.workspace``.
 
     Returns:
         The registered version, its evaluation and the promotion decision.
@@ -123,7 +125,7 @@ def train(loaded: LoadedConfig, reporter: Reporter | None = None) -> TrainResult
     started = time.perf_counter()
     reporter = TimedReporter(reporter or SilentReporter())
     config = loaded.config
-    registry = Registry.open(tracking_uri=config.registry.tracking_uri, configured=config.registry.workspace)
+    registry = Registry.open(workspace, tracking_uri=config.registry.tracking_uri, configured=config.registry.workspace)
     with engine_for(config.engine, scheduler=config.scheduler, workers=config.dask_workers) as engine:
         prepared = engine.prepare(loaded, reporter)
         # The data is valid: open the store (importing MLflow, creating a new store) while the model fits.

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,6 +30,7 @@ from typing import Any
 from keel.domain.model import FittedModel
 from keel.domain.schema import FeatureSchema
 from keel.errors import IntegrityError
+from keel.io.files import temporary_file_for
 from keel.io.sources import file_sha256 as sha256_file
 
 MANIFEST = "manifest.json"
@@ -94,16 +94,16 @@ class LoadedModel:
 
 
 def write_json(path: Path, data: Any) -> None:
-    """Write JSON atomically (temporary file, then rename)."""
+    """Write JSON atomically (temporary file with the umask's mode, then rename)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    handle, name = temporary_file_for(path)
     try:
         with os.fdopen(handle, "w", encoding="utf-8") as out:
             json.dump(data, out, indent=2, sort_keys=False, default=_json_default, allow_nan=True)
             out.write("\n")
         os.replace(name, path)
     except BaseException:
-        Path(name).unlink(missing_ok=True)
+        name.unlink(missing_ok=True)
         raise
 
 

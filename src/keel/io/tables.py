@@ -9,13 +9,13 @@ from __future__ import annotations
 import contextlib
 import glob
 import os
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from keel.config import CsvOptions
 from keel.errors import DataError
+from keel.io.files import temporary_file_for
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -164,12 +164,57 @@ def _parquet_batches(path: Path, chunk_rows: int | None) -> Iterator[pd.DataFram
             yield batch.to_pandas()
 
 
+def csv_with_header_if_present(path: Path, options: CsvOptions) -> CsvOptions:
+    """``options`` for a headerless format, unless the file's first line holds only known column names.
+
+    A version trained on a headerless file records ``header: false`` and its ``names``; a file scored later may be
+    in that format or carry a header row (written by pandas, a spreadsheet or an earlier ``keel predict``). A first
+    line of distinct fields, at least half of them among ``names`` (extra id columns allowed), is a header, never a
+    record, so it is read as one.
+
+    Raises:
+        DataError: The file cannot be read.
+    """
+    import pandas as pd
+
+    if options.header or not options.names or detect_format(path) != "csv":
+        return options
+    try:
+        first = pd.read_csv(
+            path,
+            header=None,
+            nrows=1,
+            skiprows=options.skip_rows,
+            sep=options.delimiter,
+            dtype=str,
+            keep_default_na=False,
+            skipinitialspace=True,
+        )
+    except pd.errors.EmptyDataError:
+        return options
+    except FileNotFoundError:
+        raise DataError(f"{path}: file not found") from None
+    except (ValueError, OSError, pd.errors.ParserError) as exc:
+        raise DataError(f"{path}: cannot read it as csv: {str(exc).splitlines()[0]}") from None
+    if first.empty:
+        return options
+    fields = [str(value).strip() for value in first.iloc[0].tolist()]
+    known = sum(field in options.names for field in fields)
+    if len(set(fields)) == len(fields) and known and 2 * known >= len(fields):
+        return options.model_copy(update={"header": True, "names": None})
+    return options
+
+
 def _csv_kwargs(options: CsvOptions) -> dict[str, Any]:
+    # Missing means an empty cell or a configured token; pandas' own list ("NA", "n/a", "NULL", "-nan", ...) only
+    # with `default_na`, so a real value spelled like one of them is never silently dropped.
+    na_values = list(options.na_values) if options.default_na else ["", *options.na_values]
     kwargs: dict[str, Any] = {
         "sep": options.delimiter,
         "skiprows": options.skip_rows,
         "skipinitialspace": options.strip_whitespace,
-        "na_values": options.na_values or None,
+        "na_values": na_values or None,
+        "keep_default_na": options.default_na,
         "low_memory": False,
     }
     if not options.header:
@@ -201,9 +246,8 @@ class AtomicTableWriter:
 
     def __enter__(self) -> AtomicTableWriter:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        handle, name = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".part")
+        handle, self._temporary = temporary_file_for(self.path)
         os.close(handle)
-        self._temporary = Path(name)
         return self
 
     def write(self, frame: pd.DataFrame) -> None:
@@ -252,13 +296,13 @@ class AtomicTableWriter:
 
 
 def write_text_atomically(path: Path, text: str) -> None:
-    """Write a text file so that ``path`` is either absent, unchanged or complete."""
+    """Write a text file so that ``path`` is either absent, unchanged or complete (with the umask's mode)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    handle, name = temporary_file_for(path)
     try:
         with os.fdopen(handle, "w", encoding="utf-8") as out:
             out.write(text)
         os.replace(name, path)
     except BaseException:
-        Path(name).unlink(missing_ok=True)
+        name.unlink(missing_ok=True)
         raise
