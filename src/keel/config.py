@@ -179,6 +179,9 @@ class DataConfig(_Model):
             ``tags``; see ``keel.domain.recipes``) or ``module:function`` for a user's own.
         recipe_params: Keyword arguments for the recipe.
         leakage_check: Refuse features that reproduce the target exactly or nearly (on by default).
+        known_in_advance: Columns the user vouches are known before the outcome: no near-leakage warning for them
+            (a feature that alone reaches ROC AUC 0.95 or R² 0.90, or whose value fixes the class for 95 % of rows,
+            is otherwise warned about and its version not promoted automatically).
     """
 
     train: SourceConfig
@@ -194,6 +197,7 @@ class DataConfig(_Model):
     recipe: Annotated[str, Field(pattern=r"^[A-Za-z_][\w.]*(:[A-Za-z_]\w*)?$")] | None = None
     recipe_params: dict[str, Any] = Field(default_factory=dict)
     leakage_check: bool = True
+    known_in_advance: list[str] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _roles_do_not_overlap(self) -> DataConfig:

@@ -67,8 +67,10 @@ def test_dask_scoring_matches_in_process_row_for_row(
     scored = pd.read_parquet(tmp_path / "dask")
     pd.testing.assert_frame_equal(scored, expected)
     assert scored["row_id"].tolist() == [i for i in range(16_281) if i not in (7, 12_000)]
+    assert scored["row"].tolist() == scored["row_id"].tolist()  # positions counted across the three part files
     errors = pd.read_parquet(dask.errors)
     assert errors["row_id"].tolist() == [7, 12_000]
+    assert errors["row"].tolist() == [7, 12_000]
     assert errors["error"].str.contains("hours_per_week").all()
     pd.testing.assert_frame_equal(errors, pd.read_parquet(local.errors))
 

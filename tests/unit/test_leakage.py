@@ -70,3 +70,55 @@ def test_the_message_names_the_columns_and_the_fix() -> None:
     assert "'casual' + 'registered'" in message
     assert "data.ignore: [casual, registered]" in message
     assert "leakage_check: false" in message
+
+
+def _near_leak_table(rows: int = 3000, seed: int = 0) -> pd.DataFrame:
+    """`settled_days` alone reaches ROC AUC about 0.97 (it is recorded after the outcome); `income` is honest."""
+    rng = np.random.default_rng(seed)
+    default = rng.integers(0, 2, rows)
+    return pd.DataFrame(
+        {
+            "income": rng.normal(50, 10, rows) - 3 * default,
+            "settled_days": rng.normal(0, 1, rows) + 2.7 * default,
+            "default": np.where(default == 1, "yes", "no"),
+        }
+    )
+
+
+def near_leaks_in(frame: pd.DataFrame, target: str, known: frozenset[str] = frozenset()) -> list[str]:
+    from keel.domain.leakage import find_near_leaks
+
+    config = DataConfig(train=SourceConfig(path="x.csv"), target=target)
+    schema = infer_schema(frame, config)
+    features = coerce_features(frame, schema).frame
+    found = find_near_leaks(features, encode_target(frame[target], schema), schema, known=known)
+    return [f"{leak.columns[0]}: {leak.reason}" for leak in found]
+
+
+def test_a_feature_that_alone_nearly_separates_the_classes_is_warned_about_not_refused() -> None:
+    frame = _near_leak_table()
+    assert leaks_in(frame, "default") == []  # below the refusal limit
+    warned = near_leaks_in(frame, "default")
+    assert len(warned) == 1
+    assert warned[0].startswith("settled_days: alone it reaches ROC AUC 0.9")
+    assert near_leaks_in(frame, "default", known=frozenset({"settled_days"})) == []
+
+
+def test_a_category_that_fixes_the_class_for_most_rows_is_warned_about() -> None:
+    rng = np.random.default_rng(1)
+    outcome = rng.integers(0, 2, 4000)
+    noisy = np.where(rng.uniform(size=4000) < 0.03, 1 - outcome, outcome)
+    frame = pd.DataFrame(
+        {
+            "status": np.where(noisy == 1, "closed", "open"),
+            "region": rng.choice(["n", "s", "e", "w"], 4000),
+            "churned": np.where(outcome == 1, "yes", "no"),
+        }
+    )
+    assert leaks_in(frame, "churned") == []
+    warned = near_leaks_in(frame, "churned")
+    assert [w.split(":")[0] for w in warned] == ["status"]
+
+
+def test_honest_features_raise_no_warning() -> None:
+    assert near_leaks_in(rentals().drop(columns=["casual", "registered"]), "cnt") == []

@@ -57,3 +57,34 @@ def test_float_codes_in_a_categorical_column_match_their_integer_spelling() -> N
     coerced = coerce_features(pd.DataFrame({"code": [1.0, 2.0, None]}), schema)
     assert coerced.frame["code"].tolist()[:2] == ["1", "2"]
     assert pd.isna(coerced.frame["code"].iloc[2])
+
+
+def test_every_part_is_checked_and_counted_in_one_message(schema) -> None:  # type: ignore[no-untyped-def]
+    from keel.application.prepare import coerce_parts
+
+    good = pd.DataFrame({"age": ["21", "33"], "job": ["a", "b"], "y": ["n", "y"]})
+    train = pd.DataFrame({"age": ["21", "old", "33"], "job": ["a"] * 3, "y": ["n"] * 3})
+    valid = pd.DataFrame({"age": ["n/a", "40"], "job": ["a"] * 2, "y": ["n"] * 2})
+    test = pd.DataFrame({"age": ["x", "y", "50"], "job": ["a"] * 3, "y": ["n"] * 3})
+    with pytest.raises(DataError) as error:
+        coerce_parts(schema, {"training rows": train, "validation rows": valid, "test rows": test})
+    message = str(error.value)
+    assert "training rows: 1 row(s)" in message
+    assert "validation rows: 1 row(s)" in message
+    assert "test rows: 2 row(s)" in message
+    assert "'n/a'" in message  # pandas' NA tokens are values unless csv.default_na says otherwise
+    assert set(coerce_parts(schema, {"training rows": good, "validation rows": None})) == {"training rows"}
+
+
+def test_only_empty_cells_and_configured_tokens_are_missing(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from keel.config import CsvOptions
+    from keel.io.tables import read_table
+
+    (tmp_path / "t.csv").write_text("country,score\nNA,1\n,n/a\n?,NULL\n")
+    plain = read_table(tmp_path / "t.csv", csv=CsvOptions(na_values=["?"]))
+    assert plain["country"].tolist()[0] == "NA"
+    assert plain["country"].isna().tolist() == [False, True, True]
+    assert plain["score"].tolist() == ["1", "n/a", "NULL"]
+    pandas_way = read_table(tmp_path / "t.csv", csv=CsvOptions(default_na=True))
+    assert pandas_way["country"].isna().tolist() == [True, True, False]
+    assert pandas_way["score"].isna().tolist() == [False, True, True]

@@ -396,6 +396,7 @@ def prepare_partitioned(loaded: LoadedConfig, source: ResolvedSource, client: An
         tuning_metric=None,
         rows=rows,
         checks=checked.checks,
+        warnings=checked.warnings,
         remote=_OnWorkers(client, partitions, split.train_counts, plan, summary),
     )
 

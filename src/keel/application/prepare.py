@@ -20,7 +20,7 @@ from keel.application.progress import Reporter
 from keel.config import KeelConfig, LoadedConfig
 from keel.domain.baselines import check_baseline_columns
 from keel.domain.estimators import check_params
-from keel.domain.leakage import find_leaks, leakage_message
+from keel.domain.leakage import find_leaks, find_near_leaks, leakage_message, near_leak_warning
 from keel.domain.metrics import (
     CLASSIFICATION_METRICS,
     REGRESSION_METRICS,
@@ -31,7 +31,13 @@ from keel.domain.metrics import (
 from keel.domain.schema import FeatureSchema, infer_schema, infer_task
 from keel.domain.splits import split_rows
 from keel.domain.training import encode_target
-from keel.domain.validation import coerce_features, raise_for_all_missing, raise_for_invalid_training_rows
+from keel.domain.validation import (
+    Coerced,
+    coerce_features,
+    invalid_rows_message,
+    raise_for_all_missing,
+    raise_for_invalid_training_rows,
+)
 from keel.errors import ConfigError, DataError
 
 if TYPE_CHECKING:
@@ -82,6 +88,7 @@ class Prepared:
         checks: The checks done, in the order they ran (see :data:`CHECKS`).
         remote: The training rows kept on Dask workers (what the Dask engine fits from); ``None`` when
             ``train_x`` holds all of them.
+        warnings: Near-leakage warnings (a version trained with any is registered but not promoted automatically).
     """
 
     data: LoadedData
@@ -97,6 +104,7 @@ class Prepared:
     rows: dict[str, int]
     checks: list[str] = field(default_factory=list)
     remote: Any = None
+    warnings: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -111,6 +119,7 @@ class Checked:
     promotion_metric: str
     tuning_metric: str | None
     checks: list[str]
+    warnings: list[str] = field(default_factory=list)
 
 
 def check_config(config: KeelConfig) -> None:
@@ -210,6 +219,7 @@ def load_and_check(loaded: LoadedConfig, reporter: Reporter, *, purpose: Purpose
         tuning_metric=checked.tuning_metric,
         rows=rows,
         checks=checked.checks,
+        warnings=checked.warnings,
     )
 
 
@@ -243,25 +253,29 @@ def run_checks(
     """
     config = loaded.config
     checks = ["config", "split", "schema"]
+    warnings: list[str] = []
     metric_names, promotion_metric = check_evaluation(loaded, schema, test)
     tuning_metric = check_tuning_metric(loaded, schema) if purpose == "tune" else None
     checks.append("evaluation")
-    train_x, train_y = features_and_target(train, schema, train_label)
+    coerced = coerce_parts(schema, {train_label: train, "validation rows": valid, "test rows": test})
+    train_x, train_y = features_and_target(train, schema, train_label, coerced.get(train_label))
     checks.append("training rows")
     if config.data.leakage_check:
         leaks = find_leaks(train_x, train_y, schema)
         if leaks:
             raise DataError(leakage_message(leaks, schema.target.name))
+        known = set(config.data.known_in_advance)
+        warnings = [near_leak_warning(leak) for leak in find_near_leaks(train_x, train_y, schema, known=known)]
         checks.append("leakage")
     raise_for_all_missing(all_missing(train_x), label="training rows")
     checks.append("all-missing features")
     valid_x, valid_y = (None, None)
     if valid is not None and len(valid):
-        valid_x, valid_y = features_and_target(valid, schema, "validation rows")
+        valid_x, valid_y = features_and_target(valid, schema, "validation rows", coerced.get("validation rows"))
     checks.append("validation rows")
-    features_and_target(test, schema, "test rows")
+    features_and_target(test, schema, "test rows", coerced.get("test rows"))
     checks.append("test rows")
-    return Checked(train_x, train_y, valid_x, valid_y, metric_names, promotion_metric, tuning_metric, checks)
+    return Checked(train_x, train_y, valid_x, valid_y, metric_names, promotion_metric, tuning_metric, checks, warnings)
 
 
 def require_validation_part(valid: pd.DataFrame | None) -> None:
@@ -359,12 +373,39 @@ def split_parts(data: LoadedData, loaded: LoadedConfig) -> Parts:
     return Parts(train=frame.iloc[indices.train].reset_index(drop=True), valid=valid, test=test)
 
 
-def features_and_target(frame: pd.DataFrame, schema: FeatureSchema, label: str) -> tuple[pd.DataFrame, Any]:
-    """Coerced feature columns and the encoded target of labelled rows.
+def coerce_parts(schema: FeatureSchema, parts: dict[str, pd.DataFrame | None]) -> dict[str, Coerced]:
+    """Coerce every part's features, checking them all before refusing any, so one message counts each part.
+
+    Returns:
+        The coerced features per part label (parts without rows are left out).
+
+    Raises:
+        DataError: Some part holds values that cannot be read as their column's type.
+    """
+    messages = []
+    coerced: dict[str, Coerced] = {}
+    for label, frame in parts.items():
+        if frame is None or not len(frame):
+            continue
+        coerced[label] = coerce_features(frame, schema, label=label)
+        message = invalid_rows_message(frame, coerced[label], schema, label=label)
+        if message is not None:
+            messages.append(message)
+    if messages:
+        raise DataError(
+            "\n".join(messages) + "\nFix the data, or declare the column's type in `data.types` (e.g. categorical)."
+        )
+    return coerced
+
+
+def features_and_target(
+    frame: pd.DataFrame, schema: FeatureSchema, label: str, coerced: Coerced | None = None
+) -> tuple[pd.DataFrame, Any]:
+    """Coerced feature columns and the encoded target of labelled rows (``coerced``: already coerced features).
 
     Raises:
         DataError: Some values cannot be read as their column's type (counted, with examples).
     """
-    coerced = coerce_features(frame, schema, label=label)
+    coerced = coerced or coerce_features(frame, schema, label=label)
     raise_for_invalid_training_rows(frame, coerced, schema, label=label)
     return coerced.frame, encode_target(frame[schema.target.name].reset_index(drop=True), schema)

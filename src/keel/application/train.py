@@ -25,7 +25,7 @@ from keel.domain.metrics import (
     evaluate_predictions,
 )
 from keel.domain.model import FittedModel
-from keel.domain.promotion import PromotionDecision, decide_promotion
+from keel.domain.promotion import PromotionDecision, decide_promotion, held_back
 from keel.domain.refs import DEFAULT_ALIAS
 from keel.domain.training import FitReport
 from keel.errors import KeelError
@@ -59,6 +59,7 @@ class TrainResult:
         seconds: Wall time of the whole job.
         notes: Inference and other notes shown to the user.
         steps: Each step's title and wall time, in order.
+        warnings: Near-leakage warnings (the version was then not promoted automatically).
     """
 
     model_name: str
@@ -74,6 +75,7 @@ class TrainResult:
     leaderboard: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     steps: list[tuple[str, float]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON document ``keel train --json`` prints."""
@@ -83,6 +85,7 @@ class TrainResult:
             "run_id": self.run_id,
             "task": self.task,
             "champion": self.promotion.promote,
+            "warnings": self.warnings,
             "promotion": {
                 "metric": self.promotion.metric,
                 "value": self.promotion.new_value,
@@ -158,7 +161,7 @@ def train(loaded: LoadedConfig, reporter: Reporter | None = None, *, workspace: 
         )
     with staging_folder(registry.workspace) as staging:
         with reporter.step("Writing artifacts"):
-            _write_artifacts(staging, model, loaded, data, evaluation, predictions, fit_report, rows)
+            _write_artifacts(staging, model, loaded, data, evaluation, predictions, fit_report, rows, prepared.warnings)
             # Drift reference, global contributions and the HTML report; the manifest is rewritten to hash them.
             write_insights(
                 staging, model=model, train=parts.train, test=parts.test, predictions=predictions,
@@ -168,7 +171,10 @@ def train(loaded: LoadedConfig, reporter: Reporter | None = None, *, workspace: 
             version, run_id, decision = _register(
                 registry, staging, loaded, model, evaluation, fit_report, parts.test, promotion_metric,
                 datasets=_datasets(data, rows),
+                warnings=prepared.warnings,
             )  # fmt: skip
+    for warning in prepared.warnings:
+        reporter.note("warning: " + warning)
     reporter.note(("promoted to champion: " if decision.promote else "not promoted: ") + decision.reason)
     notes = reporter.notes
     return TrainResult(
@@ -185,6 +191,7 @@ def train(loaded: LoadedConfig, reporter: Reporter | None = None, *, workspace: 
         leaderboard=fit_report.leaderboard,
         notes=notes,
         steps=reporter.steps,
+        warnings=list(prepared.warnings),
     )
 
 
@@ -208,6 +215,7 @@ def _write_artifacts(
     predictions: Predictions,
     fit_report: FitReport,
     rows: dict[str, int],
+    warnings: list[str],
 ) -> None:
     config = loaded.config
     artifacts.save_model(directory, model)
@@ -219,6 +227,7 @@ def _write_artifacts(
             "rows": rows,
             "best_iteration": fit_report.best_iteration,
             "leaderboard": fit_report.leaderboard,
+            "warnings": warnings,
         },
     )
     _write_plots(directory / "plots", model, predictions)
@@ -249,6 +258,7 @@ def _write_artifacts(
             "overrides": loaded.overrides,
             "git_commit": git_commit(loaded.base_dir),
             "packages": packages,
+            "warnings": warnings,
         },
     )
 
@@ -292,6 +302,7 @@ def _register(
     promotion_metric: str,
     *,
     datasets: list[DatasetRecord],
+    warnings: list[str],
 ) -> tuple[int, str, PromotionDecision]:
     config = loaded.config
     name = config.model_name
@@ -316,6 +327,8 @@ def _register(
         new_value = evaluation.metrics[promotion_metric]
         with registry.promotion_lock():
             decision = _decide(registry, name, promotion_metric, new_value, config.evaluation.promotion.margin, test)
+            if warnings:
+                decision = held_back(decision, name, version, len(warnings))
             registry.mark_complete(
                 name,
                 version,

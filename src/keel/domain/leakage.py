@@ -32,6 +32,12 @@ CORRELATION_LIMIT = 0.99
 AUC_LIMIT = 0.995
 MAPPING_LIMIT = 0.99
 PAIR_LIMIT = 0.999
+WARN_AUC = 0.95
+"""A numeric feature that alone reaches this ROC AUC on a binary target is a near-leak: warned, never promoted."""
+WARN_R2 = 0.90
+"""A numeric feature whose correlation with a numeric target, squared, reaches this is a near-leak."""
+WARN_MAPPING = 0.95
+"""A feature whose value fixes the class for this share of rows (or explains this share of variance) is a near-leak."""
 PAIR_CANDIDATES = 8
 """Pairs are tried among this many numeric features most correlated with the target."""
 SAMPLE_ROWS = 20_000
@@ -111,6 +117,69 @@ def find_leaks(features: pd.DataFrame, target: np.ndarray, schema: FeatureSchema
     return leaks
 
 
+def find_near_leaks(
+    features: pd.DataFrame, target: np.ndarray, schema: FeatureSchema, *, known: set[str] | frozenset[str] = frozenset()
+) -> list[Leak]:
+    """Features strong enough alone to be suspect, below the refusal limits of :func:`find_leaks`.
+
+    A feature that alone reaches ROC AUC :data:`WARN_AUC`, R² :data:`WARN_R2`, or whose value fixes the class for
+    :data:`WARN_MAPPING` of rows is often known only after the outcome. It is not refused (it may be a genuinely
+    strong, legitimate feature), but the version is not promoted on its own strength.
+
+    Args:
+        features: Coerced feature columns of the training rows.
+        target: Encoded target.
+        schema: The feature schema.
+        known: Columns the user vouches are known in advance (``data.known_in_advance``); never warned about.
+
+    Returns:
+        One warning per suspect column, in schema order.
+    """
+    import numpy as np
+
+    rows = len(features)
+    if rows < 20:
+        return []
+    if rows > SAMPLE_ROWS:
+        keep = np.sort(np.random.default_rng(0).choice(rows, SAMPLE_ROWS, replace=False))
+        features, target = features.iloc[keep].reset_index(drop=True), target[keep]
+    task = schema.target.task
+    y = np.asarray(target, dtype=np.float64)
+    found: list[Leak] = []
+    for column in schema.features:
+        if column.type in ("text", "datetime") or column.name in known:
+            continue
+        values = features[column.name]
+        if column.type in ("numeric", "boolean"):
+            x = values.to_numpy(dtype=np.float64)
+            present = ~np.isnan(x)
+            if present.sum() < 20 or np.nanstd(x) == 0:
+                continue
+            if task == "regression":
+                r2 = float(np.corrcoef(x[present], y[present])[0, 1]) ** 2
+                if r2 >= WARN_R2:
+                    found.append(Leak((column.name,), f"alone it explains R² {r2:.3f} of the target"))
+                    continue
+            elif task == "binary":
+                auc = _auc(x[present], y[present])
+                if max(auc, 1 - auc) >= WARN_AUC:
+                    found.append(Leak((column.name,), f"alone it reaches ROC AUC {max(auc, 1 - auc):.3f}"))
+                    continue
+        mapping = _mapping_strength(values, y, task, limit=WARN_MAPPING)
+        if mapping is not None:
+            found.append(Leak((column.name,), mapping))
+    return found
+
+
+def near_leak_warning(leak: Leak) -> str:
+    """One line naming a suspect feature, why, and how to vouch for it."""
+    column = leak.columns[0]
+    return (
+        f"feature {column!r} may leak the target: {leak.reason}. If it is known before the outcome, list it in "
+        f"`data.known_in_advance` ([{column}]); otherwise add it to `data.ignore`."
+    )
+
+
 def leakage_message(leaks: list[Leak], target: str) -> str:
     """The error shown when leaks are found: which columns, why, and what to do."""
     lines = [f"{' + '.join(repr(c) for c in leak.columns)}: {leak.reason}" for leak in leaks]
@@ -136,7 +205,7 @@ def _auc(x: np.ndarray, y: np.ndarray) -> float:
     return float((ranks[positives].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)) if len(x) else float(np.nan)
 
 
-def _mapping_strength(values: pd.Series, y: np.ndarray, task: str) -> str | None:
+def _mapping_strength(values: pd.Series, y: np.ndarray, task: str, *, limit: float = MAPPING_LIMIT) -> str | None:
     """A reason when the feature's value nearly determines the target, else ``None``."""
     import numpy as np
     import pandas as pd
@@ -153,13 +222,13 @@ def _mapping_strength(values: pd.Series, y: np.ndarray, task: str) -> str | None
             return None
         within = float(frame.groupby("key")["y"].transform("mean").sub(frame["y"]).pow(2).mean())
         explained = 1 - within / total
-        if explained >= MAPPING_LIMIT:
+        if explained >= limit:
             return f"its value determines the target ({explained:.1%} of the target's variance explained)"
         return None
     counts = frame.groupby(["key", "y"]).size()
     purity = float(counts.groupby(level=0).max().sum() / len(frame))
     majority = float(frame["y"].value_counts(normalize=True).max())
-    if purity >= MAPPING_LIMIT and purity - majority >= (1 - majority) / 2:
+    if purity >= limit and purity - majority >= (1 - majority) / 2:
         return f"its value determines the class for {purity:.1%} of rows (the majority class alone: {majority:.1%})"
     return None
 

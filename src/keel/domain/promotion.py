@@ -65,3 +65,23 @@ def decide_promotion(
         new_value,
         champion_value,
     )
+
+
+def held_back(decision: PromotionDecision, name: str, version: int, warnings: int) -> PromotionDecision:
+    """The gate's decision for a version trained with near-leakage warnings: never promoted automatically.
+
+    A feature suspiciously close to the answer makes the test metrics look better than production will be, so the
+    gate cannot be trusted to judge the version; a person promotes it, with a recorded reason, after checking.
+    """
+    from dataclasses import replace
+
+    gate = "the gate alone would have promoted it" if decision.promote else decision.reason
+    return replace(
+        decision,
+        promote=False,
+        reason=(
+            f"held back by {warnings} near-leakage warning(s) ({gate}); check the feature(s), then list them in "
+            f"`data.known_in_advance` and train again, or promote by hand: keel models promote {name} {version} "
+            "--reason '…'"
+        ),
+    )

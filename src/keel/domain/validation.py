@@ -138,11 +138,18 @@ def raise_for_invalid_training_rows(
     Raises:
         DataError: Some rows hold values that cannot be read as their column's type.
     """
+    message = invalid_rows_message(frame, coerced, schema, label=label)
+    if message is not None:
+        raise DataError(message + "\nFix the data, or declare the column's type in `data.types` (e.g. categorical).")
+
+
+def invalid_rows_message(frame: pd.DataFrame, coerced: Coerced, schema: FeatureSchema, *, label: str) -> str | None:
+    """What is unreadable in one table (rows, then per column the count and examples); ``None`` when nothing is."""
     import numpy as np
 
     invalid = ~coerced.valid
     if not invalid.any():
-        return
+        return None
     problems = []
     for column in schema.features:
         if column.type not in ("numeric", "boolean", "datetime"):
@@ -157,11 +164,7 @@ def raise_for_invalid_training_rows(
             problems.append(
                 f"column {column.name!r} ({column.type}): {int(bad.sum()):,} row(s) cannot be read, e.g. {examples}"
             )
-    raise DataError(
-        f"{label}: {int(invalid.sum()):,} row(s) hold values of the wrong type:\n  "
-        + "\n  ".join(problems)
-        + "\nFix the data, or declare the column's type in `data.types` (e.g. categorical)."
-    )
+    return f"{label}: {int(invalid.sum()):,} row(s) hold values of the wrong type:\n  " + "\n  ".join(problems)
 
 
 def _safe_float(raw: pd.Series) -> np.ndarray:

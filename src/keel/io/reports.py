@@ -242,6 +242,7 @@ def model_report(
         "task": schema.target.task,
         "created_at": manifest.get("created_at", "unknown"),
         "promotion": insights.get("promotion"),
+        "leak_warnings": list(manifest.get("warnings") or []),
         "data": {
             "fingerprint": _fingerprint(manifest.get("data_fingerprint")),
             "sources": manifest.get("data_sources", {}),
