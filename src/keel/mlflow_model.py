@@ -68,7 +68,7 @@ class KeelPyfuncModel:
         """
         import pandas as pd
 
-        from keel.application.predict import prediction_columns, score_chunk
+        from keel.application.predict import OutputColumns, prediction_columns, score_chunk
         from keel.errors import DataError
 
         model = self.loaded.model
@@ -77,7 +77,10 @@ class KeelPyfuncModel:
         if absent:
             frame = frame.assign(**dict.fromkeys(absent))
         try:
-            scored, invalid = score_chunk(model, frame, label="model input")
+            # Only the prediction columns are answered: no input column is carried and no `row` added (so an input
+            # column of that name is no clash).
+            columns = OutputColumns(keep="none", row_column=None)
+            scored, invalid = score_chunk(model, frame, label="model input", output=columns)
             if len(invalid):
                 error = next(str(reason) for reason in invalid["error"] if reason)
                 raise DataError(f"model input: {len(invalid):,} row(s) cannot be scored (first problem: {error})")

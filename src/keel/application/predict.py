@@ -34,16 +34,17 @@ class OutputColumns:
         keep: ``all`` (every column that is not a feature, the default), ``ids`` (the configured id columns only)
             or ``none``.
         row_column: Name of the column holding each record's 0-based position in the input (across chunks and
-            Parquet parts), in the predictions and in the errors file alike.
+            Parquet parts), in the predictions and in the errors file alike; ``None`` for none (the MLflow pyfunc
+            answers only the prediction columns).
     """
 
     keep: str = "all"
-    row_column: str = ROW_COLUMN
+    row_column: str | None = ROW_COLUMN
 
     def __post_init__(self) -> None:
         if self.keep not in KEEP_CHOICES:
             raise DataError(f"--keep {self.keep!r}: choose one of {', '.join(KEEP_CHOICES)}")
-        if not self.row_column.strip():
+        if self.row_column is not None and not self.row_column.strip():
             raise DataError("--row-column: give a column name")
 
 
@@ -147,7 +148,7 @@ def prepare_chunk(
     import numpy as np
 
     output = output or OutputColumns()
-    if output.row_column in chunk.columns:
+    if output.row_column is not None and output.row_column in chunk.columns:
         raise DataError(
             f"{label}: the input already has a column {output.row_column!r}, the name keel gives each record's "
             "position; pass --row-column with another name"
@@ -160,10 +161,11 @@ def prepare_chunk(
         raise DataError(f"{label}: input column(s) {', '.join(clash)} would be overwritten by predictions; rename them")
     positions = np.arange(start, start + len(chunk), dtype=np.int64)
     kept = chunk.loc[valid, carried].reset_index(drop=True)
-    kept.insert(0, output.row_column, positions[np.asarray(valid)])
     rows = coerced.frame.loc[valid].reset_index(drop=True)
     invalid = chunk.loc[~valid].copy().reset_index(drop=True)
-    invalid.insert(0, output.row_column, positions[~np.asarray(valid)])
+    if output.row_column is not None:
+        kept.insert(0, output.row_column, positions[np.asarray(valid)])
+        invalid.insert(0, output.row_column, positions[~np.asarray(valid)])
     invalid[ERROR_COLUMN] = coerced.errors[~valid]
     matrix = model.transform(rows) if len(rows) else None
     return PreparedChunk(len(chunk), kept, matrix, invalid, unseen_categories(model, chunk))
