@@ -70,12 +70,9 @@ def find_leaks(features: pd.DataFrame, target: np.ndarray, schema: FeatureSchema
     """
     import numpy as np
 
-    rows = len(features)
-    if rows < 20:
+    if len(features) < 20:
         return []
-    if rows > SAMPLE_ROWS:
-        keep = np.sort(np.random.default_rng(0).choice(rows, SAMPLE_ROWS, replace=False))
-        features, target = features.iloc[keep].reset_index(drop=True), target[keep]
+    features, target = _sample(features, target)
     task = schema.target.task
     y = np.asarray(target, dtype=np.float64)
     leaks: list[Leak] = []
@@ -137,12 +134,9 @@ def find_near_leaks(
     """
     import numpy as np
 
-    rows = len(features)
-    if rows < 20:
+    if len(features) < 20:
         return []
-    if rows > SAMPLE_ROWS:
-        keep = np.sort(np.random.default_rng(0).choice(rows, SAMPLE_ROWS, replace=False))
-        features, target = features.iloc[keep].reset_index(drop=True), target[keep]
+    features, target = _sample(features, target)
     task = schema.target.task
     y = np.asarray(target, dtype=np.float64)
     found: list[Leak] = []
@@ -191,6 +185,17 @@ def leakage_message(leaks: list[Leak], target: str) -> str:
         + f"\nList them in `data.ignore` (data.ignore: [{', '.join(columns)}]); if they truly are known before the "
         "target, set `data.leakage_check: false`."
     )
+
+
+def _sample(features: pd.DataFrame, target: np.ndarray) -> tuple[pd.DataFrame, np.ndarray]:
+    """At most ``SAMPLE_ROWS`` rows, drawn with a fixed seed (the same rows for the refusal and the warning)."""
+    import numpy as np
+
+    rows = len(features)
+    if rows <= SAMPLE_ROWS:
+        return features, target
+    keep = np.sort(np.random.default_rng(0).choice(rows, SAMPLE_ROWS, replace=False))
+    return features.iloc[keep].reset_index(drop=True), target[keep]
 
 
 def _auc(x: np.ndarray, y: np.ndarray) -> float:

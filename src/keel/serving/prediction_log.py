@@ -29,6 +29,7 @@ from typing import Any
 import orjson
 
 from keel.io.prediction_log import PART_PREFIX, PART_SUFFIX, TEMP_PREFIX, TEMP_SUFFIX, arrow_schema
+from keel.io.staging import process_alive
 
 log = logging.getLogger(__name__)
 
@@ -290,7 +291,7 @@ class PredictionLog:
         """Remove files left half-written by a process of this host that no longer runs (killed outright)."""
         for path in self.directory.glob(f"{TEMP_PREFIX}{PART_PREFIX}*-{self._host}-*{PART_SUFFIX}{TEMP_SUFFIX}"):
             pid_text = path.name.removesuffix(PART_SUFFIX + TEMP_SUFFIX).rsplit("-", 2)[-2]
-            if pid_text.isdigit() and not _alive(int(pid_text)):
+            if pid_text.isdigit() and not process_alive(int(pid_text)):
                 with contextlib.suppress(OSError):
                     path.unlink()
 
@@ -346,13 +347,3 @@ def _json(value: Any) -> str:
 
 def _safe(text: str) -> str:
     return "".join(ch if ch.isalnum() else "_" for ch in text)[:40]
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
