@@ -6,20 +6,16 @@ User mistakes raise :class:`~keel.errors.KeelError`: one clear message on stderr
 
 from __future__ import annotations
 
-import contextlib
 import enum
-import json
 import logging
-import math
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, NoReturn, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import typer
 
-from keel import __version__, defaults
+from keel import __version__, defaults, render
 from keel.errors import KeelError
 
 app = typer.Typer(
@@ -85,122 +81,15 @@ class Engine(enum.StrEnum):
     dask = "dask"
 
 
-def _console(stderr: bool = False) -> Any:
-    from rich.console import Console
-
-    return Console(stderr=stderr, highlight=False)
-
-
-def _console_unbounded() -> Any:
-    """A stdout console that never narrows a table to a terminal's width (for piped or redirected output)."""
-    from rich.console import Console
-
-    return Console(highlight=False, width=100_000, no_color=True)
-
-
-def _fail(error: KeelError) -> NoReturn:
-    from rich.markup import escape
-
-    console = _console(stderr=True)
-    # The message is plain text: brackets in it (`data.ignore: [a, b]`) must not be read as markup.
-    console.print(f"[bold red]error:[/] {escape(str(error))}", markup=True, soft_wrap=True)
-    raise typer.Exit(error.exit_code)
-
-
 def _run(action: Callable[[], _T]) -> _T:
     """Run an application call, turning user errors into a message and an exit code."""
     try:
         return action()
     except KeelError as error:
-        _fail(error)
+        render.fail(error)
     except KeyboardInterrupt:
-        _console(stderr=True).print("[yellow]interrupted[/]: nothing half-written was kept")
-        raise typer.Exit(130) from None
+        render.interrupted()
     raise AssertionError("unreachable")  # pragma: no cover
-
-
-def _json_safe(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_json_safe(v) for v in value]
-    return value
-
-
-def _print_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(_json_safe(data), indent=2, allow_nan=False) + "\n")
-
-
-class _RichReporter:
-    """Shows each step with a spinner and its duration, and notes as dim lines (on stderr)."""
-
-    def __init__(self, quiet: bool) -> None:
-        self.quiet = quiet
-        self.notes: list[str] = []
-        self.console = _console(stderr=True)
-
-    @contextlib.contextmanager
-    def step(self, title: str) -> Iterator[None]:
-        started = time.perf_counter()
-        if self.quiet:
-            yield
-            return
-        with self.console.status(f"{title}…"):
-            yield
-        self.console.print(f"[green]✓[/] {title} [dim]({time.perf_counter() - started:.1f}s)[/]")
-
-    def note(self, text: str) -> None:
-        self.notes.append(text)
-        if not self.quiet:
-            self.console.print(f"  [dim]{text}[/]", soft_wrap=True)
-
-
-def _metrics_table(title: str, metrics: dict[str, float], baseline: dict[str, float]) -> Any:
-    from rich.table import Table
-
-    from keel.domain.metrics import GREATER_IS_BETTER
-
-    table = Table(title=title, title_justify="left")
-    table.add_column("metric")
-    table.add_column("model", justify="right")
-    table.add_column("baseline", justify="right")
-    table.add_column("lift", justify="right")
-    for name, value in metrics.items():
-        base = baseline.get(name, math.nan)
-        lift = (value - base) if GREATER_IS_BETTER.get(name, True) else (base - value)
-        table.add_row(name, f"{value:.4f}", f"{base:.4f}", f"{lift:+.4f}")
-    return table
-
-
-def _baselines_table(metrics: dict[str, float], baselines: dict[str, dict[str, float]]) -> Any:
-    """The model beside each named baseline (``evaluation.baselines``), same rows, same metrics."""
-    from rich.table import Table
-
-    table = Table(title="Model vs named baselines (same test rows)", title_justify="left")
-    table.add_column("metric")
-    table.add_column("model", justify="right")
-    for name in baselines:
-        table.add_column(name, justify="right")
-    for metric, value in metrics.items():
-        cells = [f"{baselines[name][metric]:.4f}" if metric in baselines[name] else "n/a" for name in baselines]
-        table.add_row(metric, f"{value:.4f}", *cells)
-    return table
-
-
-def _slices_table(slices: dict[str, dict[str, dict[str, float]]], metric: str) -> Any:
-    from rich.table import Table
-
-    table = Table(title=f"Slices ({metric})", title_justify="left")
-    table.add_column("column")
-    table.add_column("value")
-    table.add_column("rows", justify="right")
-    table.add_column(metric, justify="right")
-    for column, values in slices.items():
-        for value, scores in values.items():
-            table.add_row(column, value, f"{int(scores['rows']):,}", f"{scores.get(metric, math.nan):.4f}")
-    return table
 
 
 def _setup_logging(verbose: bool) -> None:
@@ -255,18 +144,20 @@ def train(
     if time_budget is not None:
         overrides.append(f"model.time_budget={time_budget}")
     loaded = _run(lambda: load_config(files, overrides))
-    reporter = _RichReporter(quiet=quiet or as_json)
+    reporter = render.RichReporter(quiet=quiet or as_json)
     result = _run(lambda: run_train(loaded, reporter, workspace=workspace))
     if as_json:
-        _print_json(result.to_dict())
+        render.print_json(result.to_dict())
         return
-    console = _console()
+    console = render.console()
     evaluation = result.evaluation
-    console.print(_metrics_table(f"Test metrics ({evaluation.rows:,} rows)", evaluation.metrics, evaluation.baseline))
+    console.print(
+        render.metrics_table(f"Test metrics ({evaluation.rows:,} rows)", evaluation.metrics, evaluation.baseline)
+    )
     if evaluation.baselines:
-        console.print(_baselines_table(evaluation.metrics, evaluation.baselines))
+        console.print(render.baselines_table(evaluation.metrics, evaluation.baselines))
     if evaluation.slices and not quiet:
-        console.print(_slices_table(evaluation.slices, result.promotion.metric))
+        console.print(render.slices_table(evaluation.slices, result.promotion.metric))
     status = "[bold green]champion[/]" if result.promotion.promote else "[yellow]not promoted[/]"
     console.print(
         f"Registered [bold]{result.model_name}[/] version [bold]{result.version}[/] → {status}: "
@@ -306,11 +197,13 @@ def evaluate(
     registry = Registry.open(workspace)
     if log is not None or labels is not None:
         if log is None or labels is None or model or data:
-            _fail(KeelError("live evaluation takes --log DIR and --labels FILE (and --on KEY), without --model/--data"))
+            render.fail(
+                KeelError("live evaluation takes --log DIR and --labels FILE (and --on KEY), without --model/--data")
+            )
         _evaluate_log(registry, log, labels, on, as_json)
         return
     if data is None:
-        _fail(KeelError("give --data (a labelled file), or --log and --labels (the prediction log)"))
+        render.fail(KeelError("give --data (a labelled file), or --log and --labels (the prediction log)"))
     from keel.application.evaluate import evaluate_file
     from keel.application.inputs import input_format
     from keel.application.models import load_version
@@ -319,16 +212,18 @@ def evaluate(
     fmt = _run(lambda: input_format(handle.loaded.directory, csv or []))
     evaluation, dropped = _run(lambda: evaluate_file(handle, data, fmt=fmt))
     if as_json:
-        _print_json({"model": handle.label, "data": str(data), "dropped": dropped, **evaluation.to_dict()})
+        render.print_json({"model": handle.label, "data": str(data), "dropped": dropped, **evaluation.to_dict()})
         return
-    console = _console()
+    console = render.console()
     for reason, count in dropped.items():
         console.print(f"[yellow]dropped {count:,} row(s): {reason}[/]")
     console.print(
-        _metrics_table(f"{handle.label} on {data} ({evaluation.rows:,} rows)", evaluation.metrics, evaluation.baseline)
+        render.metrics_table(
+            f"{handle.label} on {data} ({evaluation.rows:,} rows)", evaluation.metrics, evaluation.baseline
+        )
     )
     if evaluation.slices:
-        console.print(_slices_table(evaluation.slices, next(iter(evaluation.metrics))))
+        console.print(render.slices_table(evaluation.slices, next(iter(evaluation.metrics))))
 
 
 def _evaluate_log(registry: Any, log: Path, labels: Path, on: str, as_json: bool) -> None:
@@ -336,9 +231,9 @@ def _evaluate_log(registry: Any, log: Path, labels: Path, on: str, as_json: bool
 
     result = _run(lambda: evaluate_log(registry, log, labels, on))
     if as_json:
-        _print_json(result.to_dict())
+        render.print_json(result.to_dict())
         return
-    console = _console()
+    console = render.console()
     for item in result.versions:
         title = (
             f"{item.model}:{item.version} ({item.role}) on {item.matched:,} labelled of {item.logged:,} logged "
@@ -347,7 +242,7 @@ def _evaluate_log(registry: Any, log: Path, labels: Path, on: str, as_json: bool
         if item.evaluation is None:
             console.print(f"{title}: no metrics", soft_wrap=True)
         else:
-            console.print(_metrics_table(title, item.evaluation.metrics, item.evaluation.baseline))
+            console.print(render.metrics_table(title, item.evaluation.metrics, item.evaluation.baseline))
     if result.unmatched_labels or result.dropped_labels:
         console.print(
             f"[yellow]{result.unmatched_labels:,} label(s) match no logged record; "
@@ -396,7 +291,7 @@ def predict(
     from keel.io.registry import Registry
 
     if engine is Engine.local and (scheduler or workers):
-        _fail(KeelError("--scheduler and --workers apply only with --engine dask"))
+        render.fail(KeelError("--scheduler and --workers apply only with --engine dask"))
     columns = _run(lambda: OutputColumns(keep=keep, row_column=row_column))
     registry = Registry.open(workspace)
     handle = _run(lambda: load_version(registry, model))
@@ -433,9 +328,9 @@ def predict(
             )
         )
     if as_json:
-        _print_json(result.to_dict())
+        render.print_json(result.to_dict())
     else:
-        console = _console()
+        console = render.console()
         console.print(f"{handle.label}: scored {result.predicted:,} of {result.rows:,} rows → {result.output}")
         for name, count in result.unseen.items():
             console.print(f"  [yellow]{name}[/]: {count:,} row(s) with a category not seen in training (scored)")
@@ -510,7 +405,7 @@ def serve(
     from keel.application.serve import serve as run_serve
 
     if reference and model and reference != model:
-        _fail(KeelError(f"two models given ({reference} and --model {model}); give one"))
+        render.fail(KeelError(f"two models given ({reference} and --model {model}); give one"))
     reference = reference or model
     folder = model_dir or (Path(os.environ["KEEL_MODEL_DIR"]) if os.environ.get("KEEL_MODEL_DIR") else None)
     settings = ServeSettings(
@@ -531,7 +426,7 @@ def serve(
         shadow=shadow,
         canary=canary,
     )
-    console = _console(stderr=True)
+    console = render.console(stderr=True)
     where = "this machine only" if host in ("127.0.0.1", "localhost", "::1") else "other hosts too"
     console.print(
         f"serving [bold]{folder or reference or 'the only registered model'}[/] on http://{host}:{port} "
@@ -590,9 +485,9 @@ def tune(
     from keel.config import load_config, split_arguments
 
     if engine is Engine.local and (scheduler or workers):
-        _fail(KeelError("--scheduler and --workers apply only with --engine dask"))
+        render.fail(KeelError("--scheduler and --workers apply only with --engine dask"))
     if engine is Engine.dask and n_jobs > 1:
-        _fail(KeelError("--n-jobs runs threads in this process; with --engine dask trials run one per worker"))
+        render.fail(KeelError("--n-jobs runs threads in this process; with --engine dask trials run one per worker"))
     files, overrides = split_arguments(args or [])
     loaded = _run(lambda: load_config(files, overrides))
     from keel.io.cluster import require_extra
@@ -602,7 +497,7 @@ def tune(
         _run(lambda: require_extra("dask"))
     from keel.application.tune import tune as run_tune
 
-    reporter = _RichReporter(quiet=quiet or as_json)
+    reporter = render.RichReporter(quiet=quiet or as_json)
     result = _run(
         lambda: run_tune(
             loaded,
@@ -619,26 +514,16 @@ def tune(
         )
     )
     if as_json:
-        _print_json(result.to_dict())
+        render.print_json(result.to_dict())
         return
-    from rich.table import Table
-
-    console = _console()
+    console = render.console()
     counts = ", ".join(f"{count} {state.lower()}" for state, count in sorted(result.trials.items()))
     console.print(
         f"Study [bold]{result.study}[/] ({result.storage}): {counts}; best validation {result.metric} "
         f"[bold]{result.best_value:.5f}[/] (trial {result.best_trial}, {result.direction})",
         soft_wrap=True,
     )
-    table = Table(title="Best parameters", title_justify="left")
-    table.add_column("parameter")
-    table.add_column("value", justify="right")
-    table.add_column("importance", justify="right")
-    for name, value in result.best_params.items():
-        shown = f"{value:.6g}" if isinstance(value, float) else str(value)
-        weight = result.importance.get(name)
-        table.add_row(name, shown, "" if weight is None else f"{weight:.2f}")
-    console.print(table)
+    console.print(render.best_params_table(result.best_params, result.importance))
     console.print(f"Wrote {result.config_path}; train it with: [bold]keel train {result.config_path}[/]")
 
 
@@ -662,7 +547,7 @@ def report(
     registry = Registry.open(workspace)
     handle = _run(lambda: load_version(registry, reference))
     path = _run(lambda: write_report(handle, output))
-    _console().print(f"{handle.label}: report written to {path}", soft_wrap=True)
+    render.console().print(f"{handle.label}: report written to {path}", soft_wrap=True)
 
 
 @app.command()
@@ -694,9 +579,11 @@ def monitor(
     from keel.io.registry import Registry
 
     if (data is None) == (log is None):
-        _fail(KeelError("give one of --data FILE (a batch of inputs) or --log DIR (the service's prediction log)"))
+        render.fail(
+            KeelError("give one of --data FILE (a batch of inputs) or --log DIR (the service's prediction log)")
+        )
     if since is not None and log is None:
-        _fail(KeelError("--since applies to --log (the prediction log)"))
+        render.fail(KeelError("--since applies to --log (the prediction log)"))
     registry = Registry.open(workspace)
     handle = _run(lambda: load_version(registry, model))
     if log is not None:
@@ -707,20 +594,12 @@ def monitor(
     _run(lambda: write_monitor_outputs(result, output, output.with_suffix(".json")))
     drift = result.report
     if as_json:
-        _print_json(result.to_dict())
+        render.print_json(result.to_dict())
     else:
-        from rich.table import Table
-
-        table = Table(title=f"{handle.label} on {result.data} ({drift.rows:,} rows; PSI threshold {threshold})")
-        for column in ("feature", "PSI", "status", "missing (train → now)", "unseen"):
-            table.add_column(column, justify="left" if column in ("feature", "status") else "right")
-        outputs = [d for d in (drift.prediction, drift.score) if d is not None]
-        for item in [*outputs, *drift.features]:
-            unseen = "" if item.unseen_current is None else f"{item.unseen_current:.1%}"
-            status = "[bold red]drifting[/]" if item.drifting else "stable"
-            missing = f"{item.missing_reference:.1%} → {item.missing_current:.1%}"
-            table.add_row(item.name, f"{item.psi:.3f}", status, missing, unseen)
-        console = _console()
+        table = render.drift_table(
+            f"{handle.label} on {result.data} ({drift.rows:,} rows; PSI threshold {threshold})", drift
+        )
+        console = render.console()
         console.print(table)
         console.print(f"wrote {result.html} and {result.json}", soft_wrap=True)
     if drift.drifting:
@@ -753,25 +632,11 @@ def explain(
     fmt = _run(lambda: input_format(handle.loaded.directory, csv or []))
     result = _run(lambda: explain_file(handle, input_path, rows=rows, top=top, plots=plots, fmt=fmt))
     if as_json:
-        _print_json(result.to_dict())
+        render.print_json(result.to_dict())
         return
-    from rich.table import Table
-
-    console = _console()
+    console = render.console()
     for item in result.explanations:
-        table = Table(
-            title=f"row {item.row}: predicted {item.prediction} (raw score {item.raw_score:+.3f} = base "
-            f"{item.base_value:+.3f} + contributions, {item.unit})",
-            title_justify="left",
-        )
-        table.add_column("feature")
-        table.add_column("value")
-        table.add_column("contribution", justify="right")
-        for contribution in item.contributions:
-            table.add_row(contribution.feature, str(contribution.value), f"{contribution.contribution:+.4f}")
-        if item.rest:
-            table.add_row("[dim]other features[/]", "", f"{item.rest:+.4f}")
-        console.print(table)
+        console.print(render.explanation_table(item))
         if item.row in result.plots:
             console.print(f"  waterfall: {result.plots[item.row]}", soft_wrap=True)
 
@@ -789,25 +654,12 @@ def models_list(
     registry = Registry.open(workspace)
     versions = _run(lambda: list_versions(registry, name))
     if as_json:
-        _print_json([describe(v) for v in versions])
+        render.print_json([describe(v) for v in versions])
         return
-    from rich.table import Table
-
-    table = Table()
-    for column in ("model", "version", "aliases", "status", "estimator", "test metric", "created"):
-        # Names and numbers are never cut; narrow terminals wrap the free-text columns instead.
-        table.add_column(column, no_wrap=column in ("model", "version", "created"))
-    for info in versions:
-        summary = describe(info)
-        metric = ", ".join(f"{k} {v:.4f}" for k, v in summary["metrics"].items())
-        created = time.strftime("%Y-%m-%d %H:%M", time.localtime(info.created_at / 1000))
-        status = summary["status"] if info.complete else f"[red]{summary['status']}[/]"
-        table.add_row(
-            info.name, str(info.version), ", ".join(info.aliases), status, summary["estimator"] or "", metric, created
-        )
+    table = render.versions_table(versions, [describe(v) for v in versions])
     # Piped or redirected, there is no screen width to fit: lay the table out as wide as its values (a script
     # reading the output must see whole names and metrics, never "…").
-    console = _console() if sys.stdout.isatty() else _console_unbounded()
+    console = render.console() if sys.stdout.isatty() else render.console_unbounded()
     console.print(table if versions else "no registered versions yet; run `keel train`")
 
 
@@ -823,7 +675,7 @@ def models_show(
     registry = Registry.open(workspace)
     handle = _run(lambda: load_version(registry, reference))
     manifest = dict(handle.loaded.manifest)
-    _print_json(
+    render.print_json(
         {**describe(handle.info), "verified": True, "test": handle.loaded.metrics.get("test"), "manifest": manifest}
     )
 
@@ -858,30 +710,32 @@ def models_promote(
     registry = Registry.open(workspace)
     if evidence is not None or labels is not None:
         if evidence is None or labels is None or reason:
-            _fail(KeelError("promotion on evidence takes --evidence DIR and --labels FILE (and --on KEY), no --reason"))
+            render.fail(
+                KeelError("promotion on evidence takes --evidence DIR and --labels FILE (and --on KEY), no --reason")
+            )
         from keel.application.live import promote_from_evidence
 
         outcome = _run(lambda: promote_from_evidence(registry, name, version, evidence, labels, on))
         if as_json:
-            _print_json(outcome.to_dict())
+            render.print_json(outcome.to_dict())
         elif outcome.decision.promote:
-            _console().print(
+            render.console().print(
                 f"{name} version {version} is now [bold green]champion[/]: {outcome.decision.reason}", soft_wrap=True
             )
         else:
-            _console().print(f"[yellow]not promoted[/]: {outcome.decision.reason}", soft_wrap=True)
+            render.console().print(f"[yellow]not promoted[/]: {outcome.decision.reason}", soft_wrap=True)
         if not outcome.decision.promote:
             raise typer.Exit(1)
         return
     if not reason:
-        _fail(KeelError("give --reason (a manual promotion) or --evidence DIR --labels FILE (through the gate)"))
+        render.fail(KeelError("give --reason (a manual promotion) or --evidence DIR --labels FILE (through the gate)"))
     from keel.application.models import promote
 
     info = _run(lambda: promote(registry, name, version, reason))
     if as_json:
-        _print_json({"name": info.name, "version": info.version, "promoted": True, "reason": reason})
+        render.print_json({"name": info.name, "version": info.version, "promoted": True, "reason": reason})
         return
-    _console().print(f"{info.name} version {info.version} is now [bold green]champion[/] ({reason})")
+    render.console().print(f"{info.name} version {info.version} is now [bold green]champion[/] ({reason})")
 
 
 @models_app.command("export")
@@ -901,11 +755,11 @@ def models_export(
     registry = Registry.open(workspace)
     result = _run(lambda: export_version(registry, reference, output))
     if as_json:
-        _print_json({"directory": str(result.directory), **result.metadata})
+        render.print_json({"directory": str(result.directory), **result.metadata})
         return
     meta = result.metadata
     aliases = f" ({', '.join(meta['aliases'])})" if meta["aliases"] else ""
-    _console().print(f"exported {meta['name']}:{meta['version']}{aliases} → {result.directory}", soft_wrap=True)
+    render.console().print(f"exported {meta['name']}:{meta['version']}{aliases} → {result.directory}", soft_wrap=True)
 
 
 @config_app.command("show")
@@ -928,7 +782,7 @@ def config_schema() -> None:
     """Print the configuration's JSON schema (for editors and validation)."""
     from keel.config import KeelConfig
 
-    _print_json(KeelConfig.model_json_schema())
+    render.print_json(KeelConfig.model_json_schema())
 
 
 def main() -> None:

@@ -1,0 +1,210 @@
+"""Everything the ``keel`` command prints: consoles, tables, JSON documents, step progress and error messages.
+
+A CLI-layer module: the commands in :mod:`keel.cli` call the application and hand the result here. Rich is imported
+inside the functions, so importing this module costs nothing to ``keel --help``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import sys
+import time
+from collections.abc import Iterator
+from typing import Any, NoReturn
+
+import typer
+
+from keel.errors import KeelError
+
+
+def console(stderr: bool = False) -> Any:
+    """A console on stdout (or stderr) that does not colour numbers and paths on its own."""
+    from rich.console import Console
+
+    return Console(stderr=stderr, highlight=False)
+
+
+def console_unbounded() -> Any:
+    """A stdout console that never narrows a table to a terminal's width (for piped or redirected output)."""
+    from rich.console import Console
+
+    return Console(highlight=False, width=100_000, no_color=True)
+
+
+def fail(error: KeelError) -> NoReturn:
+    """Print a user error as one line on stderr and exit with its code."""
+    from rich.markup import escape
+
+    # The message is plain text: brackets in it (`data.ignore: [a, b]`) must not be read as markup.
+    console(stderr=True).print(f"[bold red]error:[/] {escape(str(error))}", markup=True, soft_wrap=True)
+    raise typer.Exit(error.exit_code)
+
+
+def interrupted() -> NoReturn:
+    """Say that Ctrl-C stopped the work cleanly, and exit 130."""
+    console(stderr=True).print("[yellow]interrupted[/]: nothing half-written was kept")
+    raise typer.Exit(130) from None
+
+
+def json_safe(value: Any) -> Any:
+    """The value with NaN and infinities as null (strict JSON has no word for them) and keys as strings."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(v) for v in value]
+    return value
+
+
+def print_json(data: Any) -> None:
+    """Print one indented JSON document on stdout."""
+    sys.stdout.write(json.dumps(json_safe(data), indent=2, allow_nan=False) + "\n")
+
+
+class RichReporter:
+    """Shows each step with a spinner and its duration, and notes as dim lines (on stderr)."""
+
+    def __init__(self, quiet: bool) -> None:
+        self.quiet = quiet
+        self.notes: list[str] = []
+        self.console = console(stderr=True)
+
+    @contextlib.contextmanager
+    def step(self, title: str) -> Iterator[None]:
+        """Show a spinner while the step runs, then its title and duration."""
+        started = time.perf_counter()
+        if self.quiet:
+            yield
+            return
+        with self.console.status(f"{title}…"):
+            yield
+        self.console.print(f"[green]✓[/] {title} [dim]({time.perf_counter() - started:.1f}s)[/]")
+
+    def note(self, text: str) -> None:
+        """Keep a note and show it as a dim line."""
+        self.notes.append(text)
+        if not self.quiet:
+            self.console.print(f"  [dim]{text}[/]", soft_wrap=True)
+
+
+def _lift(name: str, value: float, base: float) -> float:
+    from keel.domain.metrics import GREATER_IS_BETTER, improvement
+
+    # A metric keel does not know the direction of reads as greater-is-better.
+    return improvement(name, value, base) if name in GREATER_IS_BETTER else value - base
+
+
+def metrics_table(title: str, metrics: dict[str, float], baseline: dict[str, float]) -> Any:
+    """Each metric of the model beside the naive baseline's, and the lift (positive is better)."""
+    from rich.table import Table
+
+    table = Table(title=title, title_justify="left")
+    table.add_column("metric")
+    table.add_column("model", justify="right")
+    table.add_column("baseline", justify="right")
+    table.add_column("lift", justify="right")
+    for name, value in metrics.items():
+        base = baseline.get(name, math.nan)
+        table.add_row(name, f"{value:.4f}", f"{base:.4f}", f"{_lift(name, value, base):+.4f}")
+    return table
+
+
+def baselines_table(metrics: dict[str, float], baselines: dict[str, dict[str, float]]) -> Any:
+    """The model beside each named baseline (``evaluation.baselines``), same rows, same metrics."""
+    from rich.table import Table
+
+    table = Table(title="Model vs named baselines (same test rows)", title_justify="left")
+    table.add_column("metric")
+    table.add_column("model", justify="right")
+    for name in baselines:
+        table.add_column(name, justify="right")
+    for metric, value in metrics.items():
+        cells = [f"{baselines[name][metric]:.4f}" if metric in baselines[name] else "n/a" for name in baselines]
+        table.add_row(metric, f"{value:.4f}", *cells)
+    return table
+
+
+def slices_table(slices: dict[str, dict[str, dict[str, float]]], metric: str) -> Any:
+    """Rows and one metric per value of each sliced column."""
+    from rich.table import Table
+
+    table = Table(title=f"Slices ({metric})", title_justify="left")
+    table.add_column("column")
+    table.add_column("value")
+    table.add_column("rows", justify="right")
+    table.add_column(metric, justify="right")
+    for column, values in slices.items():
+        for value, scores in values.items():
+            table.add_row(column, value, f"{int(scores['rows']):,}", f"{scores.get(metric, math.nan):.4f}")
+    return table
+
+
+def best_params_table(best_params: dict[str, Any], importance: dict[str, float]) -> Any:
+    """A tuning study's best parameters and their importance."""
+    from rich.table import Table
+
+    table = Table(title="Best parameters", title_justify="left")
+    table.add_column("parameter")
+    table.add_column("value", justify="right")
+    table.add_column("importance", justify="right")
+    for name, value in best_params.items():
+        shown = f"{value:.6g}" if isinstance(value, float) else str(value)
+        weight = importance.get(name)
+        table.add_row(name, shown, "" if weight is None else f"{weight:.2f}")
+    return table
+
+
+def drift_table(title: str, drift: Any) -> Any:
+    """PSI, status and missing share per output and feature of a drift report."""
+    from rich.table import Table
+
+    table = Table(title=title)
+    for column in ("feature", "PSI", "status", "missing (train → now)", "unseen"):
+        table.add_column(column, justify="left" if column in ("feature", "status") else "right")
+    outputs = [d for d in (drift.prediction, drift.score) if d is not None]
+    for item in [*outputs, *drift.features]:
+        unseen = "" if item.unseen_current is None else f"{item.unseen_current:.1%}"
+        status = "[bold red]drifting[/]" if item.drifting else "stable"
+        missing = f"{item.missing_reference:.1%} → {item.missing_current:.1%}"
+        table.add_row(item.name, f"{item.psi:.3f}", status, missing, unseen)
+    return table
+
+
+def explanation_table(item: Any) -> Any:
+    """One row's largest feature contributions."""
+    from rich.table import Table
+
+    table = Table(
+        title=f"row {item.row}: predicted {item.prediction} (raw score {item.raw_score:+.3f} = base "
+        f"{item.base_value:+.3f} + contributions, {item.unit})",
+        title_justify="left",
+    )
+    table.add_column("feature")
+    table.add_column("value")
+    table.add_column("contribution", justify="right")
+    for contribution in item.contributions:
+        table.add_row(contribution.feature, str(contribution.value), f"{contribution.contribution:+.4f}")
+    if item.rest:
+        table.add_row("[dim]other features[/]", "", f"{item.rest:+.4f}")
+    return table
+
+
+def versions_table(versions: list[Any], summaries: list[dict[str, Any]]) -> Any:
+    """Registered versions with aliases, status, estimator, test metrics and creation time."""
+    from rich.table import Table
+
+    table = Table()
+    for column in ("model", "version", "aliases", "status", "estimator", "test metric", "created"):
+        # Names and numbers are never cut; narrow terminals wrap the free-text columns instead.
+        table.add_column(column, no_wrap=column in ("model", "version", "created"))
+    for info, summary in zip(versions, summaries, strict=True):
+        metric = ", ".join(f"{k} {v:.4f}" for k, v in summary["metrics"].items())
+        created = time.strftime("%Y-%m-%d %H:%M", time.localtime(info.created_at / 1000))
+        status = summary["status"] if info.complete else f"[red]{summary['status']}[/]"
+        table.add_row(
+            info.name, str(info.version), ", ".join(info.aliases), status, summary["estimator"] or "", metric, created
+        )
+    return table
