@@ -110,6 +110,8 @@ def test_a_malformed_encoding_with_matching_hashes_is_refused_naming_the_file(
     (folder / artifacts.ENCODING_FILE).write_text(content)
     manifest = json.loads((folder / artifacts.MANIFEST).read_text())
     manifest["files"][artifacts.ENCODING_FILE] = artifacts.sha256_file(folder / artifacts.ENCODING_FILE)
+    # Every hash matches, the manifest's own content hash included: only the encoding's content can be refused.
+    manifest[artifacts.CONTENT_KEY] = artifacts._content_sha256(manifest)
     (folder / artifacts.MANIFEST).write_text(json.dumps(manifest))
     with pytest.raises(IntegrityError) as error:
         artifacts.load_model(folder)
