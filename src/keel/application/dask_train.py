@@ -383,20 +383,11 @@ def prepare_partitioned(loaded: LoadedConfig, source: ResolvedSource, client: An
         sources=split.sources,
         dropped=split.dropped,
     )
-    return Prepared(
+    return checked.prepared(
         data=loaded_data,
         parts=Parts(train=split.sample, valid=split.valid, test=split.test),
         schema=schema,
-        train_x=checked.train_x,
-        train_y=checked.train_y,
-        valid_x=checked.valid_x,
-        valid_y=checked.valid_y,
-        metric_names=checked.metric_names,
-        promotion_metric=checked.promotion_metric,
-        tuning_metric=None,
         rows=rows,
-        checks=checked.checks,
-        warnings=checked.warnings,
         remote=_OnWorkers(client, partitions, split.train_counts, plan, summary),
     )
 

@@ -121,6 +121,27 @@ class Checked:
     checks: list[str]
     warnings: list[str] = field(default_factory=list)
 
+    def prepared(
+        self, *, data: LoadedData, parts: Parts, schema: FeatureSchema, rows: dict[str, int], remote: Any = None
+    ) -> Prepared:
+        """The :class:`Prepared` value these checked columns belong to."""
+        return Prepared(
+            data=data,
+            parts=parts,
+            schema=schema,
+            train_x=self.train_x,
+            train_y=self.train_y,
+            valid_x=self.valid_x,
+            valid_y=self.valid_y,
+            metric_names=self.metric_names,
+            promotion_metric=self.promotion_metric,
+            tuning_metric=self.tuning_metric,
+            rows=rows,
+            checks=self.checks,
+            remote=remote,
+            warnings=self.warnings,
+        )
+
 
 def check_config(config: KeelConfig) -> None:
     """Refuse what the configuration alone shows to be wrong, before any data is read.
@@ -206,21 +227,7 @@ def load_and_check(loaded: LoadedConfig, reporter: Reporter, *, purpose: Purpose
             "test": len(parts.test),
         }
         note_rows(schema, rows, reporter)
-    return Prepared(
-        data=data,
-        parts=parts,
-        schema=schema,
-        train_x=checked.train_x,
-        train_y=checked.train_y,
-        valid_x=checked.valid_x,
-        valid_y=checked.valid_y,
-        metric_names=checked.metric_names,
-        promotion_metric=checked.promotion_metric,
-        tuning_metric=checked.tuning_metric,
-        rows=rows,
-        checks=checked.checks,
-        warnings=checked.warnings,
-    )
+    return checked.prepared(data=data, parts=parts, schema=schema, rows=rows)
 
 
 def run_checks(
