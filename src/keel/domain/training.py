@@ -120,6 +120,8 @@ def fit_model(
     valid_x: pd.DataFrame | None = None,
     valid_y: np.ndarray | None = None,
     callbacks: Sequence[Any] = (),
+    train_weight: np.ndarray | None = None,
+    valid_weight: np.ndarray | None = None,
 ) -> tuple[FittedModel, FitReport]:
     """Fit the feature pipeline and the estimator.
 
@@ -134,6 +136,10 @@ def fit_model(
         valid_y: Encoded validation target.
         callbacks: Extra LightGBM callbacks, called with the validation scores each round (``keel tune`` prunes
             unpromising trials with one); ignored by other estimators.
+        train_weight: Sample weights of the training rows (``data.weight``), passed to the estimator's ``fit`` as
+            ``sample_weight``; ``None`` weighs every row the same.
+        valid_weight: Sample weights of the validation rows: LightGBM's early stopping then scores the validation
+            rows weighted (``eval_sample_weight``).
 
     Returns:
         The fitted model and a report of the fit.
@@ -154,10 +160,14 @@ def fit_model(
             "categorical_feature": categorical or "auto",
             "feature_name": lightgbm_feature_names(names),
         }
+        if train_weight is not None:
+            fit_kwargs["sample_weight"] = train_weight
         if has_valid and (patience or callbacks):
             fit_kwargs["eval_X"] = (preprocessor.transform(valid_x),)
             fit_kwargs["eval_y"] = (valid_y,)
             fit_kwargs["callbacks"] = list(callbacks)
+            if valid_weight is not None:
+                fit_kwargs["eval_sample_weight"] = [valid_weight]
         if has_valid and patience:
             fit_kwargs["callbacks"].append(lightgbm.early_stopping(patience, verbose=False))
         estimator.fit(matrix, train_y, **fit_kwargs)
@@ -168,7 +178,8 @@ def fit_model(
         booster = lightgbm.Booster(model_str=booster.model_to_string(num_iteration=best))
         fitted: Any = booster
     else:
-        estimator.fit(matrix, train_y)
+        # Every estimator keel builds takes sample_weight (domain.estimators.check_weight_support refuses others).
+        estimator.fit(matrix, train_y, **({} if train_weight is None else {"sample_weight": train_weight}))
         fitted = estimator
     report.params = {k: v for k, v in estimator.get_params().items() if _is_plain(v)}
     fitted_model = FittedModel(
