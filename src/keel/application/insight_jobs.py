@@ -289,10 +289,11 @@ def explain_file(
     from keel.domain.validation import coerce_features
 
     model = handle.loaded.model
-    if not model.is_booster:
+    if not model.explainable:
         raise KeelError(
             f"explanations are not available for {handle.label}: its estimator ({model.estimator_name}) has no "
-            "per-feature contribution output; only LightGBM models have one"
+            "per-feature contribution output; only LightGBM models have one (a blend has one only when every "
+            "member is LightGBM with the same objective link)"
         )
     frame = (fmt or recorded_format(handle.loaded.directory)).read(input_path)
     chosen = parse_rows(rows, len(frame))

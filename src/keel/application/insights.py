@@ -51,28 +51,39 @@ def contribution_matrix(model: FittedModel, features: pd.DataFrame) -> np.ndarra
     """LightGBM's per-column contributions for coerced ``features`` as a dense array, or ``None`` for other models.
 
     Sparse inputs (text) give sparse contributions, one matrix per class for a multiclass model; they are densified.
+    A blend's are its members' added with the blend weights (:class:`keel.domain.blend.BlendedModel`).
     """
     import numpy as np
 
-    if not model.is_booster:
+    from keel.domain.blend import BlendedModel
+
+    if not model.explainable:
         return None
+    if isinstance(model, BlendedModel):
+        parts = [contribution_matrix(member, features) for member in model.members]
+        return sum(w * p for w, p in zip(model.weights, parts, strict=True) if p is not None)  # type: ignore[return-value]
     output = model.estimator.predict(model.transform(features), pred_contrib=True)
     if isinstance(output, list):
         return np.hstack([_dense(part) for part in output])
     return _dense(output)
 
 
-LOG_LINK_OBJECTIVES = frozenset({"poisson", "gamma", "tweedie"})
-
-
 def contribution_unit(model: FittedModel) -> str:
     """What the raw score that contributions add up to means for this model."""
     if model.task != "regression":
         return "log-odds"
-    params = getattr(model.estimator, "params", None) or {}
-    if str(params.get("objective", "")) in LOG_LINK_OBJECTIVES:
+    if model.raw_link == "log":
         return "log of the predicted value"
     return "target units"
+
+
+def tree_count(model: FittedModel) -> int:
+    """Trees a contribution call walks (a blend's members' together)."""
+    from keel.domain.blend import BlendedModel
+
+    if isinstance(model, BlendedModel):
+        return sum(tree_count(member) for member in model.members)
+    return int(model.estimator.num_trees()) if model.is_booster else 0
 
 
 def _dense(matrix: Any) -> np.ndarray:
@@ -83,8 +94,11 @@ def _dense(matrix: Any) -> np.ndarray:
 
 def contribution_inputs(model: FittedModel) -> list[str]:
     """Per model input column, the feature column it comes from (see :func:`keel.domain.explain.input_mapping`)."""
+    from keel.domain.blend import BlendedModel
     from keel.domain.explain import input_mapping
 
+    if isinstance(model, BlendedModel):
+        return contribution_inputs(model.members[0])  # explainable blends' members share their input columns
     groups: list[tuple[int, int, list[str]]] = []
     preprocessor = model.preprocessor
     if preprocessor is None and model.encoding is not None:
@@ -156,10 +170,10 @@ def write_insights(
     test_features = coerce_features(test, schema, label="test rows").frame
     # Contributions are densified: with thousands of columns (text) fewer rows keep the matrix small.
     budget = max(100, CONTRIBUTION_CELLS // (len(model.feature_names) + 1))
-    if model.is_booster:
+    if model.explainable:
         # SHAP values cost about rows × trees (× classes, which are trees too): a large multiclass model gets a
         # smaller sample, so the mean stays a good estimate without dominating training time.
-        budget = min(budget, max(CONTRIBUTION_MIN_ROWS, CONTRIBUTION_TREE_ROWS // max(1, model.estimator.num_trees())))
+        budget = min(budget, max(CONTRIBUTION_MIN_ROWS, CONTRIBUTION_TREE_ROWS // max(1, tree_count(model))))
     sample = test_features.sample(n=min(CONTRIBUTION_ROWS, budget, len(test_features)), random_state=seed)
     contributions = global_contributions(model, sample.reset_index(drop=True))
     if contributions:

@@ -18,6 +18,9 @@ if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
 
+LOG_LINK_OBJECTIVES = frozenset({"poisson", "gamma", "tweedie"})
+"""LightGBM objectives whose raw score (and so whose contributions) is the log of the predicted value."""
+
 
 @dataclass
 class FittedModel:
@@ -57,6 +60,17 @@ class FittedModel:
     def is_booster(self) -> bool:
         """Whether the estimator is a bare LightGBM booster."""
         return type(self.estimator).__name__ == "Booster"
+
+    @property
+    def explainable(self) -> bool:
+        """Whether :meth:`contributions` gives per-feature contributions (LightGBM boosters)."""
+        return self.is_booster
+
+    @property
+    def raw_link(self) -> str:
+        """``log`` when the raw score (what contributions add up to) is the log of the prediction, else ``identity``."""
+        params = getattr(self.estimator, "params", None) or {}
+        return "log" if str(params.get("objective", "")) in LOG_LINK_OBJECTIVES else "identity"
 
     @cached_property
     def encoding(self) -> list[EncodedColumn] | None:

@@ -10,6 +10,9 @@ A model directory holds:
   ``ColumnTransformer`` in skops format, loaded with keel's own list of trusted types (:data:`TRUSTED_TYPES`); a
   file naming any other type is refused, so no pickle runs on any load path; a text pipeline's vocabularies and
   idf weights are not in it but in ``vocabularies.npz`` (:mod:`keel.io.vocabularies`);
+- for a blend (:class:`keel.domain.blend.BlendedModel`), instead of the files above: ``members/<i>/``, each
+  member's own files as listed above, and ``blend.json``: each member's folder, candidate name, estimator, input
+  column names and weight (plain JSON, hashed like every other file);
 - ``schema.json``, ``config.yaml``, ``metrics.json``, ``plots/*.png`` and any other files written by training;
 - ``MLmodel`` and its input example and environment files (:mod:`keel.io.mlmodel`), so MLflow opens the
   directory through keel's own loader (:mod:`keel.mlflow_model`);
@@ -43,6 +46,9 @@ SCHEMA_FILE = "schema.json"
 METRICS_FILE = "metrics.json"
 CONFIG_FILE = "config.yaml"
 CONTENT_KEY = "content_sha256"
+BLEND_FILE = "blend.json"
+BLEND_FORMAT = "keel-blend/1"
+MEMBERS_FOLDER = "members"
 
 TRUSTED_TYPES: tuple[str, ...] = (
     # Types outside skops' default trusted set that keel's own pipelines contain. This list is keel's constant:
@@ -126,7 +132,11 @@ def save_model(directory: Path, model: FittedModel) -> list[str]:
     Returns:
         The file names written.
     """
+    from keel.domain.blend import BlendedModel
+
     directory.mkdir(parents=True, exist_ok=True)
+    if isinstance(model, BlendedModel):
+        return _save_blend(directory, model)
     written = []
     encoding = _encoding_data(model) if model.is_booster else None
     if model.is_booster:
@@ -154,6 +164,27 @@ def save_model(directory: Path, model: FittedModel) -> list[str]:
     write_json(directory / SCHEMA_FILE, model.schema.model_dump(mode="json"))
     written.append(SCHEMA_FILE)
     return written
+
+
+def _save_blend(directory: Path, model: Any) -> list[str]:
+    """Each member in ``members/<i>/`` as a model of its own, and ``blend.json`` naming them with their weights."""
+    written, members = [], []
+    for i, (member, weight, label) in enumerate(zip(model.members, model.weights, model.labels, strict=True)):
+        folder = f"{MEMBERS_FOLDER}/{i}"
+        written += [f"{folder}/{name}" for name in save_model(directory / folder, member)]
+        members.append(
+            {
+                "folder": folder,
+                "candidate": label,
+                "estimator": member.estimator_name,
+                "weight": weight,
+                "feature_names": member.feature_names,
+                "categorical_indices": member.categorical_indices,
+            }
+        )
+    write_json(directory / BLEND_FILE, {"format": BLEND_FORMAT, "members": members})
+    write_json(directory / SCHEMA_FILE, model.schema.model_dump(mode="json"))
+    return [*written, BLEND_FILE, SCHEMA_FILE]
 
 
 def _encoding_data(model: FittedModel) -> dict[str, Any] | None:
@@ -260,39 +291,105 @@ def load_model(directory: Path, *, manifest_sha256: str | None = None) -> Loaded
     """
     manifest = verify_directory(directory, manifest_sha256=manifest_sha256)
     schema = FeatureSchema.model_validate_json((directory / SCHEMA_FILE).read_text(encoding="utf-8"))
+    files = set(manifest["files"])
+    model: FittedModel
+    if BLEND_FILE in files:
+        model = _load_blend(directory, files, schema)
+    else:
+        model = _load_fitted(
+            directory,
+            files,
+            schema,
+            estimator_name=str(manifest.get("estimator", "unknown")),
+            feature_names=list(manifest.get("feature_names", [])),
+            categorical_indices=list(manifest.get("categorical_indices", [])),
+        )
+    metrics_path = directory / METRICS_FILE
+    metrics = json.loads(metrics_path.read_text(encoding="utf-8")) if metrics_path.is_file() else {}
+    return LoadedModel(model=model, manifest=manifest, metrics=metrics, directory=directory)
+
+
+def _load_fitted(
+    directory: Path,
+    files: set[str],
+    schema: FeatureSchema,
+    *,
+    estimator_name: str,
+    feature_names: list[str],
+    categorical_indices: list[int],
+    prefix: str = "",
+) -> FittedModel:
+    """One model's files (already verified), from ``directory``; ``files`` are manifest names, under ``prefix``."""
     preprocessor: Any = None
     compiled = None
-    if ENCODING_FILE in manifest["files"]:
+    if prefix + ENCODING_FILE in files:
         compiled = _load_encoding(directory / ENCODING_FILE)
     else:
         from keel.io.vocabularies import VOCABULARY_FILE, restore_vocabularies
 
         preprocessor = _load_skops(directory / PREPROCESSOR_FILE)
-        if VOCABULARY_FILE in manifest["files"]:
+        if prefix + VOCABULARY_FILE in files:
             restore_vocabularies(preprocessor, directory / VOCABULARY_FILE)
-    if (directory / BOOSTER_FILE).is_file() and BOOSTER_FILE in manifest["files"]:
+    if (directory / BOOSTER_FILE).is_file() and prefix + BOOSTER_FILE in files:
         import lightgbm
 
         try:
             estimator: Any = lightgbm.Booster(model_file=str(directory / BOOSTER_FILE))
         except lightgbm.basic.LightGBMError as exc:
             raise IntegrityError(f"{directory / BOOSTER_FILE}: not a LightGBM model file ({exc})") from None
-    elif ESTIMATOR_FILE in manifest["files"]:
+    elif prefix + ESTIMATOR_FILE in files:
         estimator = _load_skops(directory / ESTIMATOR_FILE)
     else:
         raise IntegrityError(f"{directory}: no model file ({BOOSTER_FILE} or {ESTIMATOR_FILE}) in the manifest")
-    metrics_path = directory / METRICS_FILE
-    metrics = json.loads(metrics_path.read_text(encoding="utf-8")) if metrics_path.is_file() else {}
-    model = FittedModel(
+    return FittedModel(
         schema=schema,
         preprocessor=preprocessor,
         estimator=estimator,
-        estimator_name=str(manifest.get("estimator", "unknown")),
-        feature_names=list(manifest.get("feature_names", [])),
-        categorical_indices=list(manifest.get("categorical_indices", [])),
+        estimator_name=estimator_name,
+        feature_names=feature_names,
+        categorical_indices=categorical_indices,
         compiled=compiled,
     )
-    return LoadedModel(model=model, manifest=manifest, metrics=metrics, directory=directory)
+
+
+def _load_blend(directory: Path, files: set[str], schema: FeatureSchema) -> FittedModel:
+    """A blend's members (each from its folder, already verified) and weights, as written by :func:`save_model`."""
+    from keel.domain.blend import BlendedModel
+
+    path = directory / BLEND_FILE
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if data.get("format") != BLEND_FORMAT:
+            raise ValueError(f"expected format {BLEND_FORMAT}")
+        entries = [
+            (str(m["folder"]), str(m["candidate"]), str(m["estimator"]), float(m["weight"]),
+             [str(n) for n in m["feature_names"]], [int(k) for k in m["categorical_indices"]])
+            for m in data["members"]
+        ]  # fmt: skip
+    except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
+        raise IntegrityError(f"{path}: not a keel blend description ({exc})") from None
+    members, weights, labels = [], [], []
+    for folder, label, estimator, weight, names, categorical in entries:
+        member_dir = (directory / folder).resolve()
+        if directory.resolve() not in member_dir.parents:
+            raise IntegrityError(f"{path}: member folder {folder!r} points outside the model directory")
+        members.append(
+            _load_fitted(
+                member_dir,
+                files,
+                schema,
+                estimator_name=estimator,
+                feature_names=names,
+                categorical_indices=categorical,
+                prefix=f"{folder}/",
+            )
+        )
+        weights.append(weight)
+        labels.append(label)
+    try:
+        return BlendedModel.of(members, weights, labels)
+    except ValueError as exc:
+        raise IntegrityError(f"{path}: {exc}") from None
 
 
 def _load_encoding(path: Path) -> Any:

@@ -7,6 +7,10 @@ bit-for-bit the one the training-time pipeline produces, so predictions are iden
 
 Pipelines the compiler does not understand (one-hot encoding, text, dates) fall back to the batch path
 (:func:`~keel.domain.validation.coerce_features` and the fitted pipeline): slower, equally correct.
+
+A blend (:class:`~keel.domain.blend.BlendedModel`) is scored by one predictor per member, each on this same path
+(members with the same compiled encoding share one matrix), and the members' outputs are averaged with the blend
+weights; its contributions are the members' added with the same weights.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from dataclasses import dataclass
 from itertools import repeat
 from typing import TYPE_CHECKING, Any
 
+from keel.domain.blend import BlendedModel, BlendMatrix, sharing
 from keel.domain.model import FittedModel
 
 if TYPE_CHECKING:
@@ -72,8 +77,16 @@ class Predictor:
         self.classes = model.classes
         self.class_keys = [str(c) for c in self.classes]
         self._plan = model.encoding
-        self.compiled = self._plan is not None
-        self._checks = self._make_checks()
+        self._members: list[Predictor] = []
+        self._weights: list[float] = []
+        self._shared: list[int] = []
+        if isinstance(model, BlendedModel):
+            self._members = [Predictor(member, threads=threads) for member in model.members]
+            self._weights = list(model.weights)
+            self._shared = sharing([member.encoding for member in model.members])
+        self.compiled: bool = self._plan is not None or bool(self._members and all(p.compiled for p in self._members))
+        # A blend checks values as its first member does (every member saw the same training rows).
+        self._checks: list[_Check] = self._members[0]._checks if self._members else self._make_checks()
         self._plan_positions = {column.name: j for j, column in enumerate(self._plan)} if self._plan is not None else {}
         self._contribution_names = list(model.feature_names) or (
             [c.name for c in self._plan] if self._plan else list(self.feature_names)
@@ -81,8 +94,8 @@ class Predictor:
 
     @property
     def can_explain(self) -> bool:
-        """Whether per-feature contributions are available (LightGBM models)."""
-        return self.model.is_booster
+        """Whether per-feature contributions are available (LightGBM models, blends of LightGBM models)."""
+        return self.model.explainable
 
     def _make_checks(self) -> list[_Check]:
         known: dict[str, set[Any]] = {}
@@ -110,6 +123,8 @@ class Predictor:
         """
         import numpy as np
 
+        if self._members:
+            return self._blend_matrix(lambda member: member.encode(records, columns))
         plan = self._plan
         if plan is not None and len(records) == 1 and columns is None:
             record = records[0]
@@ -128,6 +143,8 @@ class Predictor:
         """The model's input matrix for ``count`` records given as columns (an absent column is all missing)."""
         import numpy as np
 
+        if self._members:
+            return self._blend_matrix(lambda member: member.encode_columns(columns, count))
         plan = self._plan
         if plan is None:
             return self._encode_with_pipeline(columns, count)
@@ -141,6 +158,13 @@ class Predictor:
             else:
                 matrix[:, j] = list(map(column.codes.get, values, repeat(NAN)))
         return matrix
+
+    def _blend_matrix(self, encode: Callable[[Predictor], Any]) -> BlendMatrix:
+        parts: list[Any] = []
+        for i, member in enumerate(self._members):
+            source = self._shared[i]
+            parts.append(parts[source] if source != i else encode(member))
+        return BlendMatrix(tuple(parts))
 
     def _encode_with_pipeline(self, columns: Mapping[str, Sequence[Any]], count: int) -> Any:
         import pandas as pd
@@ -161,6 +185,8 @@ class Predictor:
         """Class probabilities (classification) or values (regression) for an encoded matrix."""
         import numpy as np
 
+        if self._members:
+            return self._average([p.raw(part) for p, part in zip(self._members, matrix.parts, strict=True)])
         model = self.model
         if model.is_booster:
             # Small requests stay on one thread (no OpenMP start-up per call, the other cores serve other
@@ -173,6 +199,20 @@ class Predictor:
         if self.task == "regression":
             return np.asarray(model.estimator.predict(matrix), dtype=np.float64)
         return np.asarray(model.estimator.predict_proba(matrix))
+
+    def _average(self, outputs: list[np.ndarray]) -> np.ndarray:
+        total = outputs[0] * self._weights[0]
+        for weight, output in zip(self._weights[1:], outputs[1:], strict=True):
+            total += weight * output
+        return total
+
+    def contributions(self, matrix: Any) -> np.ndarray:
+        """LightGBM's contributions for an encoded matrix (a blend's: its members' added with the weights)."""
+        import numpy as np
+
+        if self._members:
+            return self._average([p.contributions(part) for p, part in zip(self._members, matrix.parts, strict=True)])
+        return np.asarray(self.model.estimator.predict(matrix, pred_contrib=True, num_threads=self.threads))
 
     def predict(
         self,
@@ -319,6 +359,8 @@ class Predictor:
         """Rows that may break ``check``: every row, or those the compiled matrix flags."""
         import numpy as np
 
+        if self._members and isinstance(matrix, BlendMatrix):
+            return self._members[0]._flagged_rows(check, matrix.parts[0], count)
         position = self._plan_positions.get(check.name)
         if count < VECTOR_CHECKS_FROM_ROWS or matrix is None or position is None or not isinstance(matrix, np.ndarray):
             return range(count)  # a few records: looking at each is cheaper than numpy's per-call overhead
@@ -341,12 +383,14 @@ class Predictor:
     ) -> list[dict[str, Any]]:
         import numpy as np
 
-        contributions = np.asarray(self.model.estimator.predict(matrix, pred_contrib=True, num_threads=self.threads))
+        contributions = self.contributions(matrix)
         width = len(self._contribution_names) + 1
         if self.task == "multiclass":
             per_class = contributions.reshape(count, len(self.classes), width)
             contributions = per_class[np.arange(count), output.argmax(axis=1)]
         unit = "log-odds" if self.task != "regression" else "target units"
+        if self.task == "regression" and self.model.raw_link == "log":
+            unit = "log of the predicted value"
         names = self._contribution_names
         explanations = []
         for i, row in enumerate(contributions):
