@@ -5,12 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from keel.application.models import load_version
 from keel.application.train import train
 from keel.config import load_config
-from keel.errors import ConfigError
+from keel.errors import ConfigError, KeelError
 from keel.io.registry import Registry
 
 from .conftest import ProjectFactory, synthetic
@@ -60,9 +61,14 @@ def test_the_test_rows_cannot_change_the_chosen_model(make_project: ProjectFacto
                   "target": "label", "id_columns": ["row_id"]},
         )  # fmt: skip
         result = train(load_config([config]))
-        boards.append([(row["candidate"], row["valid_score"], row["chosen"]) for row in result.leaderboard])
+        boards.append(
+            [(row["candidate"], row["valid_score"], row["chosen"], row.get("members")) for row in result.leaderboard]
+        )
         predictions.append(result.evaluation.metrics["roc_auc"])
-    assert boards[0] == boards[1], "validation scores and the choice do not depend on the test rows"
+    assert boards[0] == boards[1], (
+        "validation scores, the blend's weights and the choice do not depend on the test rows"
+    )
+    assert boards[0][-1][0] == "blend", "the blend was tried (weights fitted on the validation part)"
     assert predictions[0] > 0.8 > predictions[1], "the two test parts really differ"
 
 
@@ -85,3 +91,87 @@ def test_tune_refuses_auto_before_reading_data(make_project: ProjectFactory, tmp
     (tmp_path / "auto-tune.csv").unlink()  # the data is not even read
     with pytest.raises(ConfigError, match="picks among several"):
         tune(load_config([config]), trials=1)
+
+
+def _complementary(rows: int, seed: int) -> pd.DataFrame:
+    """A regression target with a smooth linear part (a linear model's strength, trees only approximate it in steps)
+    and an interaction (a tree's strength, a linear model cannot express it): a blend beats either alone."""
+    rng = np.random.default_rng(seed)
+    x1, x2 = rng.normal(size=rows), rng.uniform(0, 10, size=rows)
+    colour = rng.choice(["red", "green", "blue"], size=rows)
+    target = 4 * x1 + 6 * ((colour == "red") & (x2 > 5)) + rng.normal(scale=1.0, size=rows)
+    return pd.DataFrame({"row_id": np.arange(rows), "x1": x1, "x2": x2, "colour": colour, "label": target})
+
+
+@pytest.mark.slow
+def test_a_winning_blend_is_stored_loaded_served_and_scored_like_one_model(
+    make_project: ProjectFactory, module_workspace: Path, tmp_path: Path
+) -> None:
+    from keel.application.dask_predict import predict_dask
+    from keel.application.evaluate import evaluate_file
+    from keel.application.predict import predict_file
+    from keel.domain.blend import BlendedModel
+
+    from .serving_helpers import as_json_records, running_server
+
+    config = make_project(_complementary(1200, seed=5), "auto-blend", model=_AUTO)
+    result = train(load_config([config]))
+    blend = result.leaderboard[-1]
+    assert blend["candidate"] == "blend"
+    assert blend["chosen"]
+    singles = [row["valid_score"] for row in result.leaderboard[:-1] if row["valid_score"] is not None]
+    assert blend["valid_score"] < min(singles), "kept only because it beats every candidate on validation (RMSE)"
+    assert len(blend["members"]) >= 2
+    assert sum(m["weight"] for m in blend["members"]) == pytest.approx(1.0)
+    assert {m["candidate"] for m in blend["members"]} <= {row["candidate"] for row in result.leaderboard}
+
+    handle = load_version(Registry.open(module_workspace), "auto-blend@champion")
+    model = handle.loaded.model
+    assert isinstance(model, BlendedModel)
+    assert model.estimator_name == "blend"
+    assert model.labels == [m["candidate"] for m in blend["members"]]
+    assert "blend" in (handle.loaded.directory / "report.html").read_text(encoding="utf-8")
+
+    fresh = _complementary(300, seed=6)
+    fresh.drop(columns="label").to_parquet(tmp_path / "new.parquet", index=False)
+    predict_file(handle, tmp_path / "new.parquet", tmp_path / "scored.parquet")
+    scored = pd.read_parquet(tmp_path / "scored.parquet")
+    # The weighted average of the members' own predictions, row for row.
+    from keel.domain.validation import coerce_features
+
+    features = coerce_features(fresh, model.schema).frame
+    expected = sum(w * m.predict_value(features) for w, m in zip(model.weights, model.members, strict=True))
+    np.testing.assert_allclose(scored["prediction"], expected, rtol=1e-9)
+    fresh.to_parquet(tmp_path / "labelled.parquet", index=False)
+    evaluation, _ = evaluate_file(handle, tmp_path / "labelled.parquet")
+    assert evaluation.metrics["rmse"] < 1.5
+
+    import mlflow
+
+    # MLflow's loader goes through keel's own (hash-checked, no pickle): the same predictions.
+    pyfunc = mlflow.pyfunc.load_model(str(handle.loaded.directory))
+    np.testing.assert_allclose(pyfunc.predict(fresh.drop(columns="label"))["prediction"], expected, rtol=1e-9)
+    # The ridge joins the blend (the smooth part), and it has no contributions: explanations are refused, saying why.
+    assert "ridge" in model.labels
+    assert not model.explainable
+    from keel.application.insight_jobs import explain_file
+
+    with pytest.raises(KeelError, match="every member is LightGBM"):
+        explain_file(handle, tmp_path / "new.parquet", rows=None, top=5, plots=None)
+
+    dask = predict_dask(handle, tmp_path / "new.parquet", tmp_path / "dask", workers=1)
+    assert dask.predicted == 300
+    np.testing.assert_allclose(pd.read_parquet(tmp_path / "dask")["prediction"], expected, rtol=1e-9)
+
+    records = as_json_records(fresh.head(20), ["x1", "x2", "colour"])
+    with (
+        running_server(module_workspace, tmp_path / "serve.log", "--poll-interval", "0") as server,
+        server.client() as client,
+    ):
+        batch = client.post("/v1/predict", json={"records": records})
+        assert batch.status_code == 200, batch.text
+        single = client.post("/v1/predict", json=records[0])
+        assert single.status_code == 200, single.text
+    values = [p["value"] for p in batch.json()["predictions"]]
+    np.testing.assert_allclose(values, expected[:20], rtol=1e-9)
+    assert single.json()["value"] == pytest.approx(expected[0], rel=1e-9)

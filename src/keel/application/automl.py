@@ -13,7 +13,8 @@ from keel.application.budget import deadline_callback
 from keel.application.progress import Reporter
 from keel.config import KeelConfig
 from keel.domain.automl import DEFAULT_TIME_BUDGET, Entry, best_entry, candidates
-from keel.domain.metrics import Predictions, compute_metrics
+from keel.domain.blend import BLEND, BlendedModel, greedy_selection
+from keel.domain.metrics import GREATER_IS_BETTER, Predictions, compute_metrics
 from keel.domain.model import FittedModel
 from keel.domain.training import FitReport, fit_model
 from keel.errors import ConfigError, DataError
@@ -38,10 +39,13 @@ def fit_auto(
 
     A candidate starts only while the budget (``model.time_budget``) lasts; LightGBM candidates still boosting when
     it runs out stop there with their best round so far. The first candidate always runs, so a tiny budget still
-    gives a model.
+    gives a model. With two or more fitted candidates, a blend of them is built by greedy ensemble selection on the
+    validation rows (:func:`keel.domain.blend.greedy_selection`); it is chosen only when its validation score beats
+    the best single candidate's.
 
     Returns:
-        The chosen model, and its fit report with the leaderboard of every candidate.
+        The chosen model (maybe a :class:`~keel.domain.blend.BlendedModel`), and its fit report with the leaderboard
+        of every candidate (and the blend, when one was tried).
 
     Raises:
         ConfigError: There are no validation rows to rank the candidates on.
@@ -56,6 +60,7 @@ def fit_auto(
     counts = schema.target.task == "regression" and bool(np.all(train_y >= 0) and np.all(np.mod(train_y, 1) == 0))
     entries: list[Entry] = []
     fitted: dict[str, tuple[FittedModel, FitReport]] = {}
+    outputs: dict[str, np.ndarray] = {}
     for candidate in candidates(schema, config.model.params, counts=counts):
         name = candidate.model.estimator
         if entries and time.monotonic() >= deadline:
@@ -68,7 +73,8 @@ def fit_auto(
             schema, config.features, candidate.model, seed=config.split.seed, train_x=train_x, train_y=train_y,
             valid_x=valid_x, valid_y=valid_y, callbacks=callbacks,
         )  # fmt: skip
-        score = validation_score(model, valid_x, valid_y, metric)
+        outputs[candidate.label] = validation_output(model, valid_x)
+        score = output_score(model, outputs[candidate.label], valid_y, metric)
         seconds = time.monotonic() - started
         note = "stopped by the time budget" if name == "lightgbm" and time.monotonic() >= deadline else ""
         entries.append(Entry(candidate.label, name, score, seconds, report.best_iteration, note))
@@ -83,16 +89,77 @@ def fit_auto(
     except ValueError:
         raise DataError(f"validation {metric} is undefined for every candidate (one class only?)") from None
     model, report = fitted[best.label]
-    report.leaderboard = [entry.to_dict() | {"chosen": entry is best} for entry in entries]
-    report.chosen = best.label
-    reporter.note(f"auto: chose {best.label} (best validation {metric} of {len(fitted)} fitted candidates)")
+    board = [entry.to_dict() | {"chosen": entry is best} for entry in entries]
+    blend = _blend(fitted, outputs, valid_y, metric, best, reporter) if len(fitted) > 1 else None
+    if blend is not None:
+        blended, row = blend
+        if row["chosen"]:
+            for line in board:
+                line["chosen"] = False
+            model, report = blended, FitReport(params={"members": row["members"]})
+        board.append(row)
+    report.leaderboard = board
+    report.chosen = BLEND if model.estimator_name == BLEND else best.label
+    reporter.note(
+        f"auto: chose {report.chosen} (best validation {metric} of {len(fitted)} fitted candidates"
+        + (" and their blend)" if blend is not None else ")")
+    )
     return model, report
 
 
-def validation_score(model: FittedModel, valid_x: pd.DataFrame, valid_y: np.ndarray, metric: str) -> float:
-    """``metric`` of ``model`` on the validation rows."""
-    if model.task == "regression":
-        predictions = Predictions(y_true=valid_y, values=model.predict_value(valid_x))
+def _blend(
+    fitted: dict[str, tuple[FittedModel, FitReport]],
+    outputs: dict[str, np.ndarray],
+    valid_y: np.ndarray,
+    metric: str,
+    best: Entry,
+    reporter: Reporter,
+) -> tuple[BlendedModel, dict[str, Any]] | None:
+    """The greedy blend of the fitted candidates and its leaderboard row (``chosen`` when it beats ``best``)."""
+    started = time.monotonic()
+    labels = list(fitted)
+    task = fitted[labels[0]][0].task
+    n_classes = len(fitted[labels[0]][0].classes)
+    greater = GREATER_IS_BETTER.get(metric, True)
+
+    def score(output: np.ndarray) -> float:
+        return _score(task, output, valid_y, metric, n_classes)
+
+    try:
+        weights, blend_score = greedy_selection([outputs[label] for label in labels], score, greater_is_better=greater)
+    except ValueError:
+        return None
+    used = [(label, weight) for label, weight in zip(labels, weights, strict=True) if weight > 0]
+    model = BlendedModel.of([fitted[label][0] for label, _ in used], [w for _, w in used], [lb for lb, _ in used])
+    assert best.score is not None  # noqa: S101 - best_entry returns a fitted entry
+    wins = len(used) > 1 and (blend_score > best.score if greater else blend_score < best.score)
+    seconds = time.monotonic() - started
+    members = [{"candidate": label, "weight": round(weight, 6)} for label, weight in used]
+    row = {
+        "candidate": BLEND, "estimator": BLEND, "valid_score": blend_score, "fit_seconds": round(seconds, 3),
+        "best_iteration": None, "members": members, "chosen": wins,
+        "note": "" if wins else f"not better than {best.label} on validation",
+    }  # fmt: skip
+    reporter.note(
+        f"auto: blend of {', '.join(f'{label} {weight:.2f}' for label, weight in used)}: validation {metric} "
+        f"{blend_score:.5f}" + ("" if wins else f", not better than {best.label}")
+    )
+    return model, row
+
+
+def validation_output(model: FittedModel, valid_x: pd.DataFrame) -> np.ndarray:
+    """Class probabilities (classification) or values (regression) of ``model`` on the validation rows."""
+    return model.predict_value(valid_x) if model.task == "regression" else model.predict_proba(valid_x)
+
+
+def output_score(model: FittedModel, output: np.ndarray, valid_y: np.ndarray, metric: str) -> float:
+    """``metric`` of a model's validation ``output``."""
+    return _score(model.task, output, valid_y, metric, len(model.classes))
+
+
+def _score(task: Any, output: np.ndarray, valid_y: np.ndarray, metric: str, n_classes: int) -> float:
+    if task == "regression":
+        predictions = Predictions(y_true=valid_y, values=output)
     else:
-        predictions = Predictions(y_true=valid_y, proba=model.predict_proba(valid_x))
-    return float(compute_metrics(predictions, model.task, [metric], len(model.classes))[metric])
+        predictions = Predictions(y_true=valid_y, proba=output)
+    return float(compute_metrics(predictions, task, [metric], n_classes)[metric])
