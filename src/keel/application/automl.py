@@ -34,6 +34,8 @@ def fit_auto(
     valid_y: np.ndarray | None,
     metric: str,
     reporter: Reporter,
+    train_weight: np.ndarray | None = None,
+    valid_weight: np.ndarray | None = None,
 ) -> tuple[FittedModel, FitReport]:
     """Fit the candidates for the task in turn and return the one with the best validation ``metric``.
 
@@ -42,6 +44,18 @@ def fit_auto(
     gives a model. With two or more fitted candidates, a blend of them is built by greedy ensemble selection on the
     validation rows (:func:`keel.domain.blend.greedy_selection`); it is chosen only when its validation score beats
     the best single candidate's.
+
+    Args:
+        config: The validated configuration (``model.time_budget``, ``model.params``, ``split.seed``, features).
+        schema: Feature schema of the training rows.
+        train_x: Coerced training feature columns.
+        train_y: Encoded training target.
+        valid_x: Coerced validation feature columns (candidates are ranked and blended on these only).
+        valid_y: Encoded validation target.
+        metric: The selection metric (``tuning.metric``, else the promotion metric).
+        reporter: Receives a note per candidate and for the blend.
+        train_weight: Sample weights of the training rows (``data.weight``), passed to every candidate's fit.
+        valid_weight: Sample weights of the validation rows (LightGBM's early stopping scores them weighted).
 
     Returns:
         The chosen model (maybe a :class:`~keel.domain.blend.BlendedModel`), and its fit report with the leaderboard
@@ -71,7 +85,7 @@ def fit_auto(
         callbacks = [deadline_callback(deadline)] if name == "lightgbm" else []
         model, report = fit_model(
             schema, config.features, candidate.model, seed=config.split.seed, train_x=train_x, train_y=train_y,
-            valid_x=valid_x, valid_y=valid_y, callbacks=callbacks,
+            valid_x=valid_x, valid_y=valid_y, callbacks=callbacks, train_weight=train_weight, valid_weight=valid_weight,
         )  # fmt: skip
         outputs[candidate.label] = validation_output(model, valid_x)
         score = output_score(model, outputs[candidate.label], valid_y, metric)
