@@ -165,7 +165,7 @@ def test_a_winning_blend_is_stored_loaded_served_and_scored_like_one_model(
 
     records = as_json_records(fresh.head(20), ["x1", "x2", "colour"])
     with (
-        running_server(module_workspace, tmp_path / "serve.log", "--poll-interval", "0") as server,
+        running_server(module_workspace, tmp_path / "serve.log", "--model", "auto-blend@champion") as server,
         server.client() as client,
     ):
         batch = client.post("/v1/predict", json={"records": records})

@@ -186,19 +186,33 @@ class Predictor:
         import numpy as np
 
         if self._members:
+            if all(p.model.is_booster for p in self._members):
+                # Boosters' outputs are averaged as LightGBM gives them (one column for binary), then shaped once.
+                outputs = [p._booster_output(part) for p, part in zip(self._members, matrix.parts, strict=True)]
+                return self._shaped(self._average(outputs))
             return self._average([p.raw(part) for p, part in zip(self._members, matrix.parts, strict=True)])
+        if self.model.is_booster:
+            return self._shaped(self._booster_output(matrix))
         model = self.model
-        if model.is_booster:
-            # Small requests stay on one thread (no OpenMP start-up per call, the other cores serve other
-            # requests); a large batch is worth every core.
-            threads = self.threads if matrix.shape[0] < ALL_CORES_FROM_ROWS else 0
-            output = np.asarray(model.estimator.predict(matrix, num_threads=threads))
-            if self.task == "regression":
-                return output.astype(np.float64, copy=False)
-            return np.column_stack([1.0 - output, output]) if output.ndim == 1 else output
         if self.task == "regression":
             return np.asarray(model.estimator.predict(matrix), dtype=np.float64)
         return np.asarray(model.estimator.predict_proba(matrix))
+
+    def _booster_output(self, matrix: Any) -> np.ndarray:
+        import numpy as np
+
+        # Small requests stay on one thread (no OpenMP start-up per call, the other cores serve other requests); a
+        # large batch is worth every core.
+        threads = self.threads if matrix.shape[0] < ALL_CORES_FROM_ROWS else 0
+        return np.asarray(self.model.estimator.predict(matrix, num_threads=threads))
+
+    def _shaped(self, output: np.ndarray) -> np.ndarray:
+        """A booster's output as class probabilities (binary: one column becomes two) or float64 values."""
+        import numpy as np
+
+        if self.task == "regression":
+            return output.astype(np.float64, copy=False)
+        return np.column_stack([1.0 - output, output]) if output.ndim == 1 else output
 
     def _average(self, outputs: list[np.ndarray]) -> np.ndarray:
         total = outputs[0] * self._weights[0]
