@@ -247,3 +247,32 @@ def test_a_malformed_weights_file_is_refused_even_when_its_hash_matches(tmp_path
     artifacts.write_manifest(directory, {"estimator": "blend"})
     with pytest.raises(IntegrityError, match="positive"):
         artifacts.load_model(directory)
+
+
+def test_a_blend_with_a_text_member_loads_its_vocabularies_without_pickle(tmp_path: Path) -> None:
+    rng = np.random.default_rng(2)
+    words = np.array(["great", "terrible", "price", "delivery", "quality", "slow"])
+    text = [" ".join(rng.choice(words, size=6)) for _ in range(300)]
+    x1 = rng.normal(size=300)
+    label = np.where(
+        x1 + np.array(["great" in t for t in text]) - np.array(["terrible" in t for t in text]) > 0, "a", "b"
+    )
+    frame = pd.DataFrame({"x1": x1, "review": text, "label": label})
+    data = DataConfig.model_validate({"train": {"path": "t.csv"}, "target": "label", "types": {"review": "text"}})
+    schema = infer_schema(frame, data)
+    coerced = coerce_features(frame, schema)
+    members = []
+    for estimator, params in [("logistic_regression", {}), ("lightgbm", {"n_estimators": 10, "verbose": -1})]:
+        model, _ = fit_model(
+            schema, FeaturesConfig(), ModelConfig.model_validate({"estimator": estimator, "params": params}), seed=0,
+            train_x=coerced.frame, train_y=encode_target(frame["label"], schema),
+        )  # fmt: skip
+        members.append(model)
+    blend = BlendedModel.of(members, [0.5, 0.5], ["logistic_regression", "lightgbm"])
+    directory = _saved(blend, tmp_path / "version")
+    assert (directory / "members/0/vocabularies.npz").is_file()
+    loaded = artifacts.load_model(directory).model
+    np.testing.assert_allclose(loaded.predict_proba(coerced.frame), blend.predict_proba(coerced.frame))
+    records = _records(frame.head(5), schema.feature_names)
+    served = [r["probabilities"]["a"] for r in Predictor(loaded).predict(records)]
+    np.testing.assert_allclose(served, blend.predict_proba(coerced.frame.head(5))[:, 0], atol=1e-9)
