@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from keel.domain.blend import BlendedModel, BlendMatrix, sharing
 from keel.domain.model import FittedModel
+from keel.serving.single_row import SingleRow, single_row
 
 if TYPE_CHECKING:
     import numpy as np
@@ -91,6 +92,8 @@ class Predictor:
         self._contribution_names = list(model.feature_names) or (
             [c.name for c in self._plan] if self._plan else list(self.feature_names)
         )
+        self._single_row: SingleRow | None = None  # prepared on the first one-row request
+        self._single_row_tried = False
 
     @property
     def can_explain(self) -> bool:
@@ -204,6 +207,9 @@ class Predictor:
         # Small requests stay on one thread (no OpenMP start-up per call, the other cores serve other requests); a
         # large batch is worth every core.
         threads = self.threads if matrix.shape[0] < ALL_CORES_FROM_ROWS else 0
+        single = self._single_row_scorer() if matrix.shape[0] == 1 else None
+        if single is not None:
+            return single.predict(matrix[0])
         return np.asarray(self.model.estimator.predict(matrix, num_threads=threads))
 
     def _shaped(self, output: np.ndarray) -> np.ndarray:
@@ -227,6 +233,13 @@ class Predictor:
         if self._members:
             return self._average([p.contributions(part) for p, part in zip(self._members, matrix.parts, strict=True)])
         return np.asarray(self.model.estimator.predict(matrix, pred_contrib=True, num_threads=self.threads))
+
+    def _single_row_scorer(self) -> SingleRow | None:
+        """LightGBM's prepared single-row prediction for this booster (same answer as ``Booster.predict``)."""
+        if not self._single_row_tried:
+            self._single_row = single_row(self.model.estimator, threads=self.threads)
+            self._single_row_tried = True
+        return self._single_row
 
     def predict(
         self,
