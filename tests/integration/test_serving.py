@@ -302,3 +302,36 @@ def test_prometheus_metrics_parse_and_count_requests(client: httpx.Client, examp
     assert [(s.labels["model"], s.labels["version"], s.value) for s in info] == [("adult-income", "1", 1.0)]
     assert "keel_request_duration_seconds" in families
     assert "keel_records_per_request" in families
+
+
+def test_plain_and_unusual_query_strings_are_answered_alike(client: httpx.Client, example: dict[str, Any]) -> None:
+    # A plain request (no query string, or exactly explain=true/false) is answered by the gateway's lane for
+    # POST /v1/predict; any other query string goes through FastAPI's route. Both must give the same answers.
+    def without_id(document: dict[str, Any]) -> dict[str, Any]:
+        return {key: value for key, value in document.items() if key != "request_id"}
+
+    unseen = {**example, "race": "Martian", "age": 150}
+    for body in (example, unseen, {"records": [example, unseen]}):
+        plain = client.post("/v1/predict", json=body)
+        routed = client.post("/v1/predict?explain=false&extra=1", json=body)
+        assert plain.status_code == routed.status_code == 200
+        assert without_id(plain.json()) == without_id(routed.json())
+        assert plain.headers["content-type"] == routed.headers["content-type"] == "application/json"
+    explained = client.post("/v1/predict?explain=true", json=example).json()
+    assert without_id(explained) == without_id(client.post("/v1/predict?explain=True", json=example).json())
+    assert explained["explanation"]["contributions"]
+    for query in ("", "?explain=false", "?explain=1"):  # refusals: the same status, shape, headers and request id
+        refused = client.post(f"/v1/predict{query}", json={**example, "age": "old"}, headers={"x-request-id": "r-1"})
+        assert refused.status_code == 422
+        assert refused.json()["request_id"] == refused.headers["x-request-id"] == "r-1"
+        assert refused.json()["detail"][0]["field"] == "age"
+        wrong_type = client.post(f"/v1/predict{query}", content=b"{}", headers={"content-type": "text/plain"})
+        assert wrong_type.status_code == 415
+        assert set(wrong_type.json()) == {"error", "detail", "request_id"}
+    families = {family.name: family for family in text_string_to_metric_families(client.get("/metrics").text)}
+    counted = {
+        (s.labels["route"], s.labels["method"], s.labels["status"])
+        for s in families["keel_requests"].samples
+        if s.name.endswith("_total")
+    }
+    assert {("/v1/predict", "POST", "200"), ("/v1/predict", "POST", "422")} <= counted

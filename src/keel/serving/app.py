@@ -145,5 +145,6 @@ def create_app(
     install_error_handlers(app)
     install_openapi(app, service.served_now)
     known = frozenset(getattr(route, "path", "") for route in app.routes)
-    app.add_middleware(Gateway, keys=keys, metrics=metrics, known=known)
+    lanes = {predict.PredictLane.PATH: predict.PredictLane(service)}
+    app.add_middleware(Gateway, keys=keys, metrics=metrics, known=known, lanes=lanes)
     return app

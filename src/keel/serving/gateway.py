@@ -11,8 +11,9 @@ import hmac
 import os
 import re
 import time
-import uuid
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Protocol
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -53,14 +54,42 @@ def api_keys_from_environment() -> list[str]:
     return keys
 
 
+def new_request_id() -> str:
+    """A random version-4 UUID as 32 hex digits, like ``uuid.uuid4().hex`` at a fifth of its cost."""
+    raw = bytearray(os.urandom(16))
+    raw[6] = raw[6] & 0x0F | 0x40  # version 4
+    raw[8] = raw[8] & 0x3F | 0x80  # the RFC 4122 variant
+    return raw.hex()
+
+
+class Lane(Protocol):
+    """A path's plain requests answered without the app's routing (see keel.serving.routes.predict.PredictLane)."""
+
+    def takes(self, scope: Scope) -> bool:
+        """Whether the lane answers this request (otherwise the app does)."""
+        ...
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Answer a request the lane takes."""
+        ...
+
+
 class Gateway:
     """Pure ASGI middleware: request ids, API keys, and request metrics (cheaper than ``BaseHTTPMiddleware``)."""
 
-    def __init__(self, app: ASGIApp, keys: list[bytes], metrics: ServiceMetrics, known: frozenset[str]) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        keys: list[bytes],
+        metrics: ServiceMetrics,
+        known: frozenset[str],
+        lanes: Mapping[str, Lane] | None = None,
+    ) -> None:
         self.app = app
         self.keys = keys
         self.metrics = metrics
         self.known = known
+        self.lanes = dict(lanes or {})
 
     def _authorised(self, scope: Scope) -> bool:
         offered: bytes | None = None
@@ -83,7 +112,7 @@ class Gateway:
             return
         started = time.perf_counter()
         incoming = next((v for k, v in scope["headers"] if k == b"x-request-id"), b"").decode("latin-1")
-        request_id = incoming if _REQUEST_ID.match(incoming) else uuid.uuid4().hex
+        request_id = incoming if _REQUEST_ID.match(incoming) else new_request_id()
         scope[REQUEST_ID_KEY] = request_id
         status = 500
 
@@ -95,13 +124,17 @@ class Gateway:
             await send(message)
 
         path = scope["path"]
+        laned = False
         try:
             if self.keys and path not in OPEN_PATHS and not self._authorised(scope):
                 error = "a valid API key is required: send 'Authorization: Bearer KEY' or 'X-API-Key: KEY'"
                 await error_response(401, error, [], scope)(scope, receive, send_with_id)
+            elif (lane := self.lanes.get(path)) is not None and lane.takes(scope):
+                laned = True
+                await lane(scope, receive, send_with_id)
             else:
                 await self.app(scope, receive, send_with_id)
         finally:
             route = scope.get("route")
-            label = getattr(route, "path", None) or (path if path in self.known else "other")
+            label = path if laned else getattr(route, "path", None) or (path if path in self.known else "other")
             self.metrics.request(label, scope["method"], status, time.perf_counter() - started)

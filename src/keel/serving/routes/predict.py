@@ -8,11 +8,12 @@ from typing import Any, TypeVar
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
+from starlette.types import Receive, Scope, Send
 
 from keel.serving.body import Body, column_length, parse_json, read_body, render, require_json, validated
 from keel.serving.contract import BatchPrediction, ColumnsPrediction, SinglePrediction
 from keel.serving.contract import _kind as body_kind
-from keel.serving.errors import ERROR_RESPONSES, JSON, REQUEST_ID_KEY, ClientError
+from keel.serving.errors import ERROR_RESPONSES, JSON, REQUEST_ID_KEY, ClientError, error_response
 from keel.serving.recipe import RecipeEndpoint, RecipeRequestError
 from keel.serving.routes.deps import Service, ServiceDep
 from keel.serving.swap import ServedModel
@@ -23,6 +24,8 @@ THREADPOOL_EXPLAIN_RECORDS = 8
 """Explained records from which a request is scored in a worker thread (contributions cost ~10× a prediction)."""
 _NO_CONTRIBUTIONS = {"field": "explain", "problem": "this model's estimator has no per-feature contributions"}
 _T = TypeVar("_T")
+_LANE_QUERIES = {b"": False, b"explain=true": True, b"explain=false": False}
+"""The query strings :class:`PredictLane` answers, and the ``explain`` each means."""
 
 router = APIRouter()
 
@@ -40,6 +43,39 @@ async def predict(request: Request, service: ServiceDep, explain: bool = False) 
     batches. Values outside the training data (an unseen category, a number out of the training range) are
     scored and reported in ``warnings``. ``?explain=true`` adds each record's largest feature contributions.
     """
+    return await answer(request, service, explain)
+
+
+class PredictLane:
+    """``POST /v1/predict`` answered straight from the gateway, past FastAPI's routing and dependency solving.
+
+    Those cost more than scoring one record (about 150 µs against 40 µs). The lane takes only requests whose
+    query string is empty or exactly ``explain=true`` / ``explain=false``, runs the route's own :func:`answer`,
+    and answers a :class:`ClientError` as the route's exception handler does; anything else (another query
+    string, another method) goes the usual way, so every odd request keeps FastAPI's exact handling. The route
+    stays declared for the OpenAPI document.
+    """
+
+    PATH = "/v1/predict"
+
+    def __init__(self, service: Service) -> None:
+        self.service = service
+
+    def takes(self, scope: Scope) -> bool:
+        """Whether this request is one the lane answers (the gateway sends the rest to the app)."""
+        return scope["method"] == "POST" and scope["query_string"] in _LANE_QUERIES
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Answer one request the lane :meth:`takes`."""
+        try:
+            response = await answer(Request(scope, receive), self.service, _LANE_QUERIES[scope["query_string"]])
+        except ClientError as error:
+            response = error_response(error.status, error.error, error.detail, scope)
+        await response(scope, receive, send)
+
+
+async def answer(request: Request, service: Service, explain: bool) -> Response:
+    """The answer to ``POST /v1/predict`` (the route and :class:`PredictLane` both answer through it)."""
     require_json(request)
     body = parse_json(await read_body(request, service.max_body_bytes))
     traffic = service.traffic
