@@ -52,17 +52,26 @@ async def read_body(request: Request, limit: int, timeout: float = BODY_TIMEOUT_
 
 async def _read_limited(request: Request, limit: int) -> bytes:
     declared = request.headers.get("content-length")
-    too_large = ClientError(413, f"the body is over the {limit:,}-byte limit; send fewer records per request")
     if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise too_large
+        raise _too_large(limit)
+    # The ASGI messages themselves (what Request.stream() reads, without its async generator per request).
     chunks = []
     size = 0
-    async for chunk in request.stream():
+    while True:
+        message = await request.receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnect
+        chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
-            raise too_large
+            raise _too_large(limit)
         chunks.append(chunk)
-    return b"".join(chunks)
+        if not message.get("more_body", False):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def _too_large(limit: int) -> ClientError:
+    return ClientError(413, f"the body is over the {limit:,}-byte limit; send fewer records per request")
 
 
 @dataclass

@@ -36,12 +36,22 @@ REFERENCE_FILE = "reference.json"
 
 @dataclass(frozen=True)
 class _Chunk:
-    """One request's share of the window: feature columns, predicted labels or values, positive-class scores."""
+    """One request's share of the window: feature columns, predicted labels or values, positive-class scores.
 
-    columns: Mapping[str, Sequence[Any]]
+    A request of records keeps its records and is read as columns only when drift is computed (off the hot path).
+    """
+
+    columns: Mapping[str, Sequence[Any]] | None
     outputs: Sequence[Any]
     scores: Sequence[float] | None
     count: int
+    records: Sequence[Mapping[str, Any]] = ()
+
+    def column(self, name: str) -> Sequence[Any] | None:
+        """The values of feature ``name`` (``None`` when a columnar request did not send it)."""
+        if self.columns is not None:
+            return self.columns.get(name)
+        return [record.get(name) for record in self.records]
 
 
 class DriftMonitor:
@@ -92,14 +102,14 @@ class DriftMonitor:
             results: Their predictions, as returned.
             columns: The records as columns, when the caller has them already.
         """
+        recent: Sequence[Mapping[str, Any]] = ()
         if columns is None or len(records) > self.window:
-            recent = records[-self.window :]
-            columns = {name: [record.get(name) for record in recent] for name in served.predictor.feature_names}
+            columns, recent = None, records[-self.window :]
             results = results[-self.window :]
         keys = served.predictor.class_keys
         outputs = [result["label"] if "label" in result else result.get("value") for result in results]
         scores = [result["probabilities"][keys[1]] for result in results] if len(keys) == 2 else None
-        self._append(served.version, _Chunk(columns, outputs, scores, len(results)), len(records))
+        self._append(served.version, _Chunk(columns, outputs, scores, len(results), recent), len(records))
 
     def observe_columns(
         self, served: ServedModel, columns: Mapping[str, Sequence[Any]], predictions: Mapping[str, Any], count: int
@@ -175,7 +185,7 @@ class DriftMonitor:
                 values.extend([None] * chunk.count if part is None else part)
             return values[start:]
 
-        columns = {name: window_of([chunk.columns.get(name) for chunk in items]) for name in reference.features}
+        columns = {name: window_of([chunk.column(name) for chunk in items]) for name in reference.features}
         predictions = window_of([chunk.outputs for chunk in items]) if items else None
         scores = None
         if items and reference.score is not None:

@@ -69,6 +69,8 @@ class ServiceMetrics:
         )  # fmt: skip
         self._served: dict[str, tuple[str, str, str]] = {}
         self._collectors: list[Any] = []
+        # Label children by their values: prometheus_client's labels() validates and locks on every call.
+        self._children: dict[tuple[Any, ...], Any] = {}
 
     def register(self, collector: Any) -> None:
         """Add a custom collector (e.g. the drift gauges of this process) to what ``render`` reports."""
@@ -93,10 +95,18 @@ class ServiceMetrics:
         self._served[role] = (name, str(version), alias or "")
         self.model_info.labels(name, str(version), alias or "", role).set(1)
 
+    def _child(self, metric: Any, *values: str) -> Any:
+        """``metric.labels(*values)``, looked up once per distinct label values."""
+        key = (id(metric), *values)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*values)
+        return child
+
     def request(self, route: str, method: str, status: int, seconds: float) -> None:
         """Count one answered request."""
-        self.requests.labels(route, method, str(status)).inc()
-        self.latency.labels(route).observe(seconds)
+        self._child(self.requests, route, method, str(status)).inc()
+        self._child(self.latency, route).observe(seconds)
 
     def predicted(self, name: str, version: int, results: Sequence[dict[str, Any]]) -> None:
         """Count predictions by class, records per request and warnings by field, from per-record results."""
@@ -107,12 +117,17 @@ class ServiceMetrics:
     def counted(self, name: str, version: int, count: int, labels: Sequence[Any] | None, warned: Iterable[str]) -> None:
         """Count ``count`` predictions (``labels`` for a classifier, else ``None``) and the fields ``warned`` about."""
         self.records.observe(count)
-        counts = collections.Counter(map(str, labels)) if labels is not None else {"value": count}
         tag = str(version)
-        for label, number in counts.items():
-            self.predictions.labels(name, tag, label).inc(number)
-        for field, number in collections.Counter(warned).items():
-            self.warnings.labels(name, tag, field).inc(number)
+        if labels is not None and len(labels) == 1:  # one record: no counting needed
+            self._child(self.predictions, name, tag, str(labels[0])).inc()
+        else:
+            counts = collections.Counter(map(str, labels)) if labels is not None else {"value": count}
+            for label, number in counts.items():
+                self._child(self.predictions, name, tag, label).inc(number)
+        fields = list(warned)
+        if fields:
+            for field, number in collections.Counter(fields).items():
+                self._child(self.warnings, name, tag, field).inc(number)
 
     def agreement(self, name: str, primary: int, shadow: int, agreed: int, disagreed: int) -> None:
         """Count records on which the shadow version agreed or disagreed with the primary."""
