@@ -154,6 +154,8 @@ def train(
     console.print(
         render.metrics_table(f"Test metrics ({evaluation.rows:,} rows)", evaluation.metrics, evaluation.baseline)
     )
+    if evaluation.weighted_metrics:
+        console.print(render.weighted_metrics_table(evaluation))
     if evaluation.baselines:
         console.print(render.baselines_table(evaluation.metrics, evaluation.baselines))
     if evaluation.slices and not quiet:
@@ -222,6 +224,8 @@ def evaluate(
             f"{handle.label} on {data} ({evaluation.rows:,} rows)", evaluation.metrics, evaluation.baseline
         )
     )
+    if evaluation.weighted_metrics:
+        console.print(render.weighted_metrics_table(evaluation))
     if evaluation.slices:
         console.print(render.slices_table(evaluation.slices, next(iter(evaluation.metrics))))
 

@@ -182,6 +182,9 @@ class DataConfig(_Model):
         known_in_advance: Columns the user vouches are known before the outcome: no near-leakage warning for them
             (a feature that alone reaches ROC AUC 0.95 or R² 0.90, or whose value fixes the class for 95 % of rows,
             is otherwise warned about and its version not promoted automatically).
+        weight: A column of sample weights (a survey or instance weight): never a feature; its numbers (finite, ≥ 0,
+            in every row of every part) weigh each row when fitting, and weighted metrics are reported beside the
+            unweighted ones. Prediction and serving accept the column and ignore it.
     """
 
     train: SourceConfig
@@ -198,6 +201,7 @@ class DataConfig(_Model):
     recipe_params: dict[str, Any] = Field(default_factory=dict)
     leakage_check: bool = True
     known_in_advance: list[str] = Field(default_factory=list)
+    weight: Annotated[str, Field(min_length=1)] | None = None
 
     @model_validator(mode="after")
     def _roles_do_not_overlap(self) -> DataConfig:
@@ -205,6 +209,15 @@ class DataConfig(_Model):
         for role, columns in roles.items():
             if self.target in columns:
                 raise ValueError(f"the target {self.target!r} cannot also be listed in `{role}`")
+        if self.weight is not None:
+            if self.weight == self.target:
+                raise ValueError(f"`weight` {self.weight!r} is the target; name the column of sample weights")
+            for role, columns in {**roles, "known_in_advance": self.known_in_advance}.items():
+                if self.weight in columns:
+                    raise ValueError(
+                        f"the weight column {self.weight!r} cannot also be listed in `{role}`: it weighs rows and is "
+                        "never a feature, an id or an ignored column"
+                    )
         seen: dict[str, str] = {}
         for role, columns in roles.items():
             for column in columns:
@@ -523,6 +536,13 @@ class KeelConfig(_Model):
             raise ValueError(
                 "`model.estimator: auto` picks a model by its validation score; remove `split.valid_size: 0` (a "
                 "validation part is then carved from the training rows) or set `split.valid_start`"
+            )
+        if self.data.weight is not None and self.split.time_column == self.data.weight:
+            raise ValueError(f"`split.time_column` is the weight column {self.data.weight!r}; they must differ")
+        if self.data.weight is not None and self.engine == "dask":
+            raise ValueError(
+                f"`data.weight` ({self.data.weight!r}) is not supported with `engine: dask` yet: Dask training would "
+                "ignore the weights; train with engine: local (the default), or remove data.weight"
             )
         if self.engine == "dask" and self.model.estimator != "lightgbm":
             raise ValueError(

@@ -112,6 +112,12 @@ def metrics_table(title: str, metrics: dict[str, float], baseline: dict[str, flo
     return table
 
 
+def weighted_metrics_table(evaluation: Any) -> Any:
+    """The weighted metrics (``data.weight``) beside the baseline fitted and scored with the same weights."""
+    title = "Weighted test metrics (data.weight; baseline: weighted shares or mean)"
+    return metrics_table(title, evaluation.weighted_metrics, evaluation.weighted_baseline)
+
+
 def baselines_table(metrics: dict[str, float], baselines: dict[str, dict[str, float]]) -> Any:
     """The model beside each named baseline (``evaluation.baselines``), same rows, same metrics."""
     from rich.table import Table

@@ -55,7 +55,8 @@ def fit_auto(
         metric: The selection metric (``tuning.metric``, else the promotion metric).
         reporter: Receives a note per candidate and for the blend.
         train_weight: Sample weights of the training rows (``data.weight``), passed to every candidate's fit.
-        valid_weight: Sample weights of the validation rows (LightGBM's early stopping scores them weighted).
+        valid_weight: Sample weights of the validation rows: LightGBM's early stopping, the candidates' ranking
+            and the blend's selection score them weighted.
 
     Returns:
         The chosen model (maybe a :class:`~keel.domain.blend.BlendedModel`), and its fit report with the leaderboard
@@ -88,7 +89,7 @@ def fit_auto(
             valid_x=valid_x, valid_y=valid_y, callbacks=callbacks, train_weight=train_weight, valid_weight=valid_weight,
         )  # fmt: skip
         outputs[candidate.label] = validation_output(model, valid_x)
-        score = output_score(model, outputs[candidate.label], valid_y, metric)
+        score = output_score(model, outputs[candidate.label], valid_y, metric, weight=valid_weight)
         seconds = time.monotonic() - started
         note = "stopped by the time budget" if name == "lightgbm" and time.monotonic() >= deadline else ""
         entries.append(Entry(candidate.label, name, score, seconds, report.best_iteration, note))
@@ -104,7 +105,7 @@ def fit_auto(
         raise DataError(f"validation {metric} is undefined for every candidate (one class only?)") from None
     model, report = fitted[best.label]
     board = [entry.to_dict() | {"chosen": entry is best} for entry in entries]
-    blend = _blend(fitted, outputs, valid_y, metric, best, reporter) if len(fitted) > 1 else None
+    blend = _blend(fitted, outputs, valid_y, metric, best, reporter, valid_weight) if len(fitted) > 1 else None
     if blend is not None:
         blended, row = blend
         if row["chosen"]:
@@ -128,6 +129,7 @@ def _blend(
     metric: str,
     best: Entry,
     reporter: Reporter,
+    valid_weight: np.ndarray | None = None,
 ) -> tuple[BlendedModel, dict[str, Any]] | None:
     """The greedy blend of the fitted candidates and its leaderboard row (``chosen`` when it beats ``best``)."""
     started = time.monotonic()
@@ -137,7 +139,7 @@ def _blend(
     greater = GREATER_IS_BETTER.get(metric, True)
 
     def score(output: np.ndarray) -> float:
-        return _score(task, output, valid_y, metric, n_classes)
+        return _score(task, output, valid_y, metric, n_classes, valid_weight)
 
     try:
         weights, blend_score = greedy_selection([outputs[label] for label in labels], score, greater_is_better=greater)
@@ -166,14 +168,19 @@ def validation_output(model: FittedModel, valid_x: pd.DataFrame) -> np.ndarray:
     return model.predict_value(valid_x) if model.task == "regression" else model.predict_proba(valid_x)
 
 
-def output_score(model: FittedModel, output: np.ndarray, valid_y: np.ndarray, metric: str) -> float:
-    """``metric`` of a model's validation ``output``."""
-    return _score(model.task, output, valid_y, metric, len(model.classes))
+def output_score(
+    model: FittedModel, output: np.ndarray, valid_y: np.ndarray, metric: str, *, weight: np.ndarray | None = None
+) -> float:
+    """``metric`` of a model's validation ``output`` (weighted by ``weight``, the rows' ``data.weight``, if given)."""
+    return _score(model.task, output, valid_y, metric, len(model.classes), weight)
 
 
-def _score(task: Any, output: np.ndarray, valid_y: np.ndarray, metric: str, n_classes: int) -> float:
+def _score(
+    task: Any, output: np.ndarray, valid_y: np.ndarray, metric: str, n_classes: int, weight: np.ndarray | None = None
+) -> float:
     if task == "regression":
-        predictions = Predictions(y_true=valid_y, values=output)
+        predictions = Predictions(y_true=valid_y, values=output, weight=weight)
     else:
-        predictions = Predictions(y_true=valid_y, proba=output)
-    return float(compute_metrics(predictions, task, [metric], n_classes)[metric])
+        predictions = Predictions(y_true=valid_y, proba=output, weight=weight)
+    scores = compute_metrics(predictions, task, [metric], n_classes, weighted=weight is not None)
+    return float(scores[metric])

@@ -73,6 +73,8 @@ class LocalEngine:
             train_y=prepared.train_y,
             valid_x=prepared.valid_x,
             valid_y=prepared.valid_y,
+            train_weight=prepared.weights.get("train"),
+            valid_weight=prepared.weights.get("valid"),
         )
 
     def run_trials(self, trials: int, run: Callable[[int], object]) -> None:

@@ -10,6 +10,7 @@ from keel.application.models import ModelHandle
 from keel.application.scoring import labelled_predictions
 from keel.domain.metrics import Evaluation, Predictions, default_metrics, evaluate_predictions
 from keel.domain.validation import coerce_features
+from keel.domain.weights import read_weights
 from keel.errors import DataError
 from keel.io import artifacts
 
@@ -28,7 +29,8 @@ def evaluate_file(
 
     The metrics and slices are the ones the version was trained with; the baseline predicts the training data's
     class shares (or mean). Rows without a label, and rows whose values cannot be read as their column's type, are
-    dropped and counted.
+    dropped and counted. A version trained with ``data.weight`` also gets weighted metrics when the file holds that
+    column (every weight must then be a finite number >= 0).
 
     Returns:
         The evaluation and the rows dropped, by reason.
@@ -50,7 +52,11 @@ def evaluate_file(
         frame = frame.loc[readable].reset_index(drop=True)
     if frame.empty:
         raise DataError(f"{data_path}: no labelled, readable rows to evaluate on")
-    predictions = labelled_predictions(model, frame, label=str(data_path))
+    weight_column = model.schema.weight_name
+    weight = None
+    if weight_column is not None and weight_column in frame.columns:
+        weight = read_weights(frame, weight_column, label=str(data_path))
+    predictions = labelled_predictions(model, frame, label=str(data_path), weight=weight)
     return evaluate_labelled(handle, predictions, frame), dropped
 
 
@@ -76,19 +82,28 @@ def evaluate_labelled(handle: ModelHandle, predictions: Predictions, frame: pd.D
         slices=slices,
         max_slice_values=int(settings.get("max_slice_values", 10)),
         min_slice_rows=int(settings.get("min_slice_rows", 30)),
+        weighted_baseline=naive_baseline(handle, predictions.y_true, weighted=True),
     )
 
 
-def naive_baseline(handle: ModelHandle, y_true: np.ndarray) -> Predictions:
-    """The naive baseline on these rows: the training data's class shares, or its mean."""
+def naive_baseline(handle: ModelHandle, y_true: np.ndarray, *, weighted: bool = False) -> Predictions:
+    """The naive baseline on these rows: the training data's class shares, or its mean.
+
+    With ``weighted``, the training data's weighted shares (or mean), for a version trained with ``data.weight``;
+    the unweighted ones when the version recorded none.
+    """
     import numpy as np
 
     model = handle.loaded.model
     target = model.schema.target
     if target.task == "regression":
-        return Predictions(y_true=y_true, values=np.full(len(y_true), float(target.mean or 0.0)))
-    counts = np.asarray(target.class_counts or [1] * len(model.classes), dtype=np.float64)
-    return Predictions(y_true=y_true, proba=np.tile(counts / counts.sum(), (len(y_true), 1)))
+        mean = target.weighted_mean if weighted and target.weighted_mean is not None else target.mean
+        return Predictions(y_true=y_true, values=np.full(len(y_true), float(mean or 0.0)))
+    if weighted and target.weighted_shares is not None:
+        shares = np.asarray(target.weighted_shares, dtype=np.float64)
+    else:
+        shares = np.asarray(target.class_counts or [1] * len(model.classes), dtype=np.float64)
+    return Predictions(y_true=y_true, proba=np.tile(shares / shares.sum(), (len(y_true), 1)))
 
 
 def trained_settings(handle: ModelHandle) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from keel.application.dataset import LoadedData, load_data
 from keel.application.progress import Reporter
 from keel.config import KeelConfig, LoadedConfig
 from keel.domain.baselines import check_baseline_columns
-from keel.domain.estimators import check_params
+from keel.domain.estimators import check_params, check_weight_support
 from keel.domain.leakage import find_leaks, find_near_leaks, leakage_message, near_leak_warning
 from keel.domain.metrics import (
     CLASSIFICATION_METRICS,
@@ -38,6 +38,7 @@ from keel.domain.validation import (
     raise_for_all_missing,
     raise_for_invalid_training_rows,
 )
+from keel.domain.weights import WEIGHT_ADVICE, weight_problem
 from keel.errors import ConfigError, DataError
 
 if TYPE_CHECKING:
@@ -51,6 +52,7 @@ CHECKS = (
     "split",
     "schema",
     "evaluation",
+    "weights",
     "training rows",
     "leakage",
     "all-missing features",
@@ -89,6 +91,8 @@ class Prepared:
         remote: The training rows kept on Dask workers (what the Dask engine fits from); ``None`` when
             ``train_x`` holds all of them.
         warnings: Near-leakage warnings (a version trained with any is registered but not promoted automatically).
+        weights: With ``data.weight``: each part's sample weights (``train``, ``valid``, ``test``; float64 arrays
+            aligned with ``parts``), checked; empty without it.
     """
 
     data: LoadedData
@@ -105,6 +109,7 @@ class Prepared:
     checks: list[str] = field(default_factory=list)
     remote: Any = None
     warnings: list[str] = field(default_factory=list)
+    weights: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -120,6 +125,7 @@ class Checked:
     tuning_metric: str | None
     checks: list[str]
     warnings: list[str] = field(default_factory=list)
+    weights: dict[str, Any] = field(default_factory=dict)
 
     def prepared(
         self, *, data: LoadedData, parts: Parts, schema: FeatureSchema, rows: dict[str, int], remote: Any = None
@@ -140,6 +146,7 @@ class Checked:
             checks=self.checks,
             remote=remote,
             warnings=self.warnings,
+            weights=self.weights,
         )
 
 
@@ -156,6 +163,11 @@ def check_config(config: KeelConfig) -> None:
     """
     task = None if config.data.task == "auto" else config.data.task
     check_params(config.model.estimator, task, config.model.params)
+    if config.data.weight is not None:
+        from keel.domain.automl import CANDIDATE_ESTIMATORS
+
+        fitted = CANDIDATE_ESTIMATORS if config.model.estimator == "auto" else (config.model.estimator,)
+        check_weight_support(fitted, task, config.data.weight)
     named = {
         "evaluation": [*config.evaluation.metrics] + [m for m in [config.evaluation.promotion.metric] if m is not None],
         "tuning.metric": [m for m in [config.tuning.metric] if m is not None],
@@ -264,6 +276,11 @@ def run_checks(
     metric_names, promotion_metric = check_evaluation(loaded, schema, test)
     tuning_metric = check_tuning_metric(loaded, schema) if purpose == "tune" else None
     checks.append("evaluation")
+    weights = check_weights(
+        loaded, {"train": (train_label, train), "valid": ("validation rows", valid), "test": ("test rows", test)}
+    )
+    if config.data.weight is not None:
+        checks.append("weights")
     coerced = coerce_parts(schema, {train_label: train, "validation rows": valid, "test rows": test})
     train_x, train_y = features_and_target(train, schema, train_label, coerced.get(train_label))
     checks.append("training rows")
@@ -282,7 +299,50 @@ def run_checks(
     checks.append("validation rows")
     features_and_target(test, schema, "test rows", coerced.get("test rows"))
     checks.append("test rows")
-    return Checked(train_x, train_y, valid_x, valid_y, metric_names, promotion_metric, tuning_metric, checks, warnings)
+    return Checked(
+        train_x, train_y, valid_x, valid_y, metric_names, promotion_metric, tuning_metric, checks, warnings, weights
+    )
+
+
+def check_weights(loaded: LoadedConfig, parts: dict[str, tuple[str, pd.DataFrame | None]]) -> dict[str, Any]:
+    """Every part's sample weights (``data.weight``), all parts checked before any is refused.
+
+    Args:
+        loaded: The configuration.
+        parts: Part key (``train``, ``valid``, ``test``) → its label in messages and its rows (``None``: no part).
+
+    Returns:
+        Part key → float64 weights (parts without rows are left out); empty without ``data.weight``.
+
+    Raises:
+        DataError: A part lacks the column, or some row's weight is not a finite number >= 0 (counted per part,
+            naming the file).
+    """
+    import numpy as np
+    import pandas as pd
+
+    data = loaded.config.data
+    if data.weight is None:
+        return {}
+    files = {
+        "train": data.train,
+        "valid": data.train,
+        "test": data.test if loaded.config.split.strategy == "explicit" else data.train,
+    }
+    problems, weights = [], {}
+    for key, (label, frame) in parts.items():
+        if frame is None or not len(frame):
+            continue
+        source = files[key]
+        where = f"{label} (from {source.path or source.url})" if source is not None else label
+        problem = weight_problem(frame, data.weight, label=where)
+        if problem is not None:
+            problems.append(problem)
+        else:
+            weights[key] = pd.to_numeric(frame[data.weight]).to_numpy(dtype=np.float64)
+    if problems:
+        raise DataError("\n".join(problems) + WEIGHT_ADVICE)
+    return weights
 
 
 def require_validation_part(valid: pd.DataFrame | None) -> None:

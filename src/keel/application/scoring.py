@@ -11,11 +11,14 @@ from keel.domain.validation import coerce_features
 from keel.errors import DataError
 
 if TYPE_CHECKING:
+    import numpy as np
     import pandas as pd
 
 
-def labelled_predictions(model: FittedModel, frame: pd.DataFrame, *, label: str) -> Predictions:
-    """Predict every row of a labelled table.
+def labelled_predictions(
+    model: FittedModel, frame: pd.DataFrame, *, label: str, weight: np.ndarray | None = None
+) -> Predictions:
+    """Predict every row of a labelled table (``weight``: the rows' sample weights, carried for weighted metrics).
 
     Raises:
         DataError: The target is missing, a row cannot be read, or a label was never seen in training.
@@ -30,5 +33,5 @@ def labelled_predictions(model: FittedModel, frame: pd.DataFrame, *, label: str)
         raise DataError(f"{label}: {bad:,} row(s) cannot be read (first problem: {first})")
     y = encode_target(frame[target].reset_index(drop=True), model.schema)
     if model.task == "regression":
-        return Predictions(y_true=y, values=model.predict_value(coerced.frame))
-    return Predictions(y_true=y, proba=model.predict_proba(coerced.frame))
+        return Predictions(y_true=y, values=model.predict_value(coerced.frame), weight=weight)
+    return Predictions(y_true=y, proba=model.predict_proba(coerced.frame), weight=weight)

@@ -18,6 +18,7 @@ from keel.application.scoring import labelled_predictions
 from keel.config import KeelConfig, LoadedConfig
 from keel.domain.baselines import evaluate_baselines
 from keel.domain.metrics import (
+    WEIGHTED_PREFIX,
     Evaluation,
     Predictions,
     baseline_predictions,
@@ -28,6 +29,7 @@ from keel.domain.model import FittedModel
 from keel.domain.promotion import PromotionDecision, decide_promotion, held_back
 from keel.domain.refs import DEFAULT_ALIAS
 from keel.domain.training import FitReport
+from keel.domain.weights import read_weights
 from keel.errors import KeelError
 from keel.io import artifacts, mlmodel, plots
 from keel.io.provenance import git_commit, package_versions
@@ -101,6 +103,8 @@ class TrainResult:
             "test_rows": self.evaluation.rows,
             "metrics": self.evaluation.metrics,
             "baseline": self.evaluation.baseline,
+            "weighted_metrics": self.evaluation.weighted_metrics,
+            "weighted_baseline": self.evaluation.weighted_baseline,
             "per_class": self.evaluation.per_class,
             "slices": self.evaluation.slices,
             "baselines": self.evaluation.baselines,
@@ -142,9 +146,11 @@ def train(loaded: LoadedConfig, reporter: Reporter | None = None, *, workspace: 
                 model, fit_report = _fit_auto(loaded, prepared, reporter)
             else:
                 model, fit_report = engine.fit(loaded, prepared)
+    weights = prepared.weights
     with reporter.step("Evaluating on the test data"):
-        predictions = labelled_predictions(model, parts.test, label="test rows")
-        baseline = baseline_predictions(predictions.y_true, train_y, task, len(schema.target.classes or []))
+        predictions = labelled_predictions(model, parts.test, label="test rows", weight=weights.get("test"))
+        n_classes = len(schema.target.classes or [])
+        baseline = baseline_predictions(predictions.y_true, train_y, task, n_classes)
         evaluation = evaluate_predictions(
             predictions,
             baseline,
@@ -155,6 +161,9 @@ def train(loaded: LoadedConfig, reporter: Reporter | None = None, *, workspace: 
             slices=config.evaluation.slices,
             max_slice_values=config.evaluation.max_slice_values,
             min_slice_rows=config.evaluation.min_slice_rows,
+            weighted_baseline=None
+            if "train" not in weights
+            else baseline_predictions(predictions.y_true, train_y, task, n_classes, weights["train"]),
         )
         evaluation.baselines = evaluate_baselines(
             parts.test, config.evaluation.baselines, schema, predictions.y_true, metric_names
@@ -203,6 +212,7 @@ def _fit_auto(loaded: LoadedConfig, prepared: Prepared, reporter: Reporter) -> t
     return fit_auto(
         config, prepared.schema, train_x=prepared.train_x, train_y=prepared.train_y, valid_x=prepared.valid_x,
         valid_y=prepared.valid_y, metric=config.tuning.metric or prepared.promotion_metric, reporter=reporter,
+        train_weight=prepared.weights.get("train"), valid_weight=prepared.weights.get("valid"),
     )  # fmt: skip
 
 
@@ -314,7 +324,14 @@ def _register(
     with registry.run(experiment, run_name=f"train-{name}", tags={"keel.job": "train"}) as run_id:
         registry.log_params(run_id, params)
         # Named as in `keel train --json`: the test metrics under their own names, the baseline's as baseline.<name>.
-        registry.log_metrics(run_id, evaluation.metrics | {f"baseline.{k}": v for k, v in evaluation.baseline.items()})
+        # Weighted ones (data.weight) as weighted.<name> and weighted_baseline.<name>.
+        registry.log_metrics(
+            run_id,
+            evaluation.metrics
+            | {f"baseline.{k}": v for k, v in evaluation.baseline.items()}
+            | {f"weighted.{k}": v for k, v in evaluation.weighted_metrics.items()}
+            | {f"weighted_baseline.{k}": v for k, v in evaluation.weighted_baseline.items()},
+        )
         registry.log_datasets(run_id, datasets)
         source = registry.log_model_directory(run_id, staging)
         description = version_description(config, model.task, evaluation, promotion_metric)
@@ -324,9 +341,15 @@ def _register(
         # Check what the store holds before calling the version complete.
         stored = registry.local_directory(_pending(registry, name, version))
         artifacts.verify_directory(stored, manifest_sha256=manifest_sha)
-        new_value = evaluation.metrics[promotion_metric]
+        # With data.weight the gate compares the weighted metric (named weighted_<metric>), as auto and tune rank.
+        weighted = config.data.weight is not None and bool(evaluation.weighted_metrics)
+        gate_metric = f"{WEIGHTED_PREFIX}{promotion_metric}" if weighted else promotion_metric
+        new_value = (evaluation.weighted_metrics if weighted else evaluation.metrics)[promotion_metric]
         with registry.promotion_lock():
-            decision = _decide(registry, name, promotion_metric, new_value, config.evaluation.promotion.margin, test)
+            decision = _decide(
+                registry, name, gate_metric, new_value, config.evaluation.promotion.margin, test,
+                weight_column=config.data.weight if weighted else None,
+            )  # fmt: skip
             if warnings:
                 decision = held_back(decision, name, version, len(warnings))
             registry.mark_complete(
@@ -336,7 +359,7 @@ def _register(
                 {
                     "keel.task": model.task,
                     "keel.estimator": model.estimator_name,
-                    f"keel.test.{promotion_metric}": f"{new_value:.6f}",
+                    f"keel.test.{gate_metric}": f"{new_value:.6f}",
                     "keel.promotion": decision.reason[:5000],
                     "keel.promoted": "true" if decision.promote else "false",
                     "keel.data_fingerprint": combined_fingerprint(provenance.get("data_fingerprint") or {}),
@@ -351,6 +374,7 @@ def _register(
 def version_description(config: KeelConfig, task: str, evaluation: Evaluation, metric: str) -> str:
     """The version's description in the MLflow UI: project, task, and the headline metric against the baseline."""
     value = evaluation.metrics[metric]
+    weighted = evaluation.weighted_metrics.get(metric)
     text = (
         f"{config.project.name}: {task} model of `{config.data.target}` ({config.model.estimator}). "
         f"Test {metric} {value:.4f}"
@@ -358,6 +382,8 @@ def version_description(config: KeelConfig, task: str, evaluation: Evaluation, m
     baseline = evaluation.baseline.get(metric)
     if baseline is not None and baseline == baseline:
         text += f" against the naive baseline's {baseline:.4f} ({value - baseline:+.4f})"
+    if weighted is not None:
+        text += f"; weighted by `{config.data.weight}`: {weighted:.4f}"
     text += f" on {evaluation.rows:,} rows."
     return f"{text}\n\n{config.project.description}" if config.project.description else text
 
@@ -403,9 +429,20 @@ def _pending(registry: Registry, name: str, version: int) -> Any:
 
 
 def _decide(
-    registry: Registry, name: str, metric: str, new_value: float, margin: float, test: pd.DataFrame
+    registry: Registry,
+    name: str,
+    metric: str,
+    new_value: float,
+    margin: float,
+    test: pd.DataFrame,
+    *,
+    weight_column: str | None = None,
 ) -> PromotionDecision:
-    """The gate, with the champion scored on the same test rows as the new version."""
+    """The gate, with the champion scored on the same test rows as the new version.
+
+    With ``weight_column`` (``data.weight``), ``metric`` is ``weighted_<name>`` and the champion is scored weighted
+    by that column of the test rows.
+    """
     champion = registry.alias_version(name, DEFAULT_ALIAS)
     if champion is None:
         return decide_promotion(metric, new_value, None, margin)
@@ -415,8 +452,12 @@ def _decide(
     try:
         info = registry.get(ModelRef(name=name, version=champion))
         loaded = artifacts.load_model(registry.local_directory(info), manifest_sha256=info.manifest_sha256)
-        predictions = labelled_predictions(loaded.model, test, label=f"test rows scored by {label}")
-        champion_value = compute_metrics(predictions, loaded.model.task, [metric], len(loaded.model.classes))[metric]
+        weight = None if weight_column is None else read_weights(test, weight_column, label="test rows")
+        predictions = labelled_predictions(loaded.model, test, label=f"test rows scored by {label}", weight=weight)
+        base = metric.removeprefix(WEIGHTED_PREFIX) if weight is not None else metric
+        champion_value = compute_metrics(
+            predictions, loaded.model.task, [base], len(loaded.model.classes), weighted=weight is not None
+        )[base]
     except KeelError as exc:
         return PromotionDecision(
             True, f"the champion ({label}) cannot be scored on this test data ({exc}); replacing it", metric, new_value

@@ -18,12 +18,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from keel.application.automl import validation_score
 from keel.application.budget import deadline_callback
 from keel.application.engines import Engine, engine_for
 from keel.application.prepare import Prepared, check_config, load_and_check
 from keel.application.progress import Reporter, SilentReporter
 from keel.config import ROUND_PARAMS, LoadedConfig, dump_yaml
-from keel.domain.metrics import Predictions, compute_metrics
+from keel.domain.metrics import WEIGHTED_PREFIX
 from keel.domain.rounds import trial_model, tuned_params
 from keel.domain.training import fit_model
 from keel.domain.tuning import direction, search_space, suggest_params
@@ -183,17 +184,17 @@ class _Objective:
                     valid_x=prepared.valid_x,
                     valid_y=prepared.valid_y,
                     callbacks=callbacks,
+                    train_weight=prepared.weights.get("train"),
+                    valid_weight=prepared.weights.get("valid"),
                 )
             except optuna.TrialPruned as exc:
                 pruned = exc
                 self.registry.client.set_tag(run_id, "keel.trial_state", "pruned")
             if pruned is None:
-                if model.task == "regression":
-                    predictions = Predictions(y_true=prepared.valid_y, values=model.predict_value(valid_x))
-                else:
-                    predictions = Predictions(y_true=prepared.valid_y, proba=model.predict_proba(valid_x))
-                value = compute_metrics(predictions, model.task, [metric], len(model.classes))[metric]
-                metrics = {f"valid_{metric}": value}
+                # With data.weight the trial is scored weighted, as LightGBM's pruning callback sees it.
+                weight = prepared.weights.get("valid")
+                value = validation_score(model, valid_x, prepared.valid_y, metric, weight=weight)
+                metrics = {f"valid_{'' if weight is None else WEIGHTED_PREFIX}{metric}": value}
                 if report.best_iteration is not None:
                     metrics["best_iteration"] = float(report.best_iteration)
                     trial.set_user_attr("best_iteration", report.best_iteration)

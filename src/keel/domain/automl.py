@@ -21,6 +21,9 @@ AUTO_PARAMS = frozenset({"n_jobs"})
 DEFAULT_TIME_BUDGET = 300.0
 """Seconds ``estimator: auto`` spends fitting candidates when ``model.time_budget`` is not set."""
 
+CANDIDATE_ESTIMATORS = ("lightgbm", "logistic_regression", "ridge", "hist_gradient_boosting")
+"""Every estimator :func:`candidates` may propose (for any task)."""
+
 _TAKES_N_JOBS = {"lightgbm"}  # scikit-learn 1.8 deprecates n_jobs of LogisticRegression
 
 

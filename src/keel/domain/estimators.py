@@ -122,6 +122,51 @@ def check_params(name: str, task: Task | None, params: Mapping[str, Any]) -> Non
         _check_values(cls, cls(**settings), {k: v for k, v in params.items() if k in accepted})
 
 
+def check_weight_support(names: Sequence[str], task: Task | None, column: str) -> None:
+    """Refuse sample weights (``data.weight``) for an estimator whose ``fit`` cannot take ``sample_weight``.
+
+    Args:
+        names: The estimators that will be fitted (``estimator: auto`` fits several).
+        task: The declared task, or ``None`` (then both the classifier and the regressor are checked).
+        column: The weight column, to name in the message.
+
+    Raises:
+        ConfigError: Some estimator's ``fit`` has no ``sample_weight`` parameter.
+    """
+    import inspect
+
+    for name in names:
+        kinds: tuple[Task, Task] = ("binary", "regression")
+        for each, path in zip(kinds, _family(name), strict=True):
+            if not path or (task is not None and (each == "regression") != (task == "regression")):
+                continue
+            cls: Any = _estimator_class(name, each)
+            if "sample_weight" not in inspect.signature(cls.fit).parameters:
+                raise ConfigError(
+                    f"`data.weight: {column}`: model.estimator {name!r} ({cls.__name__}) cannot be fitted with "
+                    f"sample weights; choose an estimator that takes them ({', '.join(_weighted_families())}) or "
+                    "remove data.weight"
+                )
+
+
+def _weighted_families() -> list[str]:
+    """Estimator names whose classifier and regressor (where they exist) all take ``sample_weight``."""
+    import importlib
+    import inspect
+
+    found = []
+    for name, paths in _CLASSES.items():
+        takes = True
+        for path in paths:
+            if path:
+                module, _, class_name = path.partition(":")
+                fit = getattr(importlib.import_module(module), class_name).fit
+                takes = takes and "sample_weight" in inspect.signature(fit).parameters
+        if takes:
+            found.append(name)
+    return found
+
+
 def _family(name: str) -> tuple[str, str]:
     if name not in _CLASSES:
         raise ConfigError(f"model.estimator: unknown estimator {name!r}; choose one of {', '.join(_CLASSES)}")

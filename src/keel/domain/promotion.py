@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from keel.domain.metrics import GREATER_IS_BETTER, improvement
+from keel.domain.metrics import greater_is_better, improvement
 
 
 @dataclass(frozen=True)
@@ -47,7 +47,7 @@ def decide_promotion(
     if math.isnan(new_value):
         return PromotionDecision(False, f"{metric} is undefined on the test data", metric, new_value, champion_value)
     gain = improvement(metric, new_value, champion_value)
-    direction = "higher" if GREATER_IS_BETTER[metric] else "lower"
+    direction = "higher" if greater_is_better(metric) else "lower"
     who = champion or "the champion"
     comparison = f"{metric} {new_value:.5f} vs {champion_value:.5f} for {who} ({direction} is better)"
     if math.isnan(champion_value) or gain > margin:

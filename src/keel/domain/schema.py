@@ -19,7 +19,7 @@ from keel.errors import DataError
 if TYPE_CHECKING:
     import pandas as pd
 
-Role = Literal["feature", "target", "id", "ignored"]
+Role = Literal["feature", "target", "id", "ignored", "weight"]
 Task = Literal["binary", "multiclass", "regression"]
 Scalar = str | int | float | bool
 
@@ -38,7 +38,8 @@ class ColumnSchema(BaseModel):
 
     Attributes:
         name: Column name.
-        role: ``feature``, ``target``, ``id`` or ``ignored``.
+        role: ``feature``, ``target``, ``id``, ``ignored`` or ``weight`` (``data.weight``: weighs rows, accepted and
+            ignored when predicting).
         type: ``numeric``, ``categorical``, ``boolean``, ``text`` or ``datetime``.
         inferred: Whether the type was inferred rather than declared.
         missing_rate: Share of missing values in the training split.
@@ -76,6 +77,9 @@ class TargetSchema(BaseModel):
         min: Smallest value (regression).
         max: Largest value (regression).
         mean: Mean value (regression).
+        weighted_shares: With ``data.weight``: each class's share of the training rows' total weight (the weighted
+            naive baseline predicts these).
+        weighted_mean: With ``data.weight``: the weighted mean of the target (regression).
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -87,6 +91,8 @@ class TargetSchema(BaseModel):
     min: float | None = None
     max: float | None = None
     mean: float | None = None
+    weighted_shares: list[float] | None = None
+    weighted_mean: float | None = None
 
 
 class FeatureSchema(BaseModel):
@@ -115,6 +121,11 @@ class FeatureSchema(BaseModel):
     def feature_names(self) -> list[str]:
         """Names of the feature columns, in training order."""
         return [c.name for c in self.columns if c.role == "feature"]
+
+    @property
+    def weight_name(self) -> str | None:
+        """The sample-weight column (``data.weight``), if the version was trained with one."""
+        return next((c.name for c in self.columns if c.role == "weight"), None)
 
     @property
     def id_names(self) -> list[str]:
@@ -184,7 +195,8 @@ def infer_schema(frame: pd.DataFrame, data: DataConfig, *, task: Task | None = N
         DataError: A declared column is missing, or the table cannot be learned from.
     """
     columns = list(frame.columns)
-    for name, where in [(data.target, "data.target")] + [
+    weight = [(data.weight, "data.weight")] if data.weight is not None else []
+    for name, where in [(data.target, "data.target"), *weight] + [
         (c, f"data.{key}") for key in ("features", "id_columns", "ignore", "types") for c in getattr(data, key)
     ]:
         if name not in frame.columns:
@@ -208,9 +220,12 @@ def infer_schema(frame: pd.DataFrame, data: DataConfig, *, task: Task | None = N
         schema_columns.append(
             _describe(series, name, role, column_type, inferred=declared is None, note=note or type_note)
         )
+    described = _describe_target(target, resolved_task)
+    if data.weight is not None:
+        _describe_weighted_target(described, target, frame[data.weight])
     schema = FeatureSchema(
         columns=schema_columns,
-        target=_describe_target(target, resolved_task),
+        target=described,
         rows=len(frame),
         example=_example_row(frame, schema_columns),
     )
@@ -232,6 +247,8 @@ def missing_column_message(name: str, where: str, columns: Sequence[str]) -> str
 def _role_of(name: str, data: DataConfig) -> tuple[Role, str]:
     if name == data.target:
         return "target", ""
+    if name == data.weight:
+        return "weight", ""
     if name in data.id_columns:
         return "id", ""
     if name in data.ignore:
@@ -342,6 +359,27 @@ def _describe_target(target: pd.Series, task: Task) -> TargetSchema:
             name=name, task=task, min=float(numbers.min()), max=float(numbers.max()), mean=float(numbers.mean())
         )
     return classification_target(name, task, values.value_counts().sort_index())
+
+
+def _describe_weighted_target(target: TargetSchema, values: pd.Series, weights: pd.Series) -> None:
+    """Add the weighted class shares (or mean) to ``target``, from the rows whose weight is a usable number.
+
+    Rows with an unusable weight are left out here; the data checks refuse them before anything is fitted.
+    """
+    import numpy as np
+    import pandas as pd
+
+    numbers = pd.to_numeric(weights, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+    usable = np.isfinite(numbers) & (numbers >= 0) & values.notna().to_numpy()
+    total = float(numbers[usable].sum())
+    if total <= 0:
+        return
+    if target.task == "regression":
+        target_values = pd.to_numeric(values[usable], errors="coerce").to_numpy(dtype=np.float64)
+        target.weighted_mean = float(np.sum(target_values * numbers[usable]) / total)
+        return
+    labels = values[usable].map(to_scalar).to_numpy(dtype=object)
+    target.weighted_shares = [float(numbers[usable][labels == label].sum() / total) for label in (target.classes or [])]
 
 
 def non_numeric_target_message(name: str, count: int, examples: list[str]) -> str:

@@ -208,16 +208,26 @@ def model_report(
     champion = insights.get("previous_champion")
     champion_metrics = (champion or {}).get("metrics", {})
     rows = []
-    for name, value in test.get("metrics", {}).items():
-        base = test.get("baseline", {}).get(name)
-        sign = 1.0 if GREATER_IS_BETTER.get(name, True) else -1.0
+    # With data.weight, the weighted metrics follow the unweighted ones as weighted_<name>, beside the weighted
+    # baseline; the promotion gate then compares the weighted metric.
+    weighted = test.get("weighted_metrics") or {}
+    measured = [
+        (name, value, test.get("baseline", {}).get(name), name) for name, value in test.get("metrics", {}).items()
+    ]
+    measured += [
+        (f"weighted_{name}", value, (test.get("weighted_baseline") or {}).get(name), name)
+        for name, value in weighted.items()
+    ]
+    gate = f"weighted_{promotion_metric}" if weighted and promotion_metric else promotion_metric
+    for name, value, base, plain in measured:
+        sign = 1.0 if GREATER_IS_BETTER.get(plain, True) else -1.0
         lift = None if base is None else sign * (value - base)
         other = champion_metrics.get(name)
         delta = None if other is None else sign * (value - other)
         rows.append(
             {
                 "name": name,
-                "promotion": name == promotion_metric,
+                "promotion": name == gate,
                 "model": fmt(value),
                 "baseline": fmt(base),
                 "lift": _signed(lift),
@@ -225,7 +235,7 @@ def model_report(
                 "champion": fmt(other),
                 "delta": _signed(delta),
                 "delta_class": _class(delta),
-                "named": [fmt(values.get(name)) for values in named.values()],
+                "named": [fmt(values.get(name)) for values in named.values()] if name == plain else ["" for _ in named],
             }
         )
     split = config.get("split", {}) if isinstance(config, dict) else {}
@@ -252,6 +262,10 @@ def model_report(
         "metrics": rows,
         "metric_names": list(test.get("metrics", {})),
         "named_baselines": list(named),
+        "weight_note": f"weighted_ rows weigh each test row by its `{schema.weight_name}` (data.weight), and their "
+        "baseline uses the training data's weighted class shares (or mean)"
+        if weighted and schema.weight_name
+        else "",
         "baseline_note": "the regression baseline predicts the training mean"
         if schema.target.task == "regression"
         else "the classification baseline predicts the training data's class shares for every row",

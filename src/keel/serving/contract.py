@@ -4,7 +4,7 @@ A record is a ``TypedDict`` keyed by the training columns' own names (so any col
 returns plain dicts the predictor reads directly): numbers are strict finite numbers, categories are strings
 (the categories seen in training are listed in the field's description and examples, not enforced: an unseen
 category is scored with a warning), features that had missing values in training are optional, id columns are
-passed through. Unknown fields are refused.
+passed through, and the sample-weight column (``data.weight``) is accepted and ignored. Unknown fields are refused.
 """
 
 from __future__ import annotations
@@ -41,6 +41,8 @@ MAX_TEXT_CHARS = 100_000
 """Longest free-text value accepted."""
 
 _Short = Annotated[StrictStr, StringConstraints(max_length=MAX_VALUE_CHARS)]
+
+WEIGHT_DESCRIPTION = "The sample weight the model was trained with (data.weight): accepted and ignored"
 
 
 @dataclass(frozen=True)
@@ -107,6 +109,8 @@ def build_request_types(schema: FeatureSchema, *, model_name: str, max_records: 
         fields[name] = NotRequired[
             Annotated[_Short | StrictInt | None, Field(description="An id, returned with the prediction")]
         ]
+    if schema.weight_name is not None:
+        fields[schema.weight_name] = NotRequired[Annotated[float | None, Field(description=WEIGHT_DESCRIPTION)]]
     record = _typed_dict(f"{title}Record", fields)
     example = {k: v for k, v in schema.example.items() if k in fields}
     record.__pydantic_config__ = ConfigDict(
@@ -187,6 +191,8 @@ class BatchAcceptor:
         self.rules = [_rule(column) for column in schema.features] + [
             _FieldRule(name, ids, MAX_VALUE_CHARS) for name in schema.id_names
         ]
+        if schema.weight_name is not None:  # accepted (and ignored) like an optional number
+            self.rules.append(_FieldRule(schema.weight_name, frozenset({int, float, type(None), _Absent}), 0))
         self.names = [rule.name for rule in self.rules]
         self._every_field = itemgetter(*self.names) if len(self.names) > 1 else None
 
@@ -269,6 +275,8 @@ def _columns_type(schema: FeatureSchema, title: str, example: dict[str, Any], ma
             fields[column.name] = Annotated[list[kind], limits]  # type: ignore[valid-type]
     for name in schema.id_names:
         fields[name] = NotRequired[Annotated[list[_Short | StrictInt | None], limits]]
+    if schema.weight_name is not None:
+        fields[schema.weight_name] = NotRequired[Annotated[list[float | None], limits]]
     columns = _typed_dict(f"{title}Columns", fields)
     columns.__pydantic_config__ = ConfigDict(extra="forbid", title=f"{title}Columns")
     table = _typed_dict(
