@@ -247,3 +247,54 @@ def test_the_service_accepts_the_weight_column_and_ignores_it(served: Any, surve
     assert served.post("/v1/predict", json={"columns": columns}).status_code == 200
     refused = served.post("/v1/predict", json={**records[0], "not_a_column": 1})
     assert refused.status_code == 422
+
+
+@pytest.mark.slow
+def test_auto_fits_every_candidate_weighted_and_ranks_them_on_the_weighted_validation_score(
+    survey: dict[str, Any],
+) -> None:
+    from keel.application.automl import fit_auto, validation_score
+    from keel.application.prepare import prepare
+    from keel.application.progress import SilentReporter
+    from keel.config import load_config
+
+    overrides = ["~model.params", "model.estimator=auto", "model.time_budget=120"]
+    loaded = load_config([_config(survey["folder"], "survey", weighted=True)], overrides)
+    prepared = prepare(loaded, SilentReporter())
+    assert set(prepared.weights) == {"train", "valid", "test"}
+    assert len(prepared.weights["valid"]) == len(prepared.valid_x)
+    model, report = fit_auto(
+        loaded.config, prepared.schema, train_x=prepared.train_x, train_y=prepared.train_y,
+        valid_x=prepared.valid_x, valid_y=prepared.valid_y, metric="log_loss", reporter=SilentReporter(),
+        train_weight=prepared.weights["train"], valid_weight=prepared.weights["valid"],
+    )  # fmt: skip
+    chosen = next(entry for entry in report.leaderboard if entry["chosen"])
+    weighted = validation_score(model, prepared.valid_x, prepared.valid_y, "log_loss", weight=prepared.weights["valid"])
+    assert chosen["valid_score"] == pytest.approx(weighted)
+    assert chosen["valid_score"] != pytest.approx(
+        validation_score(model, prepared.valid_x, prepared.valid_y, "log_loss"), rel=1e-3
+    )
+    # Fitted with the weights: high earners weigh four times more, so they are predicted more often than unweighted.
+    positive = model.predict_proba(prepared.valid_x)[:, 1].mean()
+    assert positive > (prepared.valid_y == 1).mean()
+
+
+@pytest.mark.slow
+def test_tune_fits_and_scores_its_trials_weighted(survey: dict[str, Any], tmp_path: Path) -> None:
+    from keel.application.tune import tune
+    from keel.config import load_config
+    from keel.io.registry import Registry
+
+    folder = survey["folder"]
+    loaded = load_config([_config(folder, "survey", weighted=True)], ["model.params.n_jobs=1"])
+    result = tune(loaded, trials=2, storage=f"sqlite:///{tmp_path}/optuna.db", output=tmp_path / "tuned.yaml")
+    assert result.metric == "weighted_roc_auc"
+    assert "validation weighted_roc_auc" in (tmp_path / "tuned.yaml").read_text()
+    registry = Registry.open(folder / "workspace")
+    runs = registry.client.search_runs(
+        [registry.client.get_experiment_by_name("survey").experiment_id],
+        filter_string=f"tags.mlflow.parentRunId = '{result.run_id}'",
+    )
+    assert len(runs) == 2
+    assert all("valid_weighted_roc_auc" in run.data.metrics for run in runs)
+    assert max(run.data.metrics["valid_weighted_roc_auc"] for run in runs) == pytest.approx(result.best_value)

@@ -18,13 +18,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from keel.application.automl import validation_score
 from keel.application.budget import deadline_callback
 from keel.application.engines import Engine, engine_for
 from keel.application.prepare import Prepared, check_config, load_and_check
 from keel.application.progress import Reporter, SilentReporter
 from keel.config import ROUND_PARAMS, LoadedConfig, dump_yaml
-from keel.domain.metrics import WEIGHTED_PREFIX
+from keel.domain.metrics import WEIGHTED_PREFIX, Predictions, compute_metrics
 from keel.domain.rounds import trial_model, tuned_params
 from keel.domain.training import fit_model
 from keel.domain.tuning import direction, search_space, suggest_params
@@ -193,7 +192,14 @@ class _Objective:
             if pruned is None:
                 # With data.weight the trial is scored weighted, as LightGBM's pruning callback sees it.
                 weight = prepared.weights.get("valid")
-                value = validation_score(model, valid_x, prepared.valid_y, metric, weight=weight)
+                if model.task == "regression":
+                    predictions = Predictions(prepared.valid_y, values=model.predict_value(valid_x), weight=weight)
+                else:
+                    predictions = Predictions(prepared.valid_y, proba=model.predict_proba(valid_x), weight=weight)
+                scores = compute_metrics(
+                    predictions, model.task, [metric], len(model.classes), weighted=weight is not None
+                )
+                value = scores[metric]
                 metrics = {f"valid_{'' if weight is None else WEIGHTED_PREFIX}{metric}": value}
                 if report.best_iteration is not None:
                     metrics["best_iteration"] = float(report.best_iteration)
@@ -325,11 +331,13 @@ def tune(
     # The same preparation and checks as keel train (leakage included), plus a validation part and tuning.metric.
     prepared = load_and_check(loaded, reporter, purpose="tune")
     metric = _metric(prepared)
+    # With data.weight the trials are fitted and scored weighted; every place the score is named says so.
+    scored = f"{WEIGHTED_PREFIX}{metric}" if prepared.weights else metric
     space = search_space(config.tuning, config.model.estimator)
     if not space:
         raise ConfigError(f"tuning.space: no default space for {config.model.estimator!r}; declare one")
     reporter.note(
-        f"optimising validation {metric} ({direction(metric)}) over {', '.join(space)}; study {name!r} in {masked(url)}"
+        f"optimising validation {scored} ({direction(metric)}) over {', '.join(space)}; study {name!r} in {masked(url)}"
     )
     seed = config.split.seed
     if url != default_storage(loaded):
@@ -369,7 +377,7 @@ def tune(
             {
                 "trials": trials,
                 "engine": engine,
-                "metric": metric,
+                "metric": scored,
                 "study": name,
                 "n_jobs": n_jobs,
                 "sampler_seed": seed,
@@ -403,11 +411,11 @@ def tune(
         best_value = float(study.best_value)
         importance = _importance(study)
         registry.log_params(parent, {f"best.{k}": v for k, v in best.params.items()})
-        registry.log_metrics(parent, {f"best_valid_{metric}": best_value})
+        registry.log_metrics(parent, {f"best_valid_{scored}": best_value})
     path = output or registry.workspace / "tuned" / f"{name}.yaml"
     rounds = best.user_attrs.get("best_iteration")
     written = tuned_params(config.model, dict(best.params), rounds)
-    _write_config(loaded, written, path, name=name, metric=metric, value=best_value)
+    _write_config(loaded, written, path, name=name, metric=scored, value=best_value)
     if rounds is not None:
         reporter.note(
             f"best trial stopped early at {rounds} rounds (learning rate {written.get('learning_rate')}); the "
@@ -416,7 +424,7 @@ def tune(
     return TuneResult(
         study=name,
         storage=masked(url),
-        metric=metric,
+        metric=scored,
         direction=direction(metric),
         trials=states,
         best_value=best_value,

@@ -27,6 +27,10 @@ GREATER_IS_BETTER = {
     "r2": True,
 }
 
+WEIGHTED_PREFIX = "weighted_"
+"""A weighted metric's name is its metric's with this prefix (``weighted_roc_auc``) where one name must say both
+(the promotion gate's metric, MLflow tags)."""
+
 
 def default_metrics(task: Task) -> list[str]:
     """The metrics reported when the config names none."""
@@ -263,7 +267,7 @@ def slice_metrics(
         min_rows: Values with fewer rows are skipped.
 
     Returns:
-        Column → value → metrics plus ``rows``.
+        Column → value → metrics plus ``rows`` (and ``weighted_<metric>`` when the predictions carry weights).
     """
     result: dict[str, dict[str, dict[str, float]]] = {}
     for column in columns:
@@ -274,7 +278,11 @@ def slice_metrics(
             if count < min_rows:
                 continue
             mask = (values == value).to_numpy()
-            scores = compute_metrics(predictions.subset(mask), task, names, n_classes)
+            subset = predictions.subset(mask)
+            scores = compute_metrics(subset, task, names, n_classes)
+            if subset.weight is not None:  # with data.weight, the weighted metrics too, as weighted_<name>
+                weighted = compute_metrics(subset, task, names, n_classes, weighted=True)
+                scores |= {f"{WEIGHTED_PREFIX}{name}": value for name, value in weighted.items()}
             per_value[str(value)] = {**scores, "rows": int(count)}
         result[column] = per_value
     return result
@@ -324,11 +332,6 @@ def evaluate_predictions(
             min_rows=min_slice_rows,
         )
     return evaluation
-
-
-WEIGHTED_PREFIX = "weighted_"
-"""A weighted metric's name is its metric's with this prefix (``weighted_roc_auc``) where one name must say both
-(the promotion gate's metric, MLflow tags)."""
 
 
 def greater_is_better(metric: str) -> bool:

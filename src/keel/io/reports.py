@@ -262,8 +262,8 @@ def model_report(
         "metrics": rows,
         "metric_names": list(test.get("metrics", {})),
         "named_baselines": list(named),
-        "weight_note": f"weighted_ rows weigh each test row by its `{schema.weight_name}` (data.weight), and their "
-        "baseline uses the training data's weighted class shares (or mean)"
+        "weight_note": f"The weighted_ rows weigh each test row by its {schema.weight_name} value (data.weight); "
+        "their baseline predicts the training rows' weighted class shares (or weighted mean)"
         if weighted and schema.weight_name
         else "",
         "baseline_note": "the regression baseline predicts the training mean"
