@@ -253,7 +253,7 @@ def test_the_service_accepts_the_weight_column_and_ignores_it(served: Any, surve
 def test_auto_fits_every_candidate_weighted_and_ranks_them_on_the_weighted_validation_score(
     survey: dict[str, Any],
 ) -> None:
-    from keel.application.automl import fit_auto, validation_score
+    from keel.application.automl import fit_auto, output_score, validation_output
     from keel.application.prepare import prepare
     from keel.application.progress import SilentReporter
     from keel.config import load_config
@@ -269,11 +269,10 @@ def test_auto_fits_every_candidate_weighted_and_ranks_them_on_the_weighted_valid
         train_weight=prepared.weights["train"], valid_weight=prepared.weights["valid"],
     )  # fmt: skip
     chosen = next(entry for entry in report.leaderboard if entry["chosen"])
-    weighted = validation_score(model, prepared.valid_x, prepared.valid_y, "log_loss", weight=prepared.weights["valid"])
+    output = validation_output(model, prepared.valid_x)
+    weighted = output_score(model, output, prepared.valid_y, "log_loss", weight=prepared.weights["valid"])
     assert chosen["valid_score"] == pytest.approx(weighted)
-    assert chosen["valid_score"] != pytest.approx(
-        validation_score(model, prepared.valid_x, prepared.valid_y, "log_loss"), rel=1e-3
-    )
+    assert chosen["valid_score"] != pytest.approx(output_score(model, output, prepared.valid_y, "log_loss"), rel=1e-3)
     # Fitted with the weights: high earners weigh four times more, so they are predicted more often than unweighted.
     positive = model.predict_proba(prepared.valid_x)[:, 1].mean()
     assert positive > (prepared.valid_y == 1).mean()
