@@ -215,7 +215,7 @@ def test_explain_says_when_contributions_are_not_available(tmp_path: Path) -> No
     from keel.application.insight_jobs import explain_file
     from keel.errors import KeelError
 
-    model = SimpleNamespace(is_booster=False, estimator_name="random_forest")
+    model = SimpleNamespace(is_booster=False, explainable=False, estimator_name="random_forest")
     handle = SimpleNamespace(loaded=SimpleNamespace(model=model), label="forest:1")
     with pytest.raises(KeelError, match=r"not available.*random_forest"):
         explain_file(handle, tmp_path / "rows.csv", rows=None, top=5, plots=None)  # type: ignore[arg-type]
