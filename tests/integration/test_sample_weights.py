@@ -297,3 +297,18 @@ def test_tune_fits_and_scores_its_trials_weighted(survey: dict[str, Any], tmp_pa
     assert len(runs) == 2
     assert all("valid_weighted_roc_auc" in run.data.metrics for run in runs)
     assert max(run.data.metrics["valid_weighted_roc_auc"] for run in runs) == pytest.approx(result.best_value)
+
+
+def test_the_mlflow_model_ignores_the_weight_column(
+    survey: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import mlflow
+
+    folder = survey["folder"]
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{folder / 'workspace' / 'mlflow.db'}")
+    model = mlflow.pyfunc.load_model("models:/survey@champion")
+    rows = _tidy_test(folder).drop(columns="income").head(50)
+    with_weight = model.predict(rows)
+    without = model.predict(rows.drop(columns="survey_weight"))
+    pd.testing.assert_frame_equal(with_weight, without)
+    assert "survey_weight" not in with_weight.columns
