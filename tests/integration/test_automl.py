@@ -156,7 +156,7 @@ def test_a_winning_blend_is_stored_loaded_served_and_scored_like_one_model(
     assert not model.explainable
     from keel.application.insight_jobs import explain_file
 
-    with pytest.raises(KeelError, match="every member is LightGBM"):
+    with pytest.raises(KeelError, match=r"it is a blend of .*ridge \(no contributions\).*every member is LightGBM"):
         explain_file(handle, tmp_path / "new.parquet", rows=None, top=5, plots=None)
 
     dask = predict_dask(handle, tmp_path / "new.parquet", tmp_path / "dask", workers=1)

@@ -290,10 +290,20 @@ def explain_file(
 
     model = handle.loaded.model
     if not model.explainable:
+        from keel.domain.blend import BlendedModel
+
+        if isinstance(model, BlendedModel):
+            members = ", ".join(
+                f"{label} ({member.raw_link} link)" if member.is_booster else f"{label} (no contributions)"
+                for label, member in zip(model.labels, model.members, strict=True)
+            )
+            raise KeelError(
+                f"explanations are not available for {handle.label}: it is a blend of {members}; a blend is "
+                "explained only when every member is LightGBM with the same link (see README, The blend)"
+            )
         raise KeelError(
             f"explanations are not available for {handle.label}: its estimator ({model.estimator_name}) has no "
-            "per-feature contribution output; only LightGBM models have one (a blend has one only when every "
-            "member is LightGBM with the same objective link)"
+            "per-feature contribution output; only LightGBM models have one"
         )
     frame = (fmt or recorded_format(handle.loaded.directory)).read(input_path)
     chosen = parse_rows(rows, len(frame))
