@@ -11,7 +11,7 @@ import logging
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, TypeVar
 
 import typer
 
@@ -90,6 +90,12 @@ def _run(action: Callable[[], _T]) -> _T:
     except KeyboardInterrupt:
         render.interrupted()
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _exit(code: int) -> None:
+    """End the command with ``code`` when it is not 0 (a result that is a failure to scripts: drift, no row scored)."""
+    if code:
+        raise typer.Exit(code)
 
 
 def _setup_logging(verbose: bool) -> None:
@@ -194,64 +200,20 @@ def evaluate(
     the records whose labels arrived. A --data file is read as the training data was (header or names,
     missing-value tokens, recoded labels).
     """
-    from keel.io.registry import Registry
-
-    registry = Registry.open(workspace)
     if log is not None or labels is not None:
         if log is None or labels is None or model or data:
             render.fail(
                 KeelError("live evaluation takes --log DIR and --labels FILE (and --on KEY), without --model/--data")
             )
-        _evaluate_log(registry, log, labels, on, as_json)
+        from keel.application.live import evaluate_logged
+
+        render.live_evaluation(_run(lambda: evaluate_logged(workspace, log, labels, on)), as_json)
         return
     if data is None:
         render.fail(KeelError("give --data (a labelled file), or --log and --labels (the prediction log)"))
-    from keel.application.evaluate import evaluate_file
-    from keel.application.inputs import input_format
-    from keel.application.models import load_version
+    from keel.application.evaluate import evaluate_version
 
-    handle = _run(lambda: load_version(registry, model))
-    fmt = _run(lambda: input_format(handle.loaded.directory, csv or []))
-    evaluation, dropped = _run(lambda: evaluate_file(handle, data, fmt=fmt))
-    if as_json:
-        render.print_json({"model": handle.label, "data": str(data), "dropped": dropped, **evaluation.to_dict()})
-        return
-    console = render.console()
-    for reason, count in dropped.items():
-        console.print(f"[yellow]dropped {count:,} row(s): {reason}[/]")
-    console.print(
-        render.metrics_table(
-            f"{handle.label} on {data} ({evaluation.rows:,} rows)", evaluation.metrics, evaluation.baseline
-        )
-    )
-    if evaluation.weighted_metrics:
-        console.print(render.weighted_metrics_table(evaluation))
-    if evaluation.slices:
-        console.print(render.slices_table(evaluation.slices, next(iter(evaluation.metrics))))
-
-
-def _evaluate_log(registry: Any, log: Path, labels: Path, on: str, as_json: bool) -> None:
-    from keel.application.live import evaluate_log
-
-    result = _run(lambda: evaluate_log(registry, log, labels, on))
-    if as_json:
-        render.print_json(result.to_dict())
-        return
-    console = render.console()
-    for item in result.versions:
-        title = (
-            f"{item.model}:{item.version} ({item.role}) on {item.matched:,} labelled of {item.logged:,} logged "
-            f"records ({item.logged - item.matched:,} without a label)"
-        )
-        if item.evaluation is None:
-            console.print(f"{title}: no metrics", soft_wrap=True)
-        else:
-            console.print(render.metrics_table(title, item.evaluation.metrics, item.evaluation.baseline))
-    if result.unmatched_labels or result.dropped_labels:
-        console.print(
-            f"[yellow]{result.unmatched_labels:,} label(s) match no logged record; "
-            f"{result.dropped_labels:,} label row(s) have no value[/]"
-        )
+    render.file_evaluation(_run(lambda: evaluate_version(workspace, model, data, csv or [])), as_json)
 
 
 @app.command()
@@ -289,59 +251,26 @@ def predict(
     The file is read as the training data was (header or names, missing-value tokens); every output and errors row
     carries its input position in the `row` column.
     """
-    from keel.application.inputs import input_format
-    from keel.application.models import load_version
-    from keel.application.predict import OutputColumns, predict_file
-    from keel.io.registry import Registry
+    from keel.application.batch import predict_version
 
-    if engine is Engine.local and (scheduler or workers):
-        render.fail(KeelError("--scheduler and --workers apply only with --engine dask"))
-    columns = _run(lambda: OutputColumns(keep=keep, row_column=row_column))
-    registry = Registry.open(workspace)
-    handle = _run(lambda: load_version(registry, model))
-    fmt = _run(lambda: input_format(handle.loaded.directory, csv or []))
-    if engine is Engine.dask:
-        from keel.io.cluster import require_extra
-
-        _run(lambda: require_extra("dask"))
-        from keel.application.dask_predict import predict_dask
-
-        result = _run(
-            lambda: predict_dask(
-                handle,
-                input_path,
-                output_path,
-                errors_path=errors_path,
-                chunk_rows=chunk_rows,
-                scheduler=scheduler,
-                workers=workers,
-                fmt=fmt,
-                output_columns=columns,
-            )
+    result = _run(
+        lambda: predict_version(
+            workspace,
+            model,
+            input_path,
+            output_path,
+            errors_path=errors_path,
+            chunk_rows=chunk_rows,
+            keep=keep,
+            row_column=row_column,
+            csv=csv or [],
+            engine=engine.value,
+            scheduler=scheduler,
+            workers=workers,
         )
-    else:
-        result = _run(
-            lambda: predict_file(
-                handle,
-                input_path,
-                output_path,
-                errors_path=errors_path,
-                chunk_rows=chunk_rows,
-                fmt=fmt,
-                output_columns=columns,
-            )
-        )
-    if as_json:
-        render.print_json(result.to_dict())
-    else:
-        console = render.console()
-        console.print(f"{handle.label}: scored {result.predicted:,} of {result.rows:,} rows → {result.output}")
-        for name, count in result.unseen.items():
-            console.print(f"  [yellow]{name}[/]: {count:,} row(s) with a category not seen in training (scored)")
-        if result.invalid:
-            console.print(f"  [yellow]{result.invalid:,} invalid row(s)[/] written to {result.errors} with the reason")
-    if result.invalid:
-        raise typer.Exit(1 if result.predicted == 0 else 0)
+    )
+    render.prediction(result, as_json)
+    _exit(result.exit_code)
 
 
 @app.command()
@@ -544,14 +473,9 @@ def report(
     workspace: WorkspaceOption = None,
 ) -> None:
     """Write a version's model report: one self-contained HTML page (metrics, plots, schema, config, environment)."""
-    from keel.application.insight_jobs import write_report
-    from keel.application.models import load_version
-    from keel.io.registry import Registry
+    from keel.application.insight_jobs import report_version
 
-    registry = Registry.open(workspace)
-    handle = _run(lambda: load_version(registry, reference))
-    path = _run(lambda: write_report(handle, output))
-    render.console().print(f"{handle.label}: report written to {path}", soft_wrap=True)
+    render.written_report(_run(lambda: report_version(workspace, reference, output)))
 
 
 @app.command()
@@ -577,37 +501,15 @@ def monitor(
     With --log DIR the inputs are the records the service answered (its prediction log). Writes OUTPUT (HTML) and
     OUTPUT with a .json suffix; exits 1 when a feature is drifting.
     """
-    from keel.application.inputs import input_format
-    from keel.application.insight_jobs import monitor_file, monitor_log, write_monitor_outputs
-    from keel.application.models import load_version
-    from keel.io.registry import Registry
+    from keel.application.insight_jobs import monitor_version
 
-    if (data is None) == (log is None):
-        render.fail(
-            KeelError("give one of --data FILE (a batch of inputs) or --log DIR (the service's prediction log)")
+    result = _run(
+        lambda: monitor_version(
+            workspace, model, data=data, log=log, since=since, threshold=threshold, csv=csv or [], output=output
         )
-    if since is not None and log is None:
-        render.fail(KeelError("--since applies to --log (the prediction log)"))
-    registry = Registry.open(workspace)
-    handle = _run(lambda: load_version(registry, model))
-    if log is not None:
-        result = _run(lambda: monitor_log(handle, log, since=since, threshold=threshold))
-    elif data is not None:
-        fmt = _run(lambda: input_format(handle.loaded.directory, csv or []))
-        result = _run(lambda: monitor_file(handle, data, threshold=threshold, fmt=fmt))
-    _run(lambda: write_monitor_outputs(result, output, output.with_suffix(".json")))
-    drift = result.report
-    if as_json:
-        render.print_json(result.to_dict())
-    else:
-        table = render.drift_table(
-            f"{handle.label} on {result.data} ({drift.rows:,} rows; PSI threshold {threshold})", drift
-        )
-        console = render.console()
-        console.print(table)
-        console.print(f"wrote {result.html} and {result.json}", soft_wrap=True)
-    if drift.drifting:
-        raise typer.Exit(1)
+    )
+    render.monitoring(result, as_json)
+    _exit(result.exit_code)
 
 
 @app.command()
@@ -626,23 +528,10 @@ def explain(
     as_json: JsonOption = False,
 ) -> None:
     """Explain single predictions: each row's largest feature contributions (LightGBM), as a table and waterfall PNG."""
-    from keel.application.inputs import input_format
-    from keel.application.insight_jobs import explain_file
-    from keel.application.models import load_version
-    from keel.io.registry import Registry
+    from keel.application.insight_jobs import explain_version
 
-    registry = Registry.open(workspace)
-    handle = _run(lambda: load_version(registry, model))
-    fmt = _run(lambda: input_format(handle.loaded.directory, csv or []))
-    result = _run(lambda: explain_file(handle, input_path, rows=rows, top=top, plots=plots, fmt=fmt))
-    if as_json:
-        render.print_json(result.to_dict())
-        return
-    console = render.console()
-    for item in result.explanations:
-        console.print(render.explanation_table(item))
-        if item.row in result.plots:
-            console.print(f"  waterfall: {result.plots[item.row]}", soft_wrap=True)
+    result = _run(lambda: explain_version(workspace, model, input_path, rows=rows, top=top, plots=plots, csv=csv or []))
+    render.explanations(result, as_json)
 
 
 @models_app.command("list")
@@ -652,19 +541,9 @@ def models_list(
     as_json: JsonOption = False,
 ) -> None:
     """List registered versions, newest first, with aliases and status."""
-    from keel.application.models import describe, list_versions
-    from keel.io.registry import Registry
+    from keel.application.models import list_registered
 
-    registry = Registry.open(workspace)
-    versions = _run(lambda: list_versions(registry, name))
-    if as_json:
-        render.print_json([describe(v) for v in versions])
-        return
-    table = render.versions_table(versions, [describe(v) for v in versions])
-    # Piped or redirected, there is no screen width to fit: lay the table out as wide as its values (a script
-    # reading the output must see whole names and metrics, never "…").
-    console = render.console() if sys.stdout.isatty() else render.console_unbounded()
-    console.print(table if versions else "no registered versions yet; run `keel train`")
+    render.versions(_run(lambda: list_registered(workspace, name)), as_json)
 
 
 @models_app.command("show")
@@ -673,15 +552,9 @@ def models_show(
     workspace: WorkspaceOption = None,
 ) -> None:
     """Show one version: aliases, metrics, promotion reason and its verified manifest (as JSON)."""
-    from keel.application.models import describe, load_version
-    from keel.io.registry import Registry
+    from keel.application.models import show_version
 
-    registry = Registry.open(workspace)
-    handle = _run(lambda: load_version(registry, reference))
-    manifest = dict(handle.loaded.manifest)
-    render.print_json(
-        {**describe(handle.info), "verified": True, "test": handle.loaded.metrics.get("test"), "manifest": manifest}
-    )
+    render.version_detail(_run(lambda: show_version(workspace, reference)))
 
 
 @models_app.command("promote")
@@ -709,37 +582,22 @@ def models_promote(
     With --evidence DIR --labels FILE the version's promotion metric and margin are applied to live metrics (from
     the prediction log, against the champion's) and the evidence is recorded in its tags; exits 1 when refused.
     """
-    from keel.io.registry import Registry
-
-    registry = Registry.open(workspace)
     if evidence is not None or labels is not None:
         if evidence is None or labels is None or reason:
             render.fail(
                 KeelError("promotion on evidence takes --evidence DIR and --labels FILE (and --on KEY), no --reason")
             )
-        from keel.application.live import promote_from_evidence
+        from keel.application.live import promote_on_evidence
 
-        outcome = _run(lambda: promote_from_evidence(registry, name, version, evidence, labels, on))
-        if as_json:
-            render.print_json(outcome.to_dict())
-        elif outcome.decision.promote:
-            render.console().print(
-                f"{name} version {version} is now [bold green]champion[/]: {outcome.decision.reason}", soft_wrap=True
-            )
-        else:
-            render.console().print(f"[yellow]not promoted[/]: {outcome.decision.reason}", soft_wrap=True)
-        if not outcome.decision.promote:
-            raise typer.Exit(1)
+        outcome = _run(lambda: promote_on_evidence(workspace, name, version, evidence, labels, on))
+        render.evidence_promotion(outcome, as_json)
+        _exit(outcome.exit_code)
         return
     if not reason:
         render.fail(KeelError("give --reason (a manual promotion) or --evidence DIR --labels FILE (through the gate)"))
-    from keel.application.models import promote
+    from keel.application.models import promote_by_hand
 
-    info = _run(lambda: promote(registry, name, version, reason))
-    if as_json:
-        render.print_json({"name": info.name, "version": info.version, "promoted": True, "reason": reason})
-        return
-    render.console().print(f"{info.name} version {info.version} is now [bold green]champion[/] ({reason})")
+    render.manual_promotion(_run(lambda: promote_by_hand(workspace, name, version, reason)), as_json)
 
 
 @models_app.command("export")
@@ -753,17 +611,9 @@ def models_export(
 
     The folder serves with `keel serve --model-dir DIR` and bakes into the image with `--build-arg MODEL=DIR`.
     """
-    from keel.application.models import export_version
-    from keel.io.registry import Registry
+    from keel.application.models import export_from
 
-    registry = Registry.open(workspace)
-    result = _run(lambda: export_version(registry, reference, output))
-    if as_json:
-        render.print_json({"directory": str(result.directory), **result.metadata})
-        return
-    meta = result.metadata
-    aliases = f" ({', '.join(meta['aliases'])})" if meta["aliases"] else ""
-    render.console().print(f"exported {meta['name']}:{meta['version']}{aliases} → {result.directory}", soft_wrap=True)
+    render.export(_run(lambda: export_from(workspace, reference, output)), as_json)
 
 
 @config_app.command("show")

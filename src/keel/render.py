@@ -12,11 +12,18 @@ import math
 import sys
 import time
 from collections.abc import Iterator
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import typer
 
 from keel.errors import KeelError
+
+if TYPE_CHECKING:
+    from keel.application.evaluate import FileEvaluation
+    from keel.application.insight_jobs import ExplainResult, MonitorResult, WrittenReport
+    from keel.application.live import EvidencePromotion, LiveEvaluation
+    from keel.application.models import ExportResult, ManualPromotion, VersionDetail, VersionList
+    from keel.application.predict import PredictResult
 
 
 def console(stderr: bool = False) -> Any:
@@ -214,3 +221,139 @@ def versions_table(versions: list[Any], summaries: list[dict[str, Any]]) -> Any:
             info.name, str(info.version), ", ".join(info.aliases), status, summary["estimator"] or "", metric, created
         )
     return table
+
+
+# -- one function per command's result ----------------------------------------------------------------------------
+
+
+def file_evaluation(result: FileEvaluation, as_json: bool) -> None:
+    """``keel evaluate --data``: the rows dropped, the metrics beside the baseline, the slices."""
+    if as_json:
+        print_json(result.to_dict())
+        return
+    out = console()
+    evaluation = result.evaluation
+    for reason, count in result.dropped.items():
+        out.print(f"[yellow]dropped {count:,} row(s): {reason}[/]")
+    out.print(
+        metrics_table(
+            f"{result.model} on {result.data} ({evaluation.rows:,} rows)", evaluation.metrics, evaluation.baseline
+        )
+    )
+    if evaluation.weighted_metrics:
+        out.print(weighted_metrics_table(evaluation))
+    if evaluation.slices:
+        out.print(slices_table(evaluation.slices, next(iter(evaluation.metrics))))
+
+
+def live_evaluation(result: LiveEvaluation, as_json: bool) -> None:
+    """``keel evaluate --log``: one metrics table per logged version, then the labels that matched nothing."""
+    if as_json:
+        print_json(result.to_dict())
+        return
+    out = console()
+    for item in result.versions:
+        title = (
+            f"{item.model}:{item.version} ({item.role}) on {item.matched:,} labelled of {item.logged:,} logged "
+            f"records ({item.logged - item.matched:,} without a label)"
+        )
+        if item.evaluation is None:
+            out.print(f"{title}: no metrics", soft_wrap=True)
+        else:
+            out.print(metrics_table(title, item.evaluation.metrics, item.evaluation.baseline))
+    if result.unmatched_labels or result.dropped_labels:
+        out.print(
+            f"[yellow]{result.unmatched_labels:,} label(s) match no logged record; "
+            f"{result.dropped_labels:,} label row(s) have no value[/]"
+        )
+
+
+def prediction(result: PredictResult, as_json: bool) -> None:
+    """``keel predict``: rows scored, categories never seen in training, invalid rows and where they went."""
+    if as_json:
+        print_json(result.to_dict())
+        return
+    out = console()
+    out.print(f"{result.model}: scored {result.predicted:,} of {result.rows:,} rows → {result.output}")
+    for name, count in result.unseen.items():
+        out.print(f"  [yellow]{name}[/]: {count:,} row(s) with a category not seen in training (scored)")
+    if result.invalid:
+        out.print(f"  [yellow]{result.invalid:,} invalid row(s)[/] written to {result.errors} with the reason")
+
+
+def written_report(result: WrittenReport) -> None:
+    """``keel report``: where the page went."""
+    console().print(f"{result.model}: report written to {result.path}", soft_wrap=True)
+
+
+def monitoring(result: MonitorResult, as_json: bool) -> None:
+    """``keel monitor``: the drift table and the files written."""
+    if as_json:
+        print_json(result.to_dict())
+        return
+    drift = result.report
+    out = console()
+    out.print(
+        drift_table(f"{result.model} on {result.data} ({drift.rows:,} rows; PSI threshold {drift.threshold})", drift)
+    )
+    out.print(f"wrote {result.html} and {result.json}", soft_wrap=True)
+
+
+def explanations(result: ExplainResult, as_json: bool) -> None:
+    """``keel explain``: one contributions table per row, and its waterfall plot."""
+    if as_json:
+        print_json(result.to_dict())
+        return
+    out = console()
+    for item in result.explanations:
+        out.print(explanation_table(item))
+        if item.row in result.plots:
+            out.print(f"  waterfall: {result.plots[item.row]}", soft_wrap=True)
+
+
+def versions(listing: VersionList, as_json: bool) -> None:
+    """``keel models list``: the versions table (or a hint to train when there is none)."""
+    if as_json:
+        print_json(listing.summaries)
+        return
+    table = versions_table(listing.versions, listing.summaries)
+    # Piped or redirected, there is no screen width to fit: lay the table out as wide as its values (a script
+    # reading the output must see whole names and metrics, never "…").
+    out = console() if sys.stdout.isatty() else console_unbounded()
+    out.print(table if listing.versions else "no registered versions yet; run `keel train`")
+
+
+def version_detail(detail: VersionDetail) -> None:
+    """``keel models show``: the version as one JSON document."""
+    print_json(detail.to_dict())
+
+
+def manual_promotion(result: ManualPromotion, as_json: bool) -> None:
+    """``keel models promote --reason``."""
+    if as_json:
+        print_json(result.to_dict())
+        return
+    console().print(f"{result.name} version {result.version} is now [bold green]champion[/] ({result.reason})")
+
+
+def evidence_promotion(result: EvidencePromotion, as_json: bool) -> None:
+    """``keel models promote --evidence``: the gate's decision and why."""
+    if as_json:
+        print_json(result.to_dict())
+    elif result.decision.promote:
+        console().print(
+            f"{result.name} version {result.version} is now [bold green]champion[/]: {result.decision.reason}",
+            soft_wrap=True,
+        )
+    else:
+        console().print(f"[yellow]not promoted[/]: {result.decision.reason}", soft_wrap=True)
+
+
+def export(result: ExportResult, as_json: bool) -> None:
+    """``keel models export``: what was exported, and where."""
+    if as_json:
+        print_json(result.to_dict())
+        return
+    meta = result.metadata
+    aliases = f" ({', '.join(meta['aliases'])})" if meta["aliases"] else ""
+    console().print(f"exported {meta['name']}:{meta['version']}{aliases} → {result.directory}", soft_wrap=True)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from keel.application.inputs import InputFormat, recorded_format
-from keel.application.models import ModelHandle
+from keel.application.inputs import InputFormat, input_format, recorded_format
+from keel.application.models import ModelHandle, load_from
 from keel.application.scoring import labelled_predictions
 from keel.domain.metrics import Evaluation, Predictions, default_metrics, evaluate_predictions
 from keel.domain.validation import coerce_features
@@ -17,6 +19,44 @@ from keel.io import artifacts
 if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
+
+
+@dataclass
+class FileEvaluation:
+    """A version's metrics on a labelled file (``keel evaluate --data``).
+
+    Attributes:
+        model: ``name:version``.
+        data: The labelled file.
+        dropped: Rows left out, by reason.
+        evaluation: Its metrics beside the naive baseline, with slices.
+    """
+
+    model: str
+    data: Path
+    dropped: dict[str, int]
+    evaluation: Evaluation
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict."""
+        return {"model": self.model, "data": str(self.data), "dropped": self.dropped, **self.evaluation.to_dict()}
+
+
+def evaluate_version(
+    workspace: Path | None, reference: str | None, data_path: Path, csv: Sequence[str] = ()
+) -> FileEvaluation:
+    """``keel evaluate --data FILE``: load a version from ``workspace``'s registry and :func:`evaluate_file`.
+
+    Args:
+        workspace: The workspace (``None``: ``KEEL_WORKSPACE`` or ``.keel``).
+        reference: ``NAME``, ``NAME@ALIAS``, ``NAME:VERSION``; ``None``: the only registered model's champion.
+        data_path: The labelled CSV or Parquet file.
+        csv: ``KEY=VALUE`` CSV options winning over those recorded from the training source.
+    """
+    handle = load_from(workspace, reference)
+    fmt = input_format(handle.loaded.directory, csv)
+    evaluation, dropped = evaluate_file(handle, data_path, fmt=fmt)
+    return FileEvaluation(model=handle.label, data=data_path, dropped=dropped, evaluation=evaluation)
 
 
 def evaluate_file(

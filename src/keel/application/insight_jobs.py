@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from keel.application.inputs import InputFormat, recorded_format
-from keel.application.models import ModelHandle
+from keel.application.inputs import InputFormat, input_format, recorded_format
+from keel.application.models import ModelHandle, load_from
 from keel.errors import DataError, KeelError
 from keel.io import reports
 
@@ -44,6 +45,25 @@ def write_report(handle: ModelHandle, output: Path) -> Path:
     if output.is_dir():
         output = output / "report.html"
     return reports.write_html(output, report_html(handle))
+
+
+@dataclass
+class WrittenReport:
+    """A model report written to a file.
+
+    Attributes:
+        model: ``name:version``.
+        path: The HTML file.
+    """
+
+    model: str
+    path: Path
+
+
+def report_version(workspace: Path | None, reference: str | None, output: Path) -> WrittenReport:
+    """``keel report``: load a version from ``workspace``'s registry and :func:`write_report`."""
+    handle = load_from(workspace, reference)
+    return WrittenReport(model=handle.label, path=write_report(handle, output))
 
 
 # -- keel monitor ------------------------------------------------------------------------------------------------
@@ -85,6 +105,11 @@ class MonitorResult:
     html: Path | None = None
     json: Path | None = None
 
+    @property
+    def exit_code(self) -> int:
+        """The command's exit status: 1 when a feature (or the prediction) is drifting."""
+        return 1 if self.report.drifting else 0
+
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict."""
         return {
@@ -94,6 +119,46 @@ class MonitorResult:
             "skipped": self.skipped,
             **self.report.model_dump(mode="json"),
         }
+
+
+def monitor_version(
+    workspace: Path | None,
+    reference: str | None,
+    *,
+    data: Path | None,
+    log: Path | None,
+    since: str | None,
+    threshold: float,
+    csv: Sequence[str],
+    output: Path,
+) -> MonitorResult:
+    """``keel monitor``: drift of a batch file (``data``) or of the prediction log (``log``), pages written.
+
+    Args:
+        workspace: The workspace whose registry holds the version.
+        reference: ``NAME``, ``NAME@ALIAS``, ``NAME:VERSION``; ``None``: the only registered model's champion.
+        data: A CSV or Parquet file of recent inputs, read as the training source was (``csv`` overrides).
+        log: The service's prediction log folder (used when given, instead of ``data``).
+        since: With ``log``: only the records of the last ``since`` (``24h``).
+        threshold: PSI at or above which a feature is drifting.
+        csv: ``KEY=VALUE`` CSV options for ``data``.
+        output: The HTML page to write; the JSON document goes beside it (``.json``).
+
+    Raises:
+        KeelError: Both or neither of ``data`` and ``log`` given, or ``since`` without ``log``.
+        DataError: The inputs cannot be read, or hold no record of the version.
+    """
+    if (data is None) == (log is None):
+        raise KeelError("give one of --data FILE (a batch of inputs) or --log DIR (the service's prediction log)")
+    if since is not None and log is None:
+        raise KeelError("--since applies to --log (the prediction log)")
+    handle = load_from(workspace, reference)
+    if log is not None:
+        result = monitor_log(handle, log, since=since, threshold=threshold)
+    elif data is not None:
+        fmt = input_format(handle.loaded.directory, csv)
+        result = monitor_file(handle, data, threshold=threshold, fmt=fmt)
+    return write_monitor_outputs(result, output, output.with_suffix(".json"))
 
 
 def monitor_file(
@@ -256,6 +321,25 @@ class ExplainResult:
                 for e in self.explanations
             ],
         }
+
+
+def explain_version(
+    workspace: Path | None,
+    reference: str | None,
+    input_path: Path,
+    *,
+    rows: str | None,
+    top: int,
+    plots: Path | None,
+    csv: Sequence[str] = (),
+) -> ExplainResult:
+    """``keel explain``: load a version from ``workspace``'s registry and :func:`explain_file`.
+
+    ``csv`` holds ``KEY=VALUE`` options winning over those recorded from the training source.
+    """
+    handle = load_from(workspace, reference)
+    fmt = input_format(handle.loaded.directory, csv)
+    return explain_file(handle, input_path, rows=rows, top=top, plots=plots, fmt=fmt)
 
 
 def explain_file(

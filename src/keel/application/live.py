@@ -111,6 +111,11 @@ class _Joined:
         return self.handles[(name, version)]
 
 
+def evaluate_logged(workspace: Path | None, log_dir: Path, labels_path: Path, on: str) -> LiveEvaluation:
+    """``keel evaluate --log DIR --labels FILE``: :func:`evaluate_log` with ``workspace``'s registry."""
+    return evaluate_log(Registry.open(workspace), log_dir, labels_path, on)
+
+
 def evaluate_log(registry: Registry, log_dir: Path, labels_path: Path, on: str) -> LiveEvaluation:
     """Join labels to the prediction log and measure every logged version on its labelled records.
 
@@ -170,6 +175,11 @@ class EvidencePromotion:
     decision: PromotionDecision
     evidence: dict[str, Any]
 
+    @property
+    def exit_code(self) -> int:
+        """The command's exit status: 1 when the gate refused the promotion."""
+        return 0 if self.decision.promote else 1
+
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict."""
         return {
@@ -180,6 +190,13 @@ class EvidencePromotion:
             "reason": self.decision.reason,
             "evidence": self.evidence,
         }
+
+
+def promote_on_evidence(
+    workspace: Path | None, name: str, version: int, log_dir: Path, labels_path: Path, on: str
+) -> EvidencePromotion:
+    """``keel models promote ... --evidence DIR --labels FILE``: :func:`promote_from_evidence` in ``workspace``."""
+    return promote_from_evidence(Registry.open(workspace), name, version, log_dir, labels_path, on)
 
 
 def promote_from_evidence(

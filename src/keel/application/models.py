@@ -1,4 +1,8 @@
-"""Finding, loading, listing and promoting registered model versions."""
+"""Finding, loading, listing, promoting and exporting registered model versions.
+
+The functions taking a ``workspace`` are what ``keel models ...`` (and the commands that use one version) call: each
+opens the workspace's registry itself and returns a value :mod:`keel.render` shows.
+"""
 
 from __future__ import annotations
 
@@ -79,6 +83,11 @@ def load_version(registry: Registry, reference: str | ModelRef | None) -> ModelH
     return ModelHandle(info=info, loaded=loaded)
 
 
+def load_from(workspace: Path | None, reference: str | ModelRef | None) -> ModelHandle:
+    """:func:`load_version` from the registry of ``workspace`` (``None``: ``KEEL_WORKSPACE`` or ``.keel``)."""
+    return load_version(Registry.open(workspace), reference)
+
+
 def describe(info: VersionInfo) -> dict[str, Any]:
     """A JSON-ready summary of a version."""
     metrics = {k.removeprefix("keel.test."): float(v) for k, v in info.tags.items() if k.startswith("keel.test.")}
@@ -120,6 +129,86 @@ def list_versions(registry: Registry, name: str | None = None) -> list[VersionIn
     return found
 
 
+@dataclass
+class VersionList:
+    """Registered versions, newest first, each beside its summary (:func:`describe`).
+
+    Attributes:
+        versions: The registry's records.
+        summaries: One JSON-ready summary per version, in the same order.
+    """
+
+    versions: list[VersionInfo]
+    summaries: list[dict[str, Any]]
+
+
+def list_registered(workspace: Path | None, name: str | None = None) -> VersionList:
+    """``keel models list``: the versions of one model, or of every model, in ``workspace``'s registry.
+
+    Raises:
+        RegistryError: No model of that name is registered.
+    """
+    versions = list_versions(Registry.open(workspace), name)
+    return VersionList(versions=versions, summaries=[describe(v) for v in versions])
+
+
+@dataclass
+class VersionDetail:
+    """One verified version: its summary, test metrics and manifest."""
+
+    handle: ModelHandle
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict: the summary, ``verified``, the test metrics and the manifest."""
+        loaded = self.handle.loaded
+        return {
+            **describe(self.handle.info),
+            "verified": True,
+            "test": loaded.metrics.get("test"),
+            "manifest": dict(loaded.manifest),
+        }
+
+
+def show_version(workspace: Path | None, reference: str) -> VersionDetail:
+    """``keel models show``: find and verify one version (every artifact's sha256 is checked).
+
+    Raises:
+        RegistryError: The version does not exist or is incomplete.
+        IntegrityError: An artifact fails verification.
+    """
+    return VersionDetail(handle=load_from(workspace, reference))
+
+
+@dataclass
+class ManualPromotion:
+    """A version made champion by hand (``keel models promote --reason``).
+
+    Attributes:
+        name: Registered model name.
+        version: The new champion.
+        reason: The reason given, as given.
+    """
+
+    name: str
+    version: int
+    reason: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict."""
+        return {"name": self.name, "version": self.version, "promoted": True, "reason": self.reason}
+
+
+def promote_by_hand(workspace: Path | None, name: str, version: int, reason: str) -> ManualPromotion:
+    """``keel models promote NAME VERSION --reason``: :func:`promote` in ``workspace``'s registry.
+
+    Raises:
+        RegistryError: The version does not exist, is incomplete, or the reason is empty.
+        IntegrityError: Its artifacts fail verification.
+    """
+    info = promote(Registry.open(workspace), name, version, reason)
+    return ManualPromotion(name=info.name, version=info.version, reason=reason)
+
+
 def promote(registry: Registry, name: str, version: int, reason: str, alias: str = DEFAULT_ALIAS) -> VersionInfo:
     """Move ``alias`` to a version by hand, recording why.
 
@@ -152,6 +241,15 @@ class ExportResult:
 
     directory: Path
     metadata: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict: the folder and the metadata."""
+        return {"directory": str(self.directory), **self.metadata}
+
+
+def export_from(workspace: Path | None, reference: str, output: Path) -> ExportResult:
+    """``keel models export``: :func:`export_version` from ``workspace``'s registry."""
+    return export_version(Registry.open(workspace), reference, output)
 
 
 def export_version(registry: Registry, reference: str | ModelRef, output: Path) -> ExportResult:

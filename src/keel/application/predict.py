@@ -70,6 +70,11 @@ class PredictResult:
     errors: Path | None = None
     unseen: dict[str, int] = field(default_factory=dict)
 
+    @property
+    def exit_code(self) -> int:
+        """The command's exit status: 1 when rows were invalid and none could be scored."""
+        return 1 if self.invalid and self.predicted == 0 else 0
+
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict."""
         return {
