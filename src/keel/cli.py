@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import enum
 import logging
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, TypeVar
@@ -152,26 +151,7 @@ def train(
     loaded = _run(lambda: load_config(files, overrides))
     reporter = render.RichReporter(quiet=quiet or as_json)
     result = _run(lambda: run_train(loaded, reporter, workspace=workspace))
-    if as_json:
-        render.print_json(result.to_dict())
-        return
-    console = render.console()
-    evaluation = result.evaluation
-    console.print(
-        render.metrics_table(f"Test metrics ({evaluation.rows:,} rows)", evaluation.metrics, evaluation.baseline)
-    )
-    if evaluation.weighted_metrics:
-        console.print(render.weighted_metrics_table(evaluation))
-    if evaluation.baselines:
-        console.print(render.baselines_table(evaluation.metrics, evaluation.baselines))
-    if evaluation.slices and not quiet:
-        console.print(render.slices_table(evaluation.slices, result.promotion.metric))
-    status = "[bold green]champion[/]" if result.promotion.promote else "[yellow]not promoted[/]"
-    console.print(
-        f"Registered [bold]{result.model_name}[/] version [bold]{result.version}[/] → {status}: "
-        f"{result.promotion.reason}",
-        soft_wrap=True,
-    )
+    render.training(result, quiet=quiet, as_json=as_json)
 
 
 LogOption = Annotated[
@@ -359,14 +339,7 @@ def serve(
         shadow=shadow,
         canary=canary,
     )
-    console = render.console(stderr=True)
-    where = "this machine only" if host in ("127.0.0.1", "localhost", "::1") else "other hosts too"
-    console.print(
-        f"serving [bold]{folder or reference or 'the only registered model'}[/] on http://{host}:{port} "
-        f"({where}; docs at /docs)"
-        + ("" if host != "127.0.0.1" else "; pass --host 0.0.0.0 to accept connections from other hosts"),
-        soft_wrap=True,
-    )
+    render.serving(str(folder or reference or "the only registered model"), host, port)
     _run(lambda: run_serve(settings))
 
 
@@ -423,11 +396,6 @@ def tune(
         render.fail(KeelError("--n-jobs runs threads in this process; with --engine dask trials run one per worker"))
     files, overrides = split_arguments(args or [])
     loaded = _run(lambda: load_config(files, overrides))
-    from keel.io.cluster import require_extra
-
-    _run(lambda: require_extra("tune"))
-    if engine is Engine.dask:
-        _run(lambda: require_extra("dask"))
     from keel.application.tune import tune as run_tune
 
     reporter = render.RichReporter(quiet=quiet or as_json)
@@ -446,18 +414,7 @@ def tune(
             reporter=reporter,
         )
     )
-    if as_json:
-        render.print_json(result.to_dict())
-        return
-    console = render.console()
-    counts = ", ".join(f"{count} {state.lower()}" for state, count in sorted(result.trials.items()))
-    console.print(
-        f"Study [bold]{result.study}[/] ({result.storage}): {counts}; best validation {result.metric} "
-        f"[bold]{result.best_value:.5f}[/] (trial {result.best_trial}, {result.direction})",
-        soft_wrap=True,
-    )
-    console.print(render.best_params_table(result.best_params, result.importance))
-    console.print(f"Wrote {result.config_path}; train it with: [bold]keel train {result.config_path}[/]")
+    render.tuning(result, as_json)
 
 
 @app.command()
@@ -628,7 +585,7 @@ def config_show(args: ConfigArgs = None) -> None:
     files, overrides = split_arguments(args or [])
     loaded = _run(lambda: load_config(files, overrides))
     _run(lambda: check_config(loaded.config))
-    sys.stdout.write(loaded.resolved_yaml())
+    render.text(loaded.resolved_yaml())
 
 
 @config_app.command("schema")

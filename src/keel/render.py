@@ -24,6 +24,8 @@ if TYPE_CHECKING:
     from keel.application.live import EvidencePromotion, LiveEvaluation
     from keel.application.models import ExportResult, ManualPromotion, VersionDetail, VersionList
     from keel.application.predict import PredictResult
+    from keel.application.train import TrainResult
+    from keel.application.tune import TuneResult
 
 
 def console(stderr: bool = False) -> Any:
@@ -224,6 +226,59 @@ def versions_table(versions: list[Any], summaries: list[dict[str, Any]]) -> Any:
 
 
 # -- one function per command's result ----------------------------------------------------------------------------
+
+
+def training(result: TrainResult, *, quiet: bool, as_json: bool) -> None:
+    """``keel train``: the test metrics beside the baselines, the slices (unless quiet), the registration."""
+    if as_json:
+        print_json(result.to_dict())
+        return
+    out = console()
+    evaluation = result.evaluation
+    out.print(metrics_table(f"Test metrics ({evaluation.rows:,} rows)", evaluation.metrics, evaluation.baseline))
+    if evaluation.weighted_metrics:
+        out.print(weighted_metrics_table(evaluation))
+    if evaluation.baselines:
+        out.print(baselines_table(evaluation.metrics, evaluation.baselines))
+    if evaluation.slices and not quiet:
+        out.print(slices_table(evaluation.slices, result.promotion.metric))
+    status = "[bold green]champion[/]" if result.promotion.promote else "[yellow]not promoted[/]"
+    out.print(
+        f"Registered [bold]{result.model_name}[/] version [bold]{result.version}[/] → {status}: "
+        f"{result.promotion.reason}",
+        soft_wrap=True,
+    )
+
+
+def tuning(result: TuneResult, as_json: bool) -> None:
+    """``keel tune``: the study's trials and best value, the best parameters, the config written."""
+    if as_json:
+        print_json(result.to_dict())
+        return
+    out = console()
+    counts = ", ".join(f"{count} {state.lower()}" for state, count in sorted(result.trials.items()))
+    out.print(
+        f"Study [bold]{result.study}[/] ({result.storage}): {counts}; best validation {result.metric} "
+        f"[bold]{result.best_value:.5f}[/] (trial {result.best_trial}, {result.direction})",
+        soft_wrap=True,
+    )
+    out.print(best_params_table(result.best_params, result.importance))
+    out.print(f"Wrote {result.config_path}; train it with: [bold]keel train {result.config_path}[/]")
+
+
+def serving(what: str, host: str, port: int) -> None:
+    """``keel serve``: what is served where, and who can reach it (on stderr: stdout is the server's)."""
+    where = "this machine only" if host in ("127.0.0.1", "localhost", "::1") else "other hosts too"
+    console(stderr=True).print(
+        f"serving [bold]{what}[/] on http://{host}:{port} ({where}; docs at /docs)"
+        + ("" if host != "127.0.0.1" else "; pass --host 0.0.0.0 to accept connections from other hosts"),
+        soft_wrap=True,
+    )
+
+
+def text(document: str) -> None:
+    """Print a document (YAML) on stdout as it is."""
+    sys.stdout.write(document)
 
 
 def file_evaluation(result: FileEvaluation, as_json: bool) -> None:

@@ -305,6 +305,8 @@ def tune(
         DataError: The data fails validation, or every trial failed.
     """
     require_extra("tune")
+    if engine == "dask":
+        require_extra("dask")
     import optuna
 
     _quiet_optuna()
