@@ -6,7 +6,8 @@ refusals (:mod:`keel.serving.errors`), the OpenAPI document (:mod:`keel.serving.
 for request ids, API keys and request metrics (:mod:`keel.serving.gateway`).
 
 Routes: ``POST /v1/predict``, ``GET /v1/model``, ``POST /v1/admin/reload``, ``GET /health``, ``GET /ready``,
-``GET /metrics`` (plus ``/docs`` and ``/openapi.json``, whose request model follows the served version).
+``GET /metrics``, ``GET /`` (the model report), ``GET /v1/monitoring`` (plus ``/docs`` and ``/openapi.json``,
+whose request model follows the served version).
 
 Client mistakes are always 4xx with the field path and what to do: malformed JSON or a repeated key 400, missing or
 wrong API key 401, a body that stalls 408, body over the limit 413, a body not sent as JSON 415, invalid fields or
@@ -26,11 +27,11 @@ from keel.defaults import DRIFT_THRESHOLD, MAX_EXPLAIN_RECORDS, POLL_SECONDS
 from keel.serving.body import DEFAULT_MAX_BODY_BYTES
 from keel.serving.errors import install_error_handlers
 from keel.serving.gateway import Gateway, api_keys_from_environment
-from keel.serving.insights import DEFAULT_WINDOW, DriftMonitor, install_insight_routes
+from keel.serving.insights import DEFAULT_WINDOW, DriftMonitor
 from keel.serving.monitoring import ServiceMetrics
 from keel.serving.openapi import install_openapi
 from keel.serving.prediction_log import DEFAULT_ROTATE_SECONDS, PredictionLog
-from keel.serving.routes import model, ops, predict
+from keel.serving.routes import insight, model, ops, predict
 from keel.serving.routes.deps import Service
 from keel.serving.swap import DEFAULT_MAX_RECORDS, ModelSource, ModelSwapper, ModelVersion, ServedModel, serve_model
 from keel.serving.traffic import Traffic
@@ -139,9 +140,9 @@ def create_app(
     app.state.swapper = swapper
     app.state.metrics = metrics
     app.state.traffic = traffic
-    for router in (predict.router, model.router, ops.router):
+    metrics.register(service.monitor)  # the drift gauges, computed on a /metrics scrape
+    for router in (predict.router, model.router, ops.router, insight.router):
         app.include_router(router)
-    install_insight_routes(app, service.monitor, metrics)
     install_error_handlers(app)
     install_openapi(app, service.served_now)
     known = frozenset(getattr(route, "path", "") for route in app.routes)

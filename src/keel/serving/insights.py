@@ -4,30 +4,23 @@ The prediction route hands each request's validated records and results to :meth
 appends them to a bounded window (a ``deque``): the hot path does no maths. Drift against the version's stored
 reference is computed when someone asks (``GET /v1/monitoring`` or a Prometheus scrape of ``/metrics``) and cached
 until the window changes. The window belongs to one worker process and is emptied when a new version is swapped in.
+The routes are in :mod:`keel.serving.routes.insight`.
 """
 
 from __future__ import annotations
 
 import collections
-import logging
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from fastapi import FastAPI
-from fastapi.responses import HTMLResponse, JSONResponse
-from starlette.concurrency import run_in_threadpool
-
 from keel.defaults import MONITOR_WINDOW
 from keel.domain.drift import DEFAULT_THRESHOLD, DriftReference, DriftReport, drift_report
-from keel.errors import KeelError
 
 if TYPE_CHECKING:
     from keel.serving.swap import ServedModel
-
-log = logging.getLogger(__name__)
 
 DEFAULT_WINDOW = MONITOR_WINDOW
 """Most recent records kept for drift monitoring (per worker process)."""
@@ -263,39 +256,3 @@ def _finite(value: Any) -> Any:
     if isinstance(value, list):
         return [_finite(v) for v in value]
     return value
-
-
-def install_insight_routes(app: FastAPI, monitor: DriftMonitor, registry: Any) -> None:
-    """Add ``GET /`` (the model report with a prediction form) and ``GET /v1/monitoring``, and the drift gauges.
-
-    Args:
-        app: The service.
-        monitor: The drift monitor the prediction route feeds.
-        registry: What ``/metrics`` renders (anything with ``register(collector)``).
-    """
-    registry.register(monitor)
-
-    @app.get("/", response_class=HTMLResponse, summary="The served version's model report, with a prediction form")
-    async def report_page() -> HTMLResponse:
-        """The model report (metrics, plots, schema, config, environment) and a form that calls ``/v1/predict``."""
-        served = monitor.served_now()
-        try:
-            html = await run_in_threadpool(monitor.page, served)
-        except KeelError as error:  # its files changed or vanished after loading; the model itself serves on
-            log.error("the model report of version %s cannot be shown: %s", served.version, error)
-            return HTMLResponse(
-                "<!DOCTYPE html><title>keel</title><p>This version's report files are missing or changed; see the "
-                "service log.</p>",
-                status_code=404,
-            )
-        if html is None:
-            return HTMLResponse(
-                "<!DOCTYPE html><title>keel</title><p>No report is stored with this version; see /docs.</p>",
-                status_code=404,
-            )
-        return HTMLResponse(html)
-
-    @app.get("/v1/monitoring", summary="Drift of recent requests against the training data")
-    async def monitoring() -> JSONResponse:
-        """Per-feature PSI, missing and unseen-category shares, and the prediction distribution, of recent records."""
-        return JSONResponse(await run_in_threadpool(monitor.report))
