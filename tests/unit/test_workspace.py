@@ -23,12 +23,3 @@ def test_a_workspace_flag_beats_the_environment_which_beats_the_config(
     registry = Registry.open(tmp_path / "from-flag")
     assert registry.workspace == tmp_path / "from-flag"
     assert registry.tracking_uri == f"sqlite:///{tmp_path / 'from-flag' / 'mlflow.db'}"
-
-
-def test_a_store_opened_in_the_background_is_the_one_the_job_then_uses(tmp_path: Path) -> None:
-    registry = Registry.open(tmp_path / "ws")
-    registry.open_in_background()
-    client = registry.client  # waits for the background opening rather than opening a second client
-    assert registry.client is client
-    assert (tmp_path / "ws" / "mlflow.db").is_file()
-    assert registry.model_names() == []

@@ -135,8 +135,6 @@ def train(loaded: LoadedConfig, reporter: Reporter | None = None, *, workspace: 
     registry = Registry.open(workspace, tracking_uri=config.registry.tracking_uri, configured=config.registry.workspace)
     with engine_for(config.engine, scheduler=config.scheduler, workers=config.dask_workers) as engine:
         prepared = engine.prepare(loaded, reporter)
-        # The data is valid: open the store (importing MLflow, creating a new store) while the model fits.
-        registry.open_in_background()
         data, parts, schema, train_y = prepared.data, prepared.parts, prepared.schema, prepared.train_y
         metric_names, promotion_metric, rows = prepared.metric_names, prepared.promotion_metric, prepared.rows
         task = schema.target.task

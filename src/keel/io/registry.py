@@ -28,7 +28,6 @@ from urllib.parse import unquote, urlparse
 from keel.domain.refs import ModelRef
 from keel.errors import RegistryError
 
-log = logging.getLogger(__name__)
 
 STATUS_TAG = "keel.status"
 MANIFEST_TAG = "keel.manifest_sha256"
@@ -170,20 +169,6 @@ class Registry:
     def exists(self) -> bool:
         """Whether there is anything to read (an embedded store that was never written does not exist)."""
         return not self.embedded or (self.workspace / "mlflow.db").is_file()
-
-    def open_in_background(self) -> None:
-        """Start creating the client in a daemon thread (importing MLflow, creating or migrating a new store).
-
-        The next use of :attr:`client` waits for it; a failure there is left for that use to raise again.
-        """
-
-        def open_quietly() -> None:
-            try:
-                self.client  # noqa: B018 - the property opens the store
-            except Exception as exc:  # noqa: BLE001 - raised again, to the user, where the client is used
-                log.debug("opening the registry in the background failed: %s", exc)
-
-        threading.Thread(target=open_quietly, name="keel-registry-open", daemon=True).start()
 
     @property
     def client(self) -> Any:
