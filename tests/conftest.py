@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -16,12 +17,35 @@ REPO = Path(__file__).resolve().parents[1]
 _SCRUBBED = ("KEEL_WORKSPACE", "MLFLOW_TRACKING_URI", "KEEL_API_KEYS", "KEEL_CACHE_DIR")
 
 
+@pytest.fixture(scope="session")
+def _empty_stores(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One folder of empty MLflow stores for the whole session (keel.io.empty_store builds it on first use)."""
+    return tmp_path_factory.mktemp("mlflow-stores")
+
+
 @pytest.fixture(autouse=True)
-def _isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """No test reads or writes the developer's registry, cache or keys."""
+def _isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, _empty_stores: Path) -> None:
+    """No test reads or writes the developer's registry, cache or keys.
+
+    Each test has its own cache, except for the empty MLflow store that new workspaces copy (a link to the session's
+    folder): building it runs MLflow's migrations, 2 s per new workspace otherwise.
+    """
     for name in _SCRUBBED:
         monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("KEEL_CACHE_DIR", str(tmp_path / "cache"))
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    (cache / "mlflow-stores").symlink_to(_empty_stores, target_is_directory=True)
+    monkeypatch.setenv("KEEL_CACHE_DIR", str(cache))
+
+
+@pytest.fixture
+def umask_022() -> Iterator[None]:
+    """The usual umask (022) for the test, whatever the developer's, restored afterwards."""
+    previous = os.umask(0o022)
+    try:
+        yield
+    finally:
+        os.umask(previous)
 
 
 @pytest.fixture
