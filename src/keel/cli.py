@@ -6,11 +6,14 @@ User mistakes raise :class:`~keel.errors.KeelError`: one clear message on stderr
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import logging
+import os
+import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import Annotated, NoReturn, TypeVar
 
 import typer
 
@@ -312,8 +315,6 @@ def serve(
     Set KEEL_API_KEYS (comma-separated), or KEEL_API_KEYS_FILE (a file of keys, one per line), to require a key on
     every route but /health and /ready.
     """
-    import os
-
     from keel.application.serve import ServeSettings
     from keel.application.serve import serve as run_serve
 
@@ -597,8 +598,41 @@ def config_schema() -> None:
 
 
 def main() -> None:
-    """Entry point of the ``keel`` command."""
-    app()
+    """Entry point of the ``keel`` command.
+
+    A command that finished (with any exit status) leaves the process the way ``sys.exit`` would, except for the
+    interpreter's last step: freeing every object and module one by one, which takes 0.5-1 s once pandas, LightGBM
+    and MLflow are loaded and achieves nothing the operating system does not do at once. Output is flushed, other
+    threads are waited for and every ``atexit`` function runs (temporary folders, logging, Dask's processes) first.
+    An unexpected exception still ends the normal way, with its traceback.
+    """
+    try:
+        app()
+    except SystemExit as done:
+        _leave(done.code)
+    _leave(0)
+
+
+def _leave(code: object) -> NoReturn:
+    import atexit
+    import threading
+
+    if code is None:
+        status = 0
+    elif isinstance(code, int):
+        status = code
+    else:  # sys.exit("message") prints the message and exits 1
+        print(code, file=sys.stderr)
+        status = 1
+    for thread in threading.enumerate():
+        if thread is not threading.main_thread() and not thread.daemon:
+            thread.join()
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        # A closed pipe (`keel ... | head`) or stream: nothing is left to deliver.
+        with contextlib.suppress(OSError, ValueError):
+            stream.flush()
+    os._exit(status)
 
 
 if __name__ == "__main__":  # pragma: no cover
