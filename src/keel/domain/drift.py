@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -215,15 +216,16 @@ def categorical_reference(values: Sequence[Any] | np.ndarray, max_categories: in
         values: The training values (``None``/NaN for missing).
         max_categories: Categories given their own bucket.
     """
-    texts, missing = _texts(values)
-    counts: dict[str, int] = {}
-    for text in texts:
-        counts[text] = counts.get(text, 0) + 1
+    counts, missing = _text_counts(values)
     ordered = sorted(counts, key=lambda c: (-counts[c], c))
     distribution = Distribution(
-        kind="categorical", categories=ordered[:max_categories], known=ordered, shares=[], rows=len(texts) + missing
+        kind="categorical",
+        categories=ordered[:max_categories],
+        known=ordered,
+        shares=[],
+        rows=counts.total() + missing,
     )
-    distribution.shares = _categorical_shares(texts, missing, distribution.categories or [])
+    distribution.shares = _categorical_shares(counts, missing, distribution.categories or [])
     return distribution
 
 
@@ -283,11 +285,11 @@ def compare(
         shares = _numeric_shares(numbers, reference.edges or [])
         rows = len(numbers)
     else:
-        texts, missing = _texts(values)
-        shares = _categorical_shares(texts, missing, reference.categories or [])
-        rows = len(texts) + missing
+        counts, missing = _text_counts(values)
+        shares = _categorical_shares(counts, missing, reference.categories or [])
+        rows = counts.total() + missing
         known = set(reference.known or [])
-        unseen = sum(1 for t in texts if t not in known) / rows if rows else 0.0
+        unseen = sum(n for text, n in counts.items() if text not in known) / rows if rows else 0.0
     value = psi(reference.shares, shares) if rows else math.nan
     return FeatureDrift(
         name=name,
@@ -386,15 +388,19 @@ def _numeric_shares(numbers: np.ndarray, edges: Sequence[float]) -> list[float]:
     return [*(counts / total).tolist(), float(missing.sum()) / total]
 
 
-def _texts(values: Sequence[Any] | np.ndarray) -> tuple[list[str], int]:
-    """Present values as text, and how many were missing."""
-    texts: list[str] = []
+def _text_counts(values: Sequence[Any] | np.ndarray) -> tuple[Counter[str], int]:
+    """How often each present value occurs, as text, and how many were missing.
+
+    Values are counted as they are first (in C), then each distinct value is turned into text once: a column of a
+    few categories over many rows costs one pass, not one Python call per row.
+    """
+    texts: Counter[str] = Counter()
     missing = 0
-    for value in values:
+    for value, n in Counter(values).items():
         if value is None or (isinstance(value, float) and math.isnan(value)):
-            missing += 1
+            missing += n
         else:
-            texts.append(_text(value))
+            texts[_text(value)] += n
     return texts, missing
 
 
@@ -404,14 +410,14 @@ def _text(value: Any) -> str:
     return str(value)
 
 
-def _categorical_shares(texts: Sequence[str], missing: int, categories: Sequence[str]) -> list[float]:
-    total = len(texts) + missing
-    index = {c: i for i, c in enumerate(categories)}
-    counts = [0] * (len(categories) + 2)
-    for text in texts:
-        counts[index.get(text, len(categories))] += 1
-    counts[-1] = missing
-    return [c / total for c in counts] if total else [0.0] * len(counts)
+def _categorical_shares(counts: Mapping[str, int], missing: int, categories: Sequence[str]) -> list[float]:
+    """Shares of each category, of every other present value, and of missing values (in that order)."""
+    present = sum(counts.values())
+    total = present + missing
+    if not total:
+        return [0.0] * (len(categories) + 2)
+    kept = [counts.get(c, 0) for c in categories]
+    return [*(n / total for n in kept), (present - sum(kept)) / total, missing / total]
 
 
 def _fmt(value: float) -> str:
