@@ -77,6 +77,7 @@ def main() -> None:
     parser.add_argument("--projects", nargs="+", default=["adult", "covertype", "bikes"], choices=sorted(GOALS))
     parser.add_argument("--budget", type=float, default=300.0, help="auto's time budget per project, in seconds")
     parser.add_argument("--no-auto", action="store_true", help="only the hand-tuned and defaults variants")
+    parser.add_argument("--leaderboard", action="store_true", help="also print auto's leaderboard (test figures too)")
     args = parser.parse_args()
     kinds = ["tuned", "defaults"] + ([] if args.no_auto else ["auto"])
     print(f"uptime: {subprocess.run(['uptime'], capture_output=True, text=True).stdout.strip()}")
@@ -108,6 +109,14 @@ def main() -> None:
                 )
                 + "".join(f"  [chose {row['candidate']}]" for row in result.get("leaderboard") or [] if row["chosen"])
             )
+            if args.leaderboard:
+                for row in result.get("leaderboard") or []:
+                    score = row["valid_score"]
+                    print(
+                        f"    {row['candidate']:<72} valid {score if score is None else round(score, 5)!s:>9} "
+                        f"{row['fit_seconds']:>7.1f} s  {row.get('note') or ''}"
+                        + (f" {[(m['candidate'], m['weight']) for m in row['members']]}" if row.get("members") else "")
+                    )
 
 
 if __name__ == "__main__":

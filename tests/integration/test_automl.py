@@ -175,3 +175,86 @@ def test_a_winning_blend_is_stored_loaded_served_and_scored_like_one_model(
     values = [p["value"] for p in batch.json()["predictions"]]
     np.testing.assert_allclose(values, expected[:20], rtol=1e-9)
     assert single.json()["value"] == pytest.approx(expected[0], rel=1e-9)
+
+
+_RENTALS = ["stamp", "shop", "year", "hour", "temperature", "weather", "rentals"]
+
+
+def _rentals(hours: int, seed: int) -> pd.DataFrame:
+    """Hourly counts over two years in a user's shape: demand grows by 80 % in the second year, on the same daily
+    and weather pattern; the latest rows (the test part) are months the second year has not shown yet."""
+    rng = np.random.default_rng(seed)
+    stamp = np.arange(hours)
+    year = (stamp >= hours // 2).astype(int)
+    hour = stamp % 24
+    day = stamp // 24
+    season = np.sin(2 * np.pi * (day % 365) / 365)
+    temperature = 15 + 10 * season + rng.normal(scale=2, size=hours)
+    weather = rng.choice(["clear", "mist", "rain"], size=hours, p=[0.6, 0.3, 0.1])
+    level = 2.5 + np.sin(np.pi * hour / 24) + 0.05 * temperature - np.where(weather == "rain", 0.8, 0.0)
+    rentals = rng.poisson(np.exp(level + np.log(1.8) * year))
+    frame = pd.DataFrame(
+        {"stamp": stamp, "shop": "S" + (stamp % 7).astype(str), "year": year, "hour": hour,
+         "temperature": temperature.round(1).astype(object), "weather": weather, "rentals": rentals}
+    )  # fmt: skip
+    frame.loc[rng.random(hours) < 0.03, "temperature"] = "?"
+    return frame
+
+
+def _rentals_project(tmp_path: Path, module_workspace: Path, name: str, budget: float) -> Path:
+    import yaml
+
+    data = tmp_path / f"{name}.csv"
+    _rentals(24 * 600, seed=11)[_RENTALS].to_csv(data, index=False, header=False)
+    config = {
+        "project": {"name": name},
+        "data": {
+            "train": {"path": str(data), "csv": {"header": False, "names": _RENTALS, "na_values": ["?"]}},
+            "target": "rentals", "task": "regression", "id_columns": ["shop"], "ignore": ["stamp"],
+        },
+        "split": {"strategy": "chronological", "time_column": "stamp", "test_size": 0.25, "seed": 1},
+        "model": {"estimator": "auto", "params": {"n_jobs": 1}, "time_budget": budget},
+        "evaluation": {"metrics": ["rmse"], "promotion": {"metric": "rmse"}},
+        "registry": {"workspace": str(module_workspace)},
+    }  # fmt: skip
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    return path
+
+
+@pytest.mark.slow
+def test_auto_keeps_a_feature_that_follows_time_apart_and_spends_its_budget_on_the_portfolio(
+    tmp_path: Path, module_workspace: Path
+) -> None:
+    result = train(load_config([_rentals_project(tmp_path, module_workspace, "auto-rentals", budget=240)]))
+    assert any("auto: year follow(s) stamp" in note for note in result.notes)
+    board = {row["candidate"]: row for row in result.leaderboard}
+    trend = board["lightgbm poisson time trend alone"]
+    assert trend["valid_score"] is not None
+    # Kept apart, the year shifts the log of the count: the forecast extrapolates the growth to the months the
+    # second year has not shown, where LightGBM's defaults stay near the first year's level.
+    assert trend["valid_score"] < 0.9 * board["lightgbm"]["valid_score"]
+    assert any(row["candidate"].endswith("seed 2") for row in result.leaderboard), "the follow-ups ran"
+    skipped = [row for row in result.leaderboard if row["valid_score"] is None]
+    assert not skipped, "a small table fits the whole portfolio within the budget"
+    handle = load_version(Registry.open(module_workspace), "auto-rentals@champion")
+    assert handle.loaded.manifest["leaderboard"] == result.leaderboard
+    assert result.evaluation.metrics["rmse"] < 0.9 * _defaults_rmse(tmp_path, module_workspace)
+
+
+def _defaults_rmse(tmp_path: Path, module_workspace: Path) -> float:
+    path = _rentals_project(tmp_path, module_workspace, "auto-rentals-defaults", budget=1)
+    defaults = load_config([path], overrides=["model.estimator=lightgbm", "~model.time_budget"])
+    return float(train(defaults).evaluation.metrics["rmse"])
+
+
+def test_a_short_budget_skips_the_candidates_that_cannot_finish_and_says_why(
+    tmp_path: Path, module_workspace: Path
+) -> None:
+    result = train(load_config([_rentals_project(tmp_path, module_workspace, "auto-rentals-short", budget=2)]))
+    fitted = [row for row in result.leaderboard if row["valid_score"] is not None]
+    skipped = [row for row in result.leaderboard if row["valid_score"] is None]
+    assert fitted[0]["candidate"] == "lightgbm", "the first candidate always runs"
+    assert skipped, "a 2 s budget cannot fit the whole portfolio"
+    assert all(row["note"].startswith("skipped: ") and "(budget 2 s)" in row["note"] for row in skipped)
+    assert sum(row["fit_seconds"] for row in fitted) < 2 + max(row["fit_seconds"] for row in fitted)

@@ -12,7 +12,17 @@ from typing import TYPE_CHECKING, Any
 from keel.application.budget import deadline_callback
 from keel.application.progress import Reporter
 from keel.config import KeelConfig
-from keel.domain.automl import DEFAULT_TIME_BUDGET, Entry, best_entry, candidates
+from keel.domain.automl import (
+    DEFAULT_TIME_BUDGET,
+    Candidate,
+    Entry,
+    best_entry,
+    candidates,
+    follow_ups,
+    is_imbalanced,
+    should_start,
+    time_trend_features,
+)
 from keel.domain.blend import BLEND, BlendedModel, greedy_selection
 from keel.domain.metrics import GREATER_IS_BETTER, Predictions, compute_metrics
 from keel.domain.model import FittedModel
@@ -36,14 +46,18 @@ def fit_auto(
     reporter: Reporter,
     train_weight: np.ndarray | None = None,
     valid_weight: np.ndarray | None = None,
+    train_frame: pd.DataFrame | None = None,
 ) -> tuple[FittedModel, FitReport]:
     """Fit the candidates for the task in turn and return the one with the best validation ``metric``.
 
-    A candidate starts only while the budget (``model.time_budget``) lasts; LightGBM candidates still boosting when
-    it runs out stop there with their best round so far. The first candidate always runs, so a tiny budget still
-    gives a model. With two or more fitted candidates, a blend of them is built by greedy ensemble selection on the
-    validation rows (:func:`keel.domain.blend.greedy_selection`); it is chosen only when its validation score beats
-    the best single candidate's.
+    The quick candidates come first, then a portfolio of slower ones (:func:`keel.domain.automl.candidates`). A
+    candidate starts only while the budget (``model.time_budget``) lasts and when the time it is expected to take,
+    scaled from the candidates of the same estimator already fitted, fits in what is left
+    (:func:`keel.domain.automl.should_start`); the others are listed as skipped. LightGBM candidates still boosting
+    when the budget runs out stop there with their best round so far. The first candidate always runs, so a tiny
+    budget still gives a model. With two or more fitted candidates, a blend of them is built by greedy ensemble
+    selection on the validation rows (:func:`keel.domain.blend.greedy_selection`); it is chosen only when its
+    validation score beats the best single candidate's.
 
     Args:
         config: The validated configuration (``model.time_budget``, ``model.params``, ``split.seed``, features).
@@ -57,6 +71,9 @@ def fit_auto(
         train_weight: Sample weights of the training rows (``data.weight``), passed to every candidate's fit.
         valid_weight: Sample weights of the validation rows: LightGBM's early stopping, the candidates' ranking
             and the blend's selection score them weighted.
+        train_frame: The training rows as loaded (with ``split.time_column``): for a chronological split, the
+            features that follow its time get a candidate of their own
+            (:func:`keel.domain.automl.time_trend_features`).
 
     Returns:
         The chosen model (maybe a :class:`~keel.domain.blend.BlendedModel`), and its fit report with the leaderboard
@@ -72,33 +89,54 @@ def fit_auto(
         raise ConfigError("`model.estimator: auto` ranks candidates on the validation part, and it is empty")
     budget = config.model.time_budget or DEFAULT_TIME_BUDGET
     deadline = time.monotonic() + budget
-    counts = schema.target.task == "regression" and bool(np.all(train_y >= 0) and np.all(np.mod(train_y, 1) == 0))
+    task = schema.target.task
+    counts = task == "regression" and bool(np.all(train_y >= 0) and np.all(np.mod(train_y, 1) == 0))
+    imbalanced = task != "regression" and is_imbalanced(np.bincount(np.asarray(train_y, dtype=np.int64)).tolist())
+    trend = _trend_features(config, schema, train_x, train_frame)
+    if trend:
+        reporter.note(f"auto: {', '.join(trend)} follow(s) {config.split.time_column}: a candidate keeps them apart")
     entries: list[Entry] = []
+    done: list[tuple[Candidate, float]] = []
     fitted: dict[str, tuple[FittedModel, FitReport]] = {}
     outputs: dict[str, np.ndarray] = {}
-    for candidate in candidates(schema, config.model.params, counts=counts):
-        name = candidate.model.estimator
-        if entries and time.monotonic() >= deadline:
-            entries.append(Entry(candidate.label, name, None, 0.0, note=f"skipped: the {budget:g} s budget was spent"))
-            reporter.note(f"auto: {candidate.label}: skipped, the {budget:g} s budget was spent")
-            continue
-        started = time.monotonic()
-        callbacks = [deadline_callback(deadline)] if name == "lightgbm" else []
-        model, report = fit_model(
-            schema, config.features, candidate.model, seed=config.split.seed, train_x=train_x, train_y=train_y,
-            valid_x=valid_x, valid_y=valid_y, callbacks=callbacks, train_weight=train_weight, valid_weight=valid_weight,
-        )  # fmt: skip
-        outputs[candidate.label] = validation_output(model, valid_x)
-        score = output_score(model, outputs[candidate.label], valid_y, metric, weight=valid_weight)
-        seconds = time.monotonic() - started
-        note = "stopped by the time budget" if name == "lightgbm" and time.monotonic() >= deadline else ""
-        entries.append(Entry(candidate.label, name, score, seconds, report.best_iteration, note))
-        fitted[candidate.label] = (model, report)
-        reporter.note(
-            f"auto: {candidate.label}: validation {metric} {score:.5f} in {seconds:.1f} s"
-            + (f" ({report.best_iteration} rounds)" if report.best_iteration else "")
-            + (f", {note}" if note else "")
-        )
+    with _thread_limit(config.model.params.get("n_jobs")):
+        queue = candidates(schema, config.model.params, counts=counts, imbalanced=imbalanced, trend=trend)
+        extended = False
+        while queue or not extended:
+            if not queue:  # the portfolio is done and time is left: refine the best LightGBM candidates
+                extended = True
+                scores = {entry.label: entry.score for entry in entries}
+                queue = follow_ups([(c, scores[c.label]) for c, _ in done], metric, config.split.seed)
+                queue = [c for c in queue if c.label not in scores]
+                if not queue or time.monotonic() >= deadline:
+                    break
+            candidate = queue.pop(0)
+            name = candidate.model.estimator
+            why = should_start(candidate, done, deadline - time.monotonic())
+            if why:
+                entries.append(Entry(candidate.label, name, None, 0.0, note=f"skipped: {why} (budget {budget:g} s)"))
+                reporter.note(f"auto: {candidate.label}: skipped, {why} (budget {budget:g} s)")
+                continue
+            started = time.monotonic()
+            callbacks = [deadline_callback(deadline)] if name == "lightgbm" else []
+            model, report = fit_model(
+                schema, config.features, candidate.model, seed=config.split.seed, train_x=train_x,
+                train_y=train_y, valid_x=valid_x, valid_y=valid_y, callbacks=callbacks, train_weight=train_weight,
+                valid_weight=valid_weight,
+            )  # fmt: skip
+            outputs[candidate.label] = validation_output(model, valid_x)
+            score = output_score(model, outputs[candidate.label], valid_y, metric, weight=valid_weight)
+            seconds = time.monotonic() - started
+            stopped = name == "lightgbm" and time.monotonic() >= deadline
+            note = "stopped by the time budget" if stopped else ""
+            entries.append(Entry(candidate.label, name, score, seconds, report.best_iteration, note))
+            done.append((candidate, seconds))
+            fitted[candidate.label] = (model, report)
+            reporter.note(
+                f"auto: {candidate.label}: validation {metric} {score:.5f} in {seconds:.1f} s"
+                + (f" ({report.best_iteration} rounds)" if report.best_iteration else "")
+                + (f", {note}" if note else "")
+            )
     try:
         best = best_entry(entries, metric)
     except ValueError:
@@ -120,6 +158,41 @@ def fit_auto(
         + (" and their blend)" if blend is not None else ")")
     )
     return model, report
+
+
+def _thread_limit(n_jobs: Any) -> Any:
+    """Hold scikit-learn's OpenMP/BLAS pools (HistGradientBoosting, the linear models) to ``model.params.n_jobs``.
+
+    LightGBM takes ``n_jobs`` itself; the others would use every core, and OpenMP threads that wait for a busy core
+    spin: on a shared machine that made a HistGradientBoosting fit 20 times slower.
+    """
+    import contextlib
+
+    from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]  # scikit-learn's dependency
+
+    if isinstance(n_jobs, int) and not isinstance(n_jobs, bool) and n_jobs > 0:
+        import sklearn.ensemble  # noqa: F401  # loads the OpenMP runtime first: only loaded libraries are limited
+
+        return threadpool_limits(limits=n_jobs)
+    return contextlib.nullcontext()
+
+
+def _trend_features(
+    config: KeelConfig, schema: Any, train_x: pd.DataFrame, train_frame: pd.DataFrame | None
+) -> list[str]:
+    """The numeric or boolean features that follow ``split.time_column`` on the training rows (chronological only)."""
+    import numpy as np
+    import pandas as pd
+
+    column = config.split.time_column
+    if config.split.strategy != "chronological" or train_frame is None or column not in train_frame.columns:
+        return []
+    numeric = {}
+    for feature in schema.features:
+        if feature.type in ("numeric", "boolean") and feature.name in train_x.columns:
+            values = pd.to_numeric(train_x[feature.name], errors="coerce")
+            numeric[feature.name] = values.to_numpy(dtype=np.float64, na_value=np.nan)
+    return time_trend_features(numeric, train_frame[column].to_numpy()) if numeric else []
 
 
 def _blend(

@@ -6,14 +6,18 @@ the validation part only; the test part never takes part in the choice.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from keel.config import ModelConfig
 from keel.domain.metrics import GREATER_IS_BETTER
 from keel.domain.schema import FeatureSchema
 from keel.errors import ConfigError
+
+if TYPE_CHECKING:
+    import numpy as np
 
 AUTO_PARAMS = frozenset({"n_jobs"})
 """``model.params`` keys ``estimator: auto`` accepts (passed to the candidates that take them)."""
@@ -27,6 +31,13 @@ CANDIDATE_ESTIMATORS = ("lightgbm", "logistic_regression", "ridge", "hist_gradie
 _TAKES_N_JOBS = {"lightgbm"}  # scikit-learn 1.8 deprecates n_jobs of LogisticRegression
 
 
+TREND_CONCORDANCE = 0.95
+"""How consistently a numeric feature must rise (or fall) with ``split.time_column`` on the training rows to count
+as encoding time itself (Goodman and Kruskal's gamma, ties ignored; see :func:`time_trend_features`)."""
+
+_TREND_SAMPLE = 2000  # rows compared pairwise by time_trend_features: 4 million pairs, a few milliseconds
+
+
 @dataclass(frozen=True)
 class Candidate:
     """One estimator ``auto`` tries.
@@ -34,10 +45,13 @@ class Candidate:
     Attributes:
         label: Its name on the leaderboard (the estimator, and what differs from its defaults).
         model: The model section it is fitted with.
+        cost: Its expected fit time relative to the estimator with its defaults (see :func:`relative_cost`);
+            ``auto`` scales the seconds the candidates of the same estimator already took by it.
     """
 
     label: str
     model: ModelConfig
+    cost: float = 1.0
 
 
 @dataclass
@@ -86,37 +100,262 @@ def check_auto_params(params: Mapping[str, Any]) -> None:
         )
 
 
-def candidates(schema: FeatureSchema, params: Mapping[str, Any], *, counts: bool = False) -> list[Candidate]:
-    """The estimators ``auto`` tries for this task and these columns, strongest default first.
+def candidates(
+    schema: FeatureSchema,
+    params: Mapping[str, Any],
+    *,
+    counts: bool = False,
+    imbalanced: bool = False,
+    trend: Sequence[str] = (),
+) -> list[Candidate]:
+    """The estimators ``auto`` tries for this task and these columns, in the order it fits them.
 
-    LightGBM with early stopping (second, after the linear model, when a column is text); a linear model
-    (logistic regression or ridge, on one-hot or TF-IDF features);
+    First the quick candidates, the strongest default first: LightGBM with early stopping (second, after the linear
+    model, when a column is text); a linear model (logistic regression or ridge, on one-hot or TF-IDF features);
     HistGradientBoosting when no column is text (it needs dense features); for a regression target of counts
-    (``counts``: non-negative integers) also LightGBM with a Poisson objective; and LightGBM at a lower learning
-    rate (slower, often a little better), last so a short budget skips it first.
+    (``counts``: non-negative integers) also LightGBM with a Poisson objective.
+
+    Then, while the budget lasts, the portfolio (see :func:`portfolio`): slower LightGBM settings that often do a
+    little better or blend well, linear models with other regularisation when a column is text, and, when some
+    features follow the time of a chronological split (``trend``), LightGBM with those features kept out of every
+    interaction.
 
     Args:
         schema: Feature schema of the training rows.
         params: ``model.params`` (only :data:`AUTO_PARAMS` keys).
         counts: Whether the regression target holds only non-negative integers.
+        imbalanced: Whether the classes are imbalanced (see :func:`is_imbalanced`): text linear models then also
+            try ``class_weight: balanced``.
+        trend: Features that encode the time of a chronological split (see :func:`time_trend_features`).
     """
     task = schema.target.task
     has_text = any(column.type == "text" for column in schema.features)
-
-    def model(estimator: str, **extra: Any) -> ModelConfig:
-        shared = {k: v for k, v in params.items() if estimator in _TAKES_N_JOBS}
-        return ModelConfig(estimator=estimator, params={**shared, **extra})  # type: ignore[arg-type]
-
     linear = "ridge" if task == "regression" else "logistic_regression"
-    found = [Candidate("lightgbm", model("lightgbm")), Candidate(linear, model(linear))]
+    found = [Candidate("lightgbm", _model("lightgbm", params)), Candidate(linear, _model(linear, params))]
     if has_text:
         found.reverse()  # TF-IDF columns: the linear model is fast and usually the strongest, so it runs first
     if not has_text:
-        found.append(Candidate("hist_gradient_boosting", model("hist_gradient_boosting")))
+        found.append(Candidate("hist_gradient_boosting", _model("hist_gradient_boosting", params)))
     if task == "regression" and counts:
-        found.append(Candidate("lightgbm poisson", model("lightgbm", objective="poisson")))
-    found.append(Candidate("lightgbm learning_rate=0.03", model("lightgbm", learning_rate=0.03)))
+        found.append(Candidate("lightgbm poisson", _model("lightgbm", params, objective="poisson")))
+    return found + portfolio(schema, params, counts=counts, imbalanced=imbalanced, trend=trend)
+
+
+def portfolio(
+    schema: FeatureSchema,
+    params: Mapping[str, Any],
+    *,
+    counts: bool = False,
+    imbalanced: bool = False,
+    trend: Sequence[str] = (),
+) -> list[Candidate]:
+    """The candidates ``auto`` fits after the quick ones, while its budget lasts, cheapest expected first.
+
+    - Time trend (chronological split, ``trend`` not empty, every feature a plain column): LightGBM with the
+      ``trend`` features in their own interaction-constraint group, so they can only shift the prediction (in
+      log scale with the Poisson objective, used too for counts): the model then extrapolates a level that grows
+      with time instead of holding the latest rows at the level of older ones; once at LightGBM's defaults and
+      once more at each of the settings below; these come first, as the latest rows are what the model must
+      forecast.
+    - Text columns: the linear model with weaker and stronger regularisation (``C`` 10 and 100 for logistic
+      regression, ``alpha`` 0.1 and 10 for ridge), and ``class_weight: balanced`` when the classes are imbalanced.
+    - LightGBM settings after AutoGluon's presets: learning rate 0.03 (more rounds); extra trees; a "large" one
+      (learning rate 0.03, 128 leaves, feature fraction 0.9, 3 rows per leaf); one with half the features per tree
+      and 64 leaves (different trees for the blend); a strongly regularised one for noisy targets (15 leaves,
+      50 rows per leaf, row and feature subsampling, L2 5).
+
+    Args:
+        schema: Feature schema of the training rows.
+        params: ``model.params`` (only :data:`AUTO_PARAMS` keys).
+        counts: Whether the regression target holds only non-negative integers.
+        imbalanced: Whether the classes are imbalanced.
+        trend: Features that encode the time of a chronological split.
+    """
+    task = schema.target.task
+    has_text = any(column.type == "text" for column in schema.features)
+    trends: list[Candidate] = []
+    found: list[Candidate] = []
+    plain = all(column.type in ("numeric", "boolean", "categorical") for column in schema.features)
+    others = [column.name for column in schema.features if column.name not in set(trend)]
+    if trend and plain and others:
+        shift = {"objective": "poisson"} if task == "regression" and counts else {}
+        alone = {**shift, "interaction_constraints": [list(trend), others]}
+        prefix = "lightgbm " + ("poisson " if shift else "") + "time trend alone"
+        for suffix, extra in [("", {}), *LIGHTGBM_SETTINGS]:
+            label = f"{prefix} {suffix}".strip()
+            trends.append(
+                Candidate(label, _model("lightgbm", params, **alone, **extra), relative_cost("lightgbm", extra))
+            )
+    if has_text:
+        linear = "ridge" if task == "regression" else "logistic_regression"
+        settings: list[dict[str, Any]] = (
+            [{"alpha": 0.1}, {"alpha": 10.0}] if linear == "ridge" else [{"C": 10.0}, {"C": 100.0}]
+        )
+        if imbalanced and linear == "logistic_regression":
+            settings = [{"C": 10.0, "class_weight": "balanced"}, *settings, {"C": 100.0, "class_weight": "balanced"}]
+        for extra in settings:
+            label = " ".join([linear, *(f"{k}={v}" for k, v in extra.items())])
+            found.append(Candidate(label, _model(linear, params, **extra), relative_cost(linear, extra)))
+    for suffix, extra in LIGHTGBM_SETTINGS:
+        found.append(
+            Candidate(f"lightgbm {suffix}", _model("lightgbm", params, **extra), relative_cost("lightgbm", extra))
+        )
+    return sorted(trends, key=lambda c: c.cost) + sorted(found, key=lambda c: c.cost)  # stable sorts
+
+
+LIGHTGBM_SETTINGS: list[tuple[str, dict[str, Any]]] = [
+    # (what the leaderboard adds to "lightgbm", the params); after AutoGluon's LightGBM presets
+    ("learning_rate=0.03", {"learning_rate": 0.03}),
+    ("extra_trees", {"extra_trees": True, "learning_rate": 0.05}),
+    ("colsample_bytree=0.5 num_leaves=64", {"colsample_bytree": 0.5, "num_leaves": 64, "learning_rate": 0.05,
+                                             "min_child_samples": 5, "reg_lambda": 1.0}),
+    ("regularised", {"num_leaves": 15, "min_child_samples": 50, "subsample": 0.8, "subsample_freq": 1,
+                     "colsample_bytree": 0.7, "reg_lambda": 5.0, "learning_rate": 0.03}),
+    ("large", {"learning_rate": 0.03, "num_leaves": 128, "colsample_bytree": 0.9, "min_child_samples": 3}),
+    ("num_leaves=128 colsample_bytree=0.4", {"learning_rate": 0.05, "num_leaves": 128, "colsample_bytree": 0.4,
+                                              "min_child_samples": 3, "reg_lambda": 1.0}),
+]  # fmt: skip
+"""The LightGBM settings of the portfolio after the defaults."""
+
+
+FOLLOW_UP_SEEDS = 4
+"""Reseeded copies of the best LightGBM candidate ``auto`` fits last, when its budget still lasts."""
+
+
+def follow_ups(done: Sequence[tuple[Candidate, float | None]], metric: str, seed: int) -> list[Candidate]:
+    """What ``auto`` fits once the portfolio is done and time is left, from the LightGBM candidates' scores.
+
+    First the two best LightGBM candidates again at a third of their learning rate (three times the rounds: slower,
+    usually a little better); then the best one with other seeds and row and feature subsampling, which mostly
+    adds to the blend (its errors differ a little from the original's).
+
+    Args:
+        done: The fitted candidates with their validation scores (``None`` or NaN when undefined).
+        metric: The selection metric.
+        seed: ``split.seed``; the copies use the seeds after it.
+    """
+    sign = 1.0 if GREATER_IS_BETTER.get(metric, True) else -1.0
+    scored = [(c, sign * v) for c, v in done if c.model.estimator == "lightgbm" and v is not None and v == v]
+    ranked = [c for c, _ in sorted(scored, key=lambda cv: -cv[1])]
+    found: list[Candidate] = []
+    for candidate in ranked[:2]:
+        rate = float(candidate.model.params.get("learning_rate", 0.1)) / 3
+        params = {**candidate.model.params, "learning_rate": round(rate, 4)}
+        label = re.sub(r" learning_rate=\S+", "", candidate.label) + f" learning_rate={rate:.3g}"
+        found.append(Candidate(label, candidate.model.model_copy(update={"params": params}), candidate.cost * 3))
+    if ranked:
+        best = ranked[0]
+        for k in range(1, FOLLOW_UP_SEEDS + 1):
+            params = {"subsample": 0.8, "subsample_freq": 1, **best.model.params, "random_state": seed + k}
+            params["colsample_bytree"] = 0.8 * float(best.model.params.get("colsample_bytree", 1.0))
+            found.append(Candidate(f"{best.label} seed {seed + k}", best.model.model_copy(update={"params": params}),
+                                   best.cost))  # fmt: skip
     return found
+
+
+def _model(estimator: str, params: Mapping[str, Any], **extra: Any) -> ModelConfig:
+    shared = {k: v for k, v in params.items() if estimator in _TAKES_N_JOBS}
+    return ModelConfig(estimator=estimator, params={**shared, **extra})  # type: ignore[arg-type]
+
+
+def relative_cost(estimator: str, params: Mapping[str, Any]) -> float:
+    """A candidate's expected fit time relative to ``estimator`` with its defaults (a rough prior).
+
+    LightGBM: rounds grow as the learning rate falls (×0.1/lr), a round's cost with the square root of the leaves
+    and in proportion to the features each tree sees. A linear model: about twice the iterations per tenfold
+    weaker regularisation (logistic ``C`` above 1).
+    """
+    import math
+
+    if estimator == "lightgbm":
+        rate = 0.1 / float(params.get("learning_rate", 0.1))
+        leaves = math.sqrt(float(params.get("num_leaves", 31)) / 31.0)
+        fraction = float(params.get("colsample_bytree", 1.0))
+        return rate * leaves * fraction * (0.7 if params.get("extra_trees") else 1.0)
+    if estimator == "logistic_regression":
+        return 1.0 + max(0.0, math.log10(float(params.get("C", 1.0))))
+    return 1.0
+
+
+def estimate_seconds(candidate: Candidate, done: Sequence[tuple[Candidate, float]]) -> float | None:
+    """Seconds ``candidate`` is expected to take, from the fits of the same estimator already ``done``.
+
+    The slowest rate (seconds per unit of :attr:`Candidate.cost`) among them is used, so the estimate errs on the
+    long side. ``None`` when no candidate of that estimator was fitted yet.
+    """
+    rates = [seconds / c.cost for c, seconds in done if c.model.estimator == candidate.model.estimator]
+    return max(rates) * candidate.cost if rates else None
+
+
+def should_start(candidate: Candidate, done: Sequence[tuple[Candidate, float]], remaining: float) -> str:
+    """Why ``candidate`` must not start with ``remaining`` seconds of the budget left (``""``: start it).
+
+    The first candidate always starts. Later ones start only while time is left and when their estimated fit time
+    (:func:`estimate_seconds`) fits in it: a LightGBM candidate could be stopped at the deadline with its best round
+    so far, but one expected to need more than the time left would stop far from its best and only waste it.
+    """
+    if not done:
+        return ""
+    if remaining <= 0:
+        return "the budget was spent"
+    expected = estimate_seconds(candidate, done)
+    if expected is not None and expected > remaining:
+        return f"about {expected:.0f} s expected, {remaining:.0f} s left"
+    return ""
+
+
+def is_imbalanced(class_counts: Sequence[int]) -> bool:
+    """Whether the rarest class has fewer than half the rows of the most frequent one."""
+    counts = [int(c) for c in class_counts if c > 0]
+    return len(counts) > 1 and 2 * min(counts) < max(counts)
+
+
+def time_trend_features(
+    columns: Mapping[str, np.ndarray], time: np.ndarray, *, threshold: float = TREND_CONCORDANCE
+) -> list[str]:
+    """The numeric features that encode time itself: they rise (or fall) with ``time`` on nearly every pair of rows.
+
+    A pair of rows at different times is concordant when the feature moves the same way as time, discordant when
+    it moves the other way, and ignored when the feature is equal (Goodman and Kruskal's gamma). A year column, a
+    running counter or the time column itself score 1; a month or an hour of the day, which come back every year or
+    day, score far lower. Rank correlation would not do: a feature with two values, like a year over two years,
+    cannot exceed 0.87 however perfectly it follows time.
+
+    Args:
+        columns: Numeric feature values of the training rows, by name (missing values as NaN).
+        time: ``split.time_column`` of the same rows (numbers, datetimes or sortable text).
+        threshold: Smallest absolute gamma that counts.
+
+    Returns:
+        The names whose absolute gamma reaches ``threshold``, in the order given.
+    """
+    import numpy as np
+
+    order = np.argsort(time, kind="stable")
+    if len(order) > _TREND_SAMPLE:  # evenly spaced in time, so the sample spans the whole period
+        order = order[np.linspace(0, len(order) - 1, _TREND_SAMPLE).round().astype(np.int64)]
+    _, times = np.unique(np.asarray(time)[order], return_inverse=True)  # ranks, ties equal: numbers, dates, text
+    later = np.sign(_pairwise_difference(times))
+    found = []
+    for name, values in columns.items():
+        sample = np.asarray(values, dtype=np.float64)[order]
+        keep = ~np.isnan(sample)
+        if keep.sum() < 2 or np.unique(sample[keep]).size < 2:
+            continue
+        moves = np.sign(_pairwise_difference(sample[keep])) * later[np.ix_(keep, keep)]
+        decided = np.count_nonzero(moves)
+        gamma = float(moves.sum()) / decided if decided else 0.0
+        if abs(gamma) >= threshold:
+            found.append(name)
+    return found
+
+
+def _pairwise_difference(values: np.ndarray) -> np.ndarray:
+    """``values[j] - values[i]`` for every pair, upper triangle only (each pair once)."""
+    import numpy as np
+
+    values = values.astype(np.float64)
+    return np.triu(values[None, :] - values[:, None], k=1)
 
 
 def best_entry(entries: Sequence[Entry], metric: str) -> Entry:
