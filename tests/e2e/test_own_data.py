@@ -92,6 +92,14 @@ def test_the_training_format_is_understood_by_predict_evaluate_and_monitor(
     assert raw["prediction"].tolist() == clean["prediction"].tolist()
     assert raw["row"].tolist() == list(range(4000))
 
+    # The rows to score as they usually come: the training format without the label column.
+    unlabelled = tmp_path / "unlabelled.csv"
+    unlabelled.write_text("\n".join(line.rsplit(",", 1)[0] for line in census["test_lines"]) + "\n")  # type: ignore[attr-defined]
+    keel(keel_command, "predict", "-i", str(unlabelled), "-o", str(tmp_path / "unlabelled-out.csv"), "-w", workspace)
+    scored = pd.read_csv(tmp_path / "unlabelled-out.csv")
+    assert list(scored.columns) == ["row", "prediction", "probability_<=50K", "probability_>50K"]  # no empty income
+    pd.testing.assert_frame_equal(scored.filter(like="probability_"), raw.filter(like="probability_"))
+
     evaluated = json.loads(keel(keel_command, "evaluate", "--data", str(test), "-w", workspace, "--json").stdout)
     assert evaluated["rows"] == trained["test_rows"] == 4000
     assert evaluated["metrics"] == trained["metrics"]  # exactly: the same rows, read the same way

@@ -20,7 +20,7 @@ from pydantic import ValidationError
 from keel.config import CsvOptions
 from keel.errors import ConfigError
 from keel.io import artifacts
-from keel.io.tables import csv_with_header_if_present, iter_table, read_table
+from keel.io.tables import csv_with_header_if_present, iter_table, names_for_fields, read_table
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -36,15 +36,24 @@ class InputFormat:
         csv: CSV parsing options (recorded with the version, then the run's overrides).
         recode: Value replacements per column, as applied to the training data.
         header_given: Whether ``header`` was set for this run (then the file is not checked for a header row).
+        optional: Columns of the training file a scored file may leave out (the target and the weight): a headerless
+            file without them is read with the names of the columns it has.
     """
 
     csv: CsvOptions = field(default_factory=CsvOptions)
     recode: Mapping[str, Mapping[str, Scalar]] = field(default_factory=dict)
     header_given: bool = False
+    optional: tuple[str, ...] = ()
 
     def options_for(self, path: Path) -> CsvOptions:
-        """The CSV options for one file (a header row is recognised unless ``header`` was given for this run)."""
-        return self.csv if self.header_given else csv_with_header_if_present(path, self.csv)
+        """The CSV options for one file (a header row is recognised unless ``header`` was given for this run).
+
+        Raises:
+            DataError: A headerless file's first record does not fit the column names (see
+                :func:`keel.io.tables.names_for_fields`).
+        """
+        options = self.csv if self.header_given else csv_with_header_if_present(path, self.csv)
+        return names_for_fields(path, options, self.optional)
 
     def read(self, path: Path) -> pd.DataFrame:
         """The whole file, read and recoded."""
@@ -89,7 +98,10 @@ def recorded_format(directory: Path) -> InputFormat:
     recode = data.get("recode")
     if not isinstance(recode, dict):
         recode = {}
-    return InputFormat(csv=csv, recode={str(k): dict(v) for k, v in recode.items() if isinstance(v, dict)})
+    optional = tuple(str(data[key]) for key in ("target", "weight") if isinstance(data.get(key), str))
+    return InputFormat(
+        csv=csv, recode={str(k): dict(v) for k, v in recode.items() if isinstance(v, dict)}, optional=optional
+    )
 
 
 def parse_csv_overrides(items: Sequence[str]) -> dict[str, Any]:
@@ -132,4 +144,4 @@ def input_format(directory: Path, overrides: Sequence[str] = ()) -> InputFormat:
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'csv'}: {e['msg']}" for e in exc.errors())
         raise ConfigError(f"--csv: {problems}") from None
-    return InputFormat(csv=csv, recode=recorded.recode, header_given="header" in changes)
+    return InputFormat(csv=csv, recode=recorded.recode, header_given="header" in changes, optional=recorded.optional)

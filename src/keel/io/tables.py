@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import glob
 import os
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -175,10 +175,56 @@ def csv_with_header_if_present(path: Path, options: CsvOptions) -> CsvOptions:
     Raises:
         DataError: The file cannot be read.
     """
-    import pandas as pd
-
     if options.header or not options.names or detect_format(path) != "csv":
         return options
+    fields = _first_record(path, options)
+    if not fields:
+        return options
+    known = sum(field in options.names for field in fields)
+    if len(set(fields)) == len(fields) and known and 2 * known >= len(fields):
+        return options.model_copy(update={"header": True, "names": None})
+    return options
+
+
+def names_for_fields(path: Path, options: CsvOptions, optional: Collection[str] = ()) -> CsvOptions:
+    """``options`` whose ``names`` fit the fields of a headerless file's first record.
+
+    A file scored by a version trained on a headerless file usually lacks the trailing target (and weight) column
+    its training file had: the names are then cut to the fields present, so no empty target column is invented.
+    Any other difference would put values under the wrong names, so it is refused.
+
+    Args:
+        path: The file to read.
+        options: Its CSV options (``names`` as recorded or given for this run).
+        optional: Columns a scoring file may leave out (the target, the weight).
+
+    Raises:
+        DataError: The first record has more fields than there are names, or fewer and the missing names are not
+            all optional trailing columns.
+    """
+    if options.header or not options.names or detect_format(path) != "csv":
+        return options
+    fields = _first_record(path, options)
+    names = list(options.names)
+    if not fields or len(fields) == len(names):
+        return options
+    if len(fields) < len(names) and all(name in optional for name in names[len(fields) :]):
+        return options.model_copy(update={"names": names[: len(fields)]})
+    raise DataError(
+        f"{path}: its first record has {len(fields)} fields, but files without a header row are read as the "
+        f"{len(names)} columns of the training file ({', '.join(names)}); add a header row naming the columns, or "
+        "name them for this run with --csv names=a,b,c"
+    )
+
+
+def _first_record(path: Path, options: CsvOptions) -> list[str] | None:
+    """The first line of a csv file (after ``skip_rows``) as stripped text fields; ``None`` when it is empty.
+
+    Raises:
+        DataError: The file cannot be read.
+    """
+    import pandas as pd
+
     try:
         first = pd.read_csv(
             path,
@@ -191,18 +237,14 @@ def csv_with_header_if_present(path: Path, options: CsvOptions) -> CsvOptions:
             skipinitialspace=True,
         )
     except pd.errors.EmptyDataError:
-        return options
+        return None
     except FileNotFoundError:
         raise DataError(f"{path}: file not found") from None
     except (ValueError, OSError, pd.errors.ParserError) as exc:
         raise DataError(f"{path}: cannot read it as csv: {str(exc).splitlines()[0]}") from None
     if first.empty:
-        return options
-    fields = [str(value).strip() for value in first.iloc[0].tolist()]
-    known = sum(field in options.names for field in fields)
-    if len(set(fields)) == len(fields) and known and 2 * known >= len(fields):
-        return options.model_copy(update={"header": True, "names": None})
-    return options
+        return None
+    return [str(value).strip() for value in first.iloc[0].tolist()]
 
 
 def _csv_kwargs(options: CsvOptions) -> dict[str, Any]:
