@@ -32,6 +32,8 @@ def test_auto_ranks_candidates_on_validation_and_stores_the_best(
     chosen = [row for row in board if row["chosen"]]
     assert len(chosen) == 1
     assert chosen[0]["valid_score"] == max(row["valid_score"] for row in fitted)
+    assert "refitted on the training and validation rows" in chosen[0]["note"]
+    assert any(note.startswith("auto: refitted ") for note in result.notes)
     assert all(row["fit_seconds"] > 0 for row in fitted)
     assert result.evaluation.metrics["roc_auc"] > 0.9
     # The version is the chosen estimator, stored and loaded as if it had been named in the config.

@@ -6,13 +6,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from keel.config import ModelConfig
+from keel.config import ModelConfig, stops_early
 from keel.domain.automl import (
     Candidate,
     candidates,
     estimate_seconds,
     follow_ups,
     is_imbalanced,
+    refit_model,
     relative_cost,
     should_start,
     time_trend_features,
@@ -164,3 +165,22 @@ def test_follow_ups_slow_down_the_two_best_lightgbm_candidates_then_reseed_the_b
     flipped = follow_ups(done, "log_loss", seed=0)
     assert flipped[0].label == "lightgbm learning_rate=0.0333"
     assert follow_ups([(_candidate("ridge", "ridge"), 1.0)], "rmse", seed=0) == []
+
+
+def test_a_refit_boosts_exactly_the_rounds_early_stopping_chose() -> None:
+    chosen = ModelConfig(estimator="lightgbm", params={"learning_rate": 0.03, "n_jobs": 1})  # type: ignore[arg-type]
+    refit = refit_model(chosen, best_iteration=412)
+    assert refit.params == {"learning_rate": 0.03, "n_jobs": 1, "n_estimators": 412}
+    assert refit.early_stopping_rounds is None
+    assert not stops_early(refit.estimator, refit.params), "no validation rows are left to stop on"
+    linear = ModelConfig(estimator="logistic_regression", params={"C": 10.0})  # type: ignore[arg-type]
+    assert refit_model(linear, None) == linear
+
+
+def test_a_later_round_reseeds_the_best_copy_under_its_base_name_with_new_seeds() -> None:
+    params = {"subsample": 0.8, "subsample_freq": 1, "colsample_bytree": 0.4, "random_state": 43}
+    copy = Candidate("lightgbm large seed 43", ModelConfig(estimator="lightgbm", params=params))  # type: ignore[arg-type]
+    found = follow_ups([(copy, 0.9), (_candidate("lightgbm"), 0.8)], "accuracy", seed=46)
+    seeds = found[2:]  # after the two slower copies
+    assert [c.label for c in seeds] == [f"lightgbm large seed {n}" for n in (47, 48, 49, 50)]
+    assert all(c.model.params["colsample_bytree"] == 0.4 for c in seeds), "a copy of a copy keeps its fraction"

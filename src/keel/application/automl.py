@@ -14,12 +14,16 @@ from keel.application.progress import Reporter
 from keel.config import KeelConfig
 from keel.domain.automl import (
     DEFAULT_TIME_BUDGET,
+    FOLLOW_UP_ROUNDS,
+    FOLLOW_UP_SEEDS,
+    REFIT_SHARE,
     Candidate,
     Entry,
     best_entry,
     candidates,
     follow_ups,
     is_imbalanced,
+    refit_model,
     should_start,
     time_trend_features,
 )
@@ -88,7 +92,8 @@ def fit_auto(
     if valid_x is None or valid_y is None or not len(valid_x):
         raise ConfigError("`model.estimator: auto` ranks candidates on the validation part, and it is empty")
     budget = config.model.time_budget or DEFAULT_TIME_BUDGET
-    deadline = time.monotonic() + budget
+    end = time.monotonic() + budget
+    deadline = end - REFIT_SHARE * budget  # the rest is kept for the refit on every row
     task = schema.target.task
     counts = task == "regression" and bool(np.all(train_y >= 0) and np.all(np.mod(train_y, 1) == 0))
     imbalanced = task != "regression" and is_imbalanced(np.bincount(np.asarray(train_y, dtype=np.int64)).tolist())
@@ -101,13 +106,17 @@ def fit_auto(
     outputs: dict[str, np.ndarray] = {}
     with _thread_limit(config.model.params.get("n_jobs")):
         queue = candidates(schema, config.model.params, counts=counts, imbalanced=imbalanced, trend=trend)
-        extended = False
-        while queue or not extended:
+        rounds = 0
+        while queue or rounds < FOLLOW_UP_ROUNDS:
             if not queue:  # the portfolio is done and time is left: refine the best LightGBM candidates
-                extended = True
+                rounds += 1
                 scores = {entry.label: entry.score for entry in entries}
-                queue = follow_ups([(c, scores[c.label]) for c, _ in done], metric, config.split.seed)
-                queue = [c for c in queue if c.label not in scores]
+                seed = config.split.seed + FOLLOW_UP_SEEDS * (rounds - 1)
+                queue = [
+                    c
+                    for c in follow_ups([(c, scores[c.label]) for c, _ in done], metric, seed)
+                    if c.label not in scores
+                ]
                 if not queue or time.monotonic() >= deadline:
                     break
             candidate = queue.pop(0)
@@ -151,6 +160,16 @@ def fit_auto(
                 line["chosen"] = False
             model, report = blended, FitReport(params={"members": row["members"]})
         board.append(row)
+    chosen = [(m["candidate"], m["weight"]) for m in report.params["members"]] if model.estimator_name == BLEND else []
+    with _thread_limit(config.model.params.get("n_jobs")):
+        refit = _refit(
+            config, schema, chosen or [(best.label, 1.0)], done, fitted, end, reporter,
+            rows=_all_rows((train_x, train_y, train_weight), (valid_x, valid_y, valid_weight)), train_rows=len(train_x),
+        )  # fmt: skip
+    if refit is not None:
+        model = refit if chosen else refit.members[0]
+        line = next(line for line in board if line["chosen"])
+        line["note"] = "; ".join(filter(None, [line["note"], "refitted on the training and validation rows"]))
     report.leaderboard = board
     report.chosen = BLEND if model.estimator_name == BLEND else best.label
     reporter.note(
@@ -158,6 +177,59 @@ def fit_auto(
         + (" and their blend)" if blend is not None else ")")
     )
     return model, report
+
+
+def _all_rows(
+    train: tuple[pd.DataFrame, np.ndarray, np.ndarray | None], valid: tuple[pd.DataFrame, np.ndarray, np.ndarray | None]
+) -> tuple[pd.DataFrame, np.ndarray, np.ndarray | None]:
+    """The training and validation rows together (features, target, weights)."""
+    import numpy as np
+    import pandas as pd
+
+    weight = None if train[2] is None or valid[2] is None else np.concatenate([train[2], valid[2]])
+    return pd.concat([train[0], valid[0]], ignore_index=True), np.concatenate([train[1], valid[1]]), weight
+
+
+def _refit(
+    config: KeelConfig,
+    schema: Any,
+    chosen: list[tuple[str, float]],
+    done: list[tuple[Candidate, float]],
+    fitted: dict[str, tuple[FittedModel, FitReport]],
+    end: float,
+    reporter: Reporter,
+    *,
+    rows: tuple[pd.DataFrame, np.ndarray, np.ndarray | None],
+    train_rows: int,
+) -> BlendedModel | None:
+    """The chosen candidate(s) fitted again on the training and validation rows, as a blend (one member alone).
+
+    The validation rows are often the most informative ones (the latest, for a chronological split); FLAML retrains
+    its choice on all rows by default and AutoGluon offers it (``refit_full``). LightGBM keeps the rounds early
+    stopping chose (:func:`keel.domain.automl.refit_model`). ``None`` when the fits are not expected to end before
+    ``end`` (their first fits' seconds, scaled by the rows): the models fitted on the training part are kept.
+    """
+    by_label = {candidate.label: (candidate, seconds) for candidate, seconds in done}
+    expected = sum(by_label[label][1] for label, _ in chosen) * len(rows[0]) / max(1, train_rows)
+    left = end - time.monotonic()
+    if expected > left:
+        reporter.note(
+            f"auto: not refitted on the validation rows too: about {expected:.0f} s needed, {left:.0f} s left"
+        )
+        return None
+    started = time.monotonic()
+    members = []
+    for label, _ in chosen:
+        candidate, _seconds = by_label[label]
+        model = refit_model(candidate.model, fitted[label][1].best_iteration)
+        member, _report = fit_model(
+            schema, config.features, model, seed=config.split.seed, train_x=rows[0], train_y=rows[1],
+            train_weight=rows[2],
+        )  # fmt: skip
+        members.append(member)
+    reporter.note(f"auto: refitted {', '.join(label for label, _ in chosen)} on the training and validation rows "
+                  f"in {time.monotonic() - started:.1f} s")  # fmt: skip
+    return BlendedModel.of(members, [w for _, w in chosen], [label for label, _ in chosen])
 
 
 def _thread_limit(n_jobs: Any) -> Any:

@@ -219,6 +219,8 @@ LIGHTGBM_SETTINGS: list[tuple[str, dict[str, Any]]] = [
 
 
 FOLLOW_UP_SEEDS = 4
+FOLLOW_UP_ROUNDS = 4
+"""Rounds of :func:`follow_ups` ``auto`` runs at most, each from the scores so far, while its budget lasts."""
 """Reseeded copies of the best LightGBM candidate ``auto`` fits last, when its budget still lasts."""
 
 
@@ -232,7 +234,7 @@ def follow_ups(done: Sequence[tuple[Candidate, float | None]], metric: str, seed
     Args:
         done: The fitted candidates with their validation scores (``None`` or NaN when undefined).
         metric: The selection metric.
-        seed: ``split.seed``; the copies use the seeds after it.
+        seed: The copies use the seeds after it (``split.seed``, then further on for each later round).
     """
     sign = 1.0 if GREATER_IS_BETTER.get(metric, True) else -1.0
     scored = [(c, sign * v) for c, v in done if c.model.estimator == "lightgbm" and v is not None and v == v]
@@ -245,10 +247,12 @@ def follow_ups(done: Sequence[tuple[Candidate, float | None]], metric: str, seed
         found.append(Candidate(label, candidate.model.model_copy(update={"params": params}), candidate.cost * 3))
     if ranked:
         best = ranked[0]
+        base = re.sub(r" seed \d+", "", best.label)
         for k in range(1, FOLLOW_UP_SEEDS + 1):
             params = {"subsample": 0.8, "subsample_freq": 1, **best.model.params, "random_state": seed + k}
-            params["colsample_bytree"] = 0.8 * float(best.model.params.get("colsample_bytree", 1.0))
-            found.append(Candidate(f"{best.label} seed {seed + k}", best.model.model_copy(update={"params": params}),
+            if "random_state" not in best.model.params:  # a copy of a copy keeps its fraction
+                params["colsample_bytree"] = 0.8 * float(best.model.params.get("colsample_bytree", 1.0))
+            found.append(Candidate(f"{base} seed {seed + k}", best.model.model_copy(update={"params": params}),
                                    best.cost))  # fmt: skip
     return found
 
@@ -356,6 +360,22 @@ def _pairwise_difference(values: np.ndarray) -> np.ndarray:
 
     values = values.astype(np.float64)
     return np.triu(values[None, :] - values[:, None], k=1)
+
+
+REFIT_SHARE = 0.2
+"""Share of ``auto``'s budget kept for refitting the chosen model on the training and validation rows together."""
+
+
+def refit_model(model: ModelConfig, best_iteration: int | None) -> ModelConfig:
+    """The model section that refits a chosen candidate on the training and validation rows together.
+
+    There are no rows left to stop on, so LightGBM boosts exactly the rounds early stopping chose on the validation
+    part (``best_iteration``); the other estimators are fitted as they were.
+    """
+    if model.estimator != "lightgbm":
+        return model
+    params = {**model.params, "n_estimators": max(1, int(best_iteration or 100))}
+    return model.model_copy(update={"params": params, "early_stopping_rounds": None})
 
 
 def best_entry(entries: Sequence[Entry], metric: str) -> Entry:
