@@ -55,6 +55,8 @@ def test_text_columns_add_linear_variants_and_balanced_weights_only_when_classes
     linear = [c for c in balanced if c.model.estimator == "logistic_regression"]
     assert {c.model.params.get("C") for c in linear} == {None, 10.0, 100.0}
     assert any(c.model.params.get("class_weight") == "balanced" and c.model.params["C"] == 10.0 for c in linear)
+    estimators = [c.model.estimator for c in balanced]
+    assert estimators[2:7] == ["logistic_regression"] * 4 + ["lightgbm"], "linear variants first"
     plain = candidates(schema, {}, imbalanced=False)
     assert not any(c.model.params.get("class_weight") for c in plain)
     assert not any(c.model.estimator == "hist_gradient_boosting" for c in plain), "it needs dense features"
