@@ -90,6 +90,21 @@ def test_without_a_writable_cache_mlflow_builds_the_store_itself(tmp_path: Path)
     assert not database.exists()
 
 
+def test_a_failure_while_building_the_empty_store_leaves_the_store_to_mlflow(
+    tmp_path: Path, cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import keel.io.empty_store
+
+    def broken(folder: Path) -> Path:
+        raise RuntimeError("MLflow could not create its tables here")
+
+    monkeypatch.setattr(keel.io.empty_store, "_build", broken)
+    database = tmp_path / "ws" / "mlflow.db"
+    assert not seed_store(database, cache)
+    assert not database.exists()
+    assert not list((cache / "mlflow-stores").glob("mlflow-*"))  # nothing half-built is kept
+
+
 def test_a_new_workspace_through_the_registry_uses_the_cache_and_the_users_umask(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, umask_022: None
 ) -> None:
