@@ -24,16 +24,18 @@ def _empty_stores(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(autouse=True)
-def _isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, _empty_stores: Path) -> None:
+def _isolated_environment(
+    monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory, _empty_stores: Path
+) -> None:
     """No test reads or writes the developer's registry, cache or keys.
 
-    Each test has its own cache, except for the empty MLflow store that new workspaces copy (a link to the session's
-    folder): building it runs MLflow's migrations, 2 s per new workspace otherwise.
+    Each test has its own cache folder (beside its ``tmp_path``, which stays the test's own), except for the empty
+    MLflow store that new workspaces copy (a link to the session's folder): building it runs MLflow's migrations,
+    2 s per new workspace otherwise.
     """
     for name in _SCRUBBED:
         monkeypatch.delenv(name, raising=False)
-    cache = tmp_path / "cache"
-    cache.mkdir()
+    cache = tmp_path_factory.mktemp("cache")
     (cache / "mlflow-stores").symlink_to(_empty_stores, target_is_directory=True)
     monkeypatch.setenv("KEEL_CACHE_DIR", str(cache))
 

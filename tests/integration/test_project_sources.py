@@ -19,6 +19,7 @@ import pytest
 from keel.application.dataset import load_data
 from keel.config import load_config
 from keel.errors import DataError, IntegrityError
+from keel.io.sources import cache_dir
 from tests.http_files import FileServer, serving_files
 
 REPO = Path(__file__).resolve().parents[2]
@@ -81,13 +82,13 @@ def test_a_checksum_mismatch_is_refused_and_leaves_no_cache_entry(served: str, t
     loaded = _tags(served, f"data.train.sha256={'ab' * 32}")
     with pytest.raises(IntegrityError, match="does not match its sha256"):
         load_data(loaded)  # type: ignore[arg-type]
-    assert not any(p.is_file() for p in (tmp_path / "cache").rglob("dataset.csv"))
+    assert not any(p.is_file() for p in cache_dir().rglob("dataset.csv"))
 
 
 def test_an_interrupted_download_fails_clearly_and_a_retry_succeeds(served: str, tmp_path: Path) -> None:
     with pytest.raises(DataError, match="cut short"):
         load_data(_tags(served, f"data.train.url={served}/cut/madewithml/dataset.csv"))  # type: ignore[arg-type]
-    assert not any(p.is_file() for p in (tmp_path / "cache").rglob("dataset.csv"))
+    assert not any(p.is_file() for p in cache_dir().rglob("dataset.csv"))
     data = load_data(_tags(served))  # type: ignore[arg-type]
     assert len(data.train) == 764
 

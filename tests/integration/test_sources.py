@@ -8,7 +8,7 @@ import pytest
 
 from keel.config import SourceConfig
 from keel.errors import DataError, IntegrityError
-from keel.io.sources import download, resolve_source
+from keel.io.sources import cache_dir, download, resolve_source
 from tests.http_files import FileServer, serving_files
 
 PAYLOAD = b"a,b,label\n" + b"".join(f"{i},{i * 2},{i % 2}\n".encode() for i in range(5000))
@@ -31,7 +31,7 @@ def server(files: FileServer) -> str:
 def test_download_is_verified_cached_and_reused(files: FileServer, server: str, tmp_path: Path) -> None:
     first = download(f"{server}/data.csv", SHA)
     assert first.read_bytes() == PAYLOAD
-    assert str(first).startswith(str(tmp_path / "cache"))
+    assert str(first).startswith(str(cache_dir() / "downloads"))
     second = download(f"{server}/data.csv", SHA)
     assert second == first
     assert files.hits == ["/data.csv"]
@@ -42,13 +42,13 @@ def test_checksum_mismatch_deletes_the_file_and_says_so(server: str, tmp_path: P
         download(f"{server}/data.csv", "0" * 64)
     assert "does not match its sha256" in str(error.value)
     assert "deleted" in str(error.value)
-    assert not [p for p in (tmp_path / "cache").rglob("*") if p.is_file()]
+    assert not [p for p in (cache_dir() / "downloads").rglob("*") if p.is_file()]
 
 
 def test_interrupted_download_never_becomes_a_cache_hit(server: str, tmp_path: Path) -> None:
     with pytest.raises(DataError):
         download(f"{server}/cut/data.csv", SHA)
-    assert not [p for p in (tmp_path / "cache").rglob("*") if p.is_file()]
+    assert not [p for p in (cache_dir() / "downloads").rglob("*") if p.is_file()]
     assert download(f"{server}/data.csv", SHA).read_bytes() == PAYLOAD
 
 
