@@ -153,13 +153,21 @@ def test_a_winning_blend_is_stored_loaded_served_and_scored_like_one_model(
     # MLflow's loader goes through keel's own (hash-checked, no pickle): the same predictions.
     pyfunc = mlflow.pyfunc.load_model(str(handle.loaded.directory))
     np.testing.assert_allclose(pyfunc.predict(fresh.drop(columns="label"))["prediction"], expected, rtol=1e-9)
-    # The ridge joins the blend (the smooth part), and it has no contributions: explanations are refused, saying why.
-    assert "ridge" in model.labels
-    assert not model.explainable
+    # Explanations: the members' contributions, weighted, when every member is LightGBM (the portfolio usually
+    # outbids the ridge for the smooth part); with a ridge member they are refused, saying why.
     from keel.application.insight_jobs import explain_file
 
-    with pytest.raises(KeelError, match=r"it is a blend of .*ridge \(no contributions\).*every member is LightGBM"):
-        explain_file(handle, tmp_path / "new.parquet", rows=None, top=5, plots=None)
+    if all(m.estimator_name == "lightgbm" for m in model.members):
+        assert model.explainable
+        explained = explain_file(handle, tmp_path / "new.parquet", rows=None, top=5, plots=None)
+        assert explained.explanations, "rows were explained"
+        for explanation in explained.explanations:  # the explained prediction is the blend's
+            assert explanation.prediction == pytest.approx(expected[explanation.row], rel=1e-9)
+    else:
+        assert "ridge" in model.labels
+        assert not model.explainable
+        with pytest.raises(KeelError, match=r"it is a blend of .*ridge \(no contributions\).*every member is LightGBM"):
+            explain_file(handle, tmp_path / "new.parquet", rows=None, top=5, plots=None)
 
     dask = predict_dask(handle, tmp_path / "new.parquet", tmp_path / "dask", workers=1)
     assert dask.predicted == 300

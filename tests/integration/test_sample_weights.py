@@ -266,7 +266,7 @@ def test_auto_fits_every_candidate_weighted_and_ranks_them_on_the_weighted_valid
     model, report = fit_auto(
         loaded.config, prepared.schema, train_x=prepared.train_x, train_y=prepared.train_y,
         valid_x=prepared.valid_x, valid_y=prepared.valid_y, metric="log_loss", reporter=SilentReporter(),
-        train_weight=prepared.weights["train"], valid_weight=prepared.weights["valid"],
+        train_weight=prepared.weights["train"], valid_weight=prepared.weights["valid"], refit=False,
     )  # fmt: skip
     chosen = next(entry for entry in report.leaderboard if entry["chosen"])
     output = validation_output(model, prepared.valid_x)

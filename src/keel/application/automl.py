@@ -51,6 +51,7 @@ def fit_auto(
     train_weight: np.ndarray | None = None,
     valid_weight: np.ndarray | None = None,
     train_frame: pd.DataFrame | None = None,
+    refit: bool = True,
 ) -> tuple[FittedModel, FitReport]:
     """Fit the candidates for the task in turn and return the one with the best validation ``metric``.
 
@@ -78,6 +79,8 @@ def fit_auto(
         train_frame: The training rows as loaded (with ``split.time_column``): for a chronological split, the
             features that follow its time get a candidate of their own
             (:func:`keel.domain.automl.time_trend_features`).
+        refit: Whether the chosen model is fitted again on the training and validation rows when time allows
+            (``False`` returns the models the leaderboard scored).
 
     Returns:
         The chosen model (maybe a :class:`~keel.domain.blend.BlendedModel`), and its fit report with the leaderboard
@@ -106,10 +109,12 @@ def fit_auto(
     outputs: dict[str, np.ndarray] = {}
     with _thread_limit(config.model.params.get("n_jobs")):
         queue = candidates(schema, config.model.params, counts=counts, imbalanced=imbalanced, trend=trend)
-        rounds = 0
+        rounds, fitted_before = 0, 0
         while queue or rounds < FOLLOW_UP_ROUNDS:
             if not queue:  # the portfolio is done and time is left: refine the best LightGBM candidates
-                rounds += 1
+                if rounds and len(done) == fitted_before:
+                    break  # the last round fitted nothing: the next one's copies would not fit either
+                rounds, fitted_before = rounds + 1, len(done)
                 scores = {entry.label: entry.score for entry in entries}
                 seed = config.split.seed + FOLLOW_UP_SEEDS * (rounds - 1)
                 queue = [
@@ -162,12 +167,12 @@ def fit_auto(
         board.append(row)
     chosen = [(m["candidate"], m["weight"]) for m in report.params["members"]] if model.estimator_name == BLEND else []
     with _thread_limit(config.model.params.get("n_jobs")):
-        refit = _refit(
+        again = refit and _refit(
             config, schema, chosen or [(best.label, 1.0)], done, fitted, end, reporter,
             rows=_all_rows((train_x, train_y, train_weight), (valid_x, valid_y, valid_weight)), train_rows=len(train_x),
         )  # fmt: skip
-    if refit is not None:
-        model = refit if chosen else refit.members[0]
+    if again:
+        model = again if chosen else again.members[0]
         line = next(line for line in board if line["chosen"])
         line["note"] = "; ".join(filter(None, [line["note"], "refitted on the training and validation rows"]))
     report.leaderboard = board
