@@ -245,7 +245,7 @@ def _thread_limit(n_jobs: Any) -> Any:
     """
     import contextlib
 
-    from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]  # scikit-learn's dependency
+    from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
 
     if isinstance(n_jobs, int) and not isinstance(n_jobs, bool) and n_jobs > 0:
         import sklearn.ensemble  # noqa: F401  # loads the OpenMP runtime first: only loaded libraries are limited
