@@ -117,21 +117,26 @@ def test_a_remote_cluster_needs_a_shared_storage(make_project: ProjectFactory) -
         tune(load_config([config]), trials=1, engine="dask", scheduler="tcp://scheduler.invalid:8786")
 
 
-def test_pruning_callback_reports_each_round_and_prunes_when_told() -> None:
+def test_pruning_callback_reports_every_tenth_round_and_prunes_when_told() -> None:
     import optuna
 
-    from keel.application.tune import _pruning_callback
+    from keel.application.tune import PRUNE_EVERY, _pruning_callback
 
     study = optuna.create_study(direction="maximize", pruner=optuna.pruners.ThresholdPruner(lower=0.8))
     trial = study.ask()
     callback = _pruning_callback(trial, maximize=True)
     good = SimpleNamespace(iteration=0, evaluation_result_list=[("valid_0", "auc", 0.9, True)])
     callback(good)
-    # A lower-is-better metric is reported negated so it points the study's way (and is then below the threshold).
-    bad = SimpleNamespace(iteration=1, evaluation_result_list=[("valid_0", "binary_logloss", 0.3, False)])
-    with pytest.raises(optuna.TrialPruned, match="round 1"):
+    # A lower-is-better metric is reported negated so it points the study's way (and is then below the threshold);
+    # between two checkpoints nothing is reported or decided.
+    between = SimpleNamespace(
+        iteration=PRUNE_EVERY - 1, evaluation_result_list=[("valid_0", "binary_logloss", 0.3, False)]
+    )
+    callback(between)
+    bad = SimpleNamespace(iteration=PRUNE_EVERY, evaluation_result_list=[("valid_0", "binary_logloss", 0.3, False)])
+    with pytest.raises(optuna.TrialPruned, match=f"round {PRUNE_EVERY}"):
         callback(bad)
-    assert trial.storage.get_trial(trial._trial_id).intermediate_values == {0: 0.9, 1: -0.3}
+    assert trial.storage.get_trial(trial._trial_id).intermediate_values == {0: 0.9, PRUNE_EVERY: -0.3}
 
 
 def test_storage_passwords_are_masked() -> None:
