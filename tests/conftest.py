@@ -15,6 +15,49 @@ if TYPE_CHECKING:
 
 REPO = Path(__file__).resolve().parents[1]
 _SCRUBBED = ("KEEL_WORKSPACE", "MLFLOW_TRACKING_URI", "KEEL_API_KEYS", "KEEL_CACHE_DIR")
+_THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+_SHARED_ACROSS_MODULES = {"trained": "example-projects"}
+"""Session fixtures that several modules read and that are too slow to build once per xdist worker: the tests
+that use one run in one worker (a group), so it is built once."""
+
+
+def _share_the_cores() -> None:
+    """Under pytest-xdist, each worker's threads (OpenMP: LightGBM, scikit-learn; BLAS) get an equal share of cores.
+
+    Without a limit every worker's OpenMP pool takes every core, and OpenMP threads spinning for a core another
+    worker holds make fits many times slower. Set in the environment, the limit also holds in the keel, server and
+    Dask worker processes the tests start; a limit the developer set is kept.
+    """
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers <= 1:
+        return
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    for name in _THREAD_VARIABLES:
+        os.environ.setdefault(name, str(threads))
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=int(os.environ["OMP_NUM_THREADS"]))  # libraries some plugin may have loaded already
+
+
+_share_the_cores()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Group the tests that share a module- or cross-module fixture so pytest-xdist runs them in one worker.
+
+    With ``--dist loadgroup`` each group runs in one worker; the other tests are dealt one by one to whichever
+    worker is free. A module whose tests share a module fixture (a trained workspace, a server) keeps sharing it.
+    """
+    for item in items:
+        if item.get_closest_marker("xdist_group") is not None or not isinstance(item, pytest.Function):
+            continue
+        shared = [_SHARED_ACROSS_MODULES[name] for name in item.fixturenames if name in _SHARED_ACROSS_MODULES]
+        definitions = item._fixtureinfo.name2fixturedefs.values()
+        if shared:
+            item.add_marker(pytest.mark.xdist_group(shared[0]))
+        elif any(definition.scope in ("module", "package", "class") for d in definitions for definition in d):
+            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
 
 
 @pytest.fixture(scope="session")
