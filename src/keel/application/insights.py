@@ -3,8 +3,8 @@
 The drift reference, the global contributions, the previous champion's metrics on the same test rows and the HTML
 model report.
 
-Called from the artifact step of ``keel train`` before the manifest is written, so every file here is hashed with
-the rest of the version.
+Called from the artifact step of ``keel train``; :func:`write_report` writes the manifest last, so every file here
+is hashed with the rest of the version.
 """
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
 
-    from keel.io.registry import Registry
+    from keel.io.registry import RegistryReads, VersionInfo
+    from keel.io.sidecar import Pending, Sidecar
 
 log = logging.getLogger(__name__)
 
@@ -134,30 +135,30 @@ def write_insights(
     test: pd.DataFrame,
     predictions: Predictions,
     metric_names: list[str],
-    registry: Registry,
+    champion: Pending,
+    side: Sidecar,
     seed: int,
-) -> None:
-    """Write ``reference.json``, ``insights.json``, ``plots/contributions.png`` and ``report.html``, then hash them.
-
-    The manifest written by the artifact step is rewritten with the same provenance, so the new files are in it.
+) -> Pending:
+    """Write ``reference.json`` and ``insights.json``; the sidecar draws ``plots/contributions.png``.
 
     Args:
-        directory: The version's staging directory (schema, metrics, config and plots already written).
+        directory: The version's staging directory (schema, metrics, config already written).
         model: The fitted model.
         train: The training split (raw columns).
         test: The test split (raw columns), aligned with ``predictions``.
         predictions: The model's predictions on ``test``.
         metric_names: The metrics evaluated.
-        registry: The registry, to compare with the current champion.
+        champion: The answer of a ``champion`` request (the current champion, scored here on the same test rows).
+        side: The sidecar drawing the plots.
         seed: Seed for the contribution sample.
-    """
-    import json
 
+    Returns:
+        The last plot request: once it is carried out, every plot is drawn (see :func:`write_report`).
+    """
     from keel.domain.drift import build_reference
     from keel.domain.validation import coerce_features
+    from keel.io.sidecar import champion_of
 
-    manifest = json.loads((directory / artifacts.MANIFEST).read_text(encoding="utf-8"))
-    provenance = {k: v for k, v in manifest.items() if k not in ("format", "files")}
     schema = model.schema
     train_features = coerce_features(train, schema, label="training rows").frame
     labels, scores = predicted_outputs(model, predictions)
@@ -177,47 +178,77 @@ def write_insights(
         budget = min(budget, max(CONTRIBUTION_MIN_ROWS, CONTRIBUTION_TREE_ROWS // max(1, tree_count(model))))
     sample = test_features.sample(n=min(CONTRIBUTION_ROWS, budget, len(test_features)), random_state=seed)
     contributions = global_contributions(model, sample.reset_index(drop=True))
+    drawn = side.call("ping")
     if contributions:
-        reports.contributions_plot(contributions, directory / "plots" / reports.CONTRIBUTIONS_PLOT)
+        drawn = side.call(
+            "contributions_plot", values=contributions, path=directory / "plots" / reports.CONTRIBUTIONS_PLOT
+        )
+    try:
+        previous = score_champion(champion_of(champion), test, metric_names)
+    except KeelError as exc:
+        previous = _unscored(None, exc)
     insights = {
         "global_contributions": contributions,
         "contribution_unit": contribution_unit(model),
         "contribution_rows": len(sample) if contributions else 0,
         "contribution_test_rows": len(test_features),
-        "previous_champion": _previous_champion(registry, str(provenance["model_name"]), test, metric_names),
+        "previous_champion": previous,
     }
     artifacts.write_json(directory / reports.INSIGHTS_FILE, insights)
+    return drawn
+
+
+def write_report(directory: Path, provenance: dict[str, Any], drawn: Pending) -> None:
+    """Once the plots are drawn, write ``report.html`` (which embeds them) and the manifest hashing every file.
+
+    Args:
+        directory: The version's staging directory, complete but for the report and the manifest.
+        provenance: What the manifest carries besides the files' hashes.
+        drawn: The last plot request (see :func:`write_insights`).
+    """
+    drawn.result()
     html = reports.model_report(directory, provenance, version=None)
     reports.write_html(directory / reports.REPORT_FILE, html)
     artifacts.write_manifest(directory, provenance)
 
 
 def _previous_champion(
-    registry: Registry, name: str, test: pd.DataFrame, metric_names: list[str]
+    registry: RegistryReads, name: str, test: pd.DataFrame, metric_names: list[str]
 ) -> dict[str, Any] | None:
     """The current champion's metrics on the same test rows (before this version is registered)."""
-    from keel.application.scoring import labelled_predictions
-    from keel.domain.refs import DEFAULT_ALIAS, ModelRef
+    from keel.io.registry import find_champion
 
-    if not registry.exists():
-        return None
     try:
-        version = registry.alias_version(name, DEFAULT_ALIAS)
-    except KeelError:
+        found = find_champion(registry, name)
+    except KeelError as exc:
+        return _unscored(None, exc)
+    return score_champion(found, test, metric_names)
+
+
+def score_champion(
+    found: tuple[VersionInfo, Path] | None, test: pd.DataFrame, metric_names: list[str]
+) -> dict[str, Any] | None:
+    """The metrics of a champion found by :func:`keel.io.registry.find_champion` on ``test``, for the report."""
+    from keel.application.scoring import labelled_predictions
+
+    if found is None:
         return None
-    if version is None:
-        return None
+    info, directory = found
     try:
-        info = registry.get(ModelRef(name=name, version=version))
-        loaded = artifacts.load_model(registry.local_directory(info), manifest_sha256=info.manifest_sha256)
-        predictions = labelled_predictions(loaded.model, test, label=f"test rows scored by version {version}")
+        loaded = artifacts.load_model(directory, manifest_sha256=info.manifest_sha256)
+        predictions = labelled_predictions(loaded.model, test, label=f"test rows scored by version {info.version}")
         metrics = compute_metrics(predictions, loaded.model.task, metric_names, len(loaded.model.classes))
     except KeelError as exc:
-        log.info("the champion (version %s) cannot be scored on this test data: %s", version, exc)
-        return {"version": version, "metrics": {}, "note": f"Version {version} could not be scored here: {exc}"}
+        return _unscored(info.version, exc)
     return {
-        "version": version,
+        "version": info.version,
         "metrics": metrics,
-        "note": f"The previous champion (version {version}) was scored on the same test rows when this version "
-        "was trained.",
+        "note": f"The previous champion (version {info.version}) was scored on the same test rows when this "
+        "version was trained.",
     }
+
+
+def _unscored(version: int | None, exc: KeelError) -> dict[str, Any]:
+    log.info("the champion (version %s) cannot be scored on this test data: %s", version, exc)
+    which = "The champion" if version is None else f"Version {version}"
+    return {"version": version, "metrics": {}, "note": f"{which} could not be scored here: {exc}"}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from dataclasses import dataclass, field
@@ -11,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from keel.application.dataset import LoadedData
 from keel.application.engines import engine_for
-from keel.application.insights import write_insights
+from keel.application.insights import write_insights, write_report
 from keel.application.predict import prediction_columns
 from keel.application.progress import Reporter, SilentReporter, TimedReporter
 from keel.application.scoring import labelled_predictions
@@ -33,7 +34,8 @@ from keel.domain.weights import read_weights
 from keel.errors import KeelError
 from keel.io import artifacts, mlmodel, plots
 from keel.io.provenance import git_commit, package_versions
-from keel.io.registry import DatasetRecord, Registry
+from keel.io.registry import DatasetRecord, Registry, RegistryReads
+from keel.io.sidecar import Pending, Sidecar, SideRegistry, save_arrays, sidecar
 from keel.io.sources import file_sha256
 from keel.io.staging import staging_folder
 
@@ -133,53 +135,71 @@ def train(loaded: LoadedConfig, reporter: Reporter | None = None, *, workspace: 
     reporter = TimedReporter(reporter or SilentReporter())
     config = loaded.config
     registry = Registry.open(workspace, tracking_uri=config.registry.tracking_uri, configured=config.registry.workspace)
-    with engine_for(config.engine, scheduler=config.scheduler, workers=config.dask_workers) as engine:
-        prepared = engine.prepare(loaded, reporter)
-        data, parts, schema, train_y = prepared.data, prepared.parts, prepared.schema, prepared.train_y
-        metric_names, promotion_metric, rows = prepared.metric_names, prepared.promotion_metric, prepared.rows
-        task = schema.target.task
-        where = "" if config.engine == "local" else f" on Dask ({config.scheduler or 'local cluster'})"
-        with reporter.step(f"Training {config.model.estimator}{where}"):
-            if config.model.estimator == "auto":
-                model, fit_report = _fit_auto(loaded, prepared, reporter)
-            else:
-                model, fit_report = engine.fit(loaded, prepared)
-    weights = prepared.weights
-    with reporter.step("Evaluating on the test data"):
-        predictions = labelled_predictions(model, parts.test, label="test rows", weight=weights.get("test"))
-        n_classes = len(schema.target.classes or [])
-        baseline = baseline_predictions(predictions.y_true, train_y, task, n_classes)
-        evaluation = evaluate_predictions(
-            predictions,
-            baseline,
-            task,
-            metric_names,
-            classes=schema.target.classes or [],
-            frame=parts.test,
-            slices=config.evaluation.slices,
-            max_slice_values=config.evaluation.max_slice_values,
-            min_slice_rows=config.evaluation.min_slice_rows,
-            weighted_baseline=None
-            if "train" not in weights
-            else baseline_predictions(predictions.y_true, train_y, task, n_classes, weights["train"]),
-        )
-        evaluation.baselines = evaluate_baselines(
-            parts.test, config.evaluation.baselines, schema, predictions.y_true, metric_names
-        )
-    with staging_folder(registry.workspace) as staging:
-        with reporter.step("Writing artifacts"):
-            _write_artifacts(staging, model, loaded, data, evaluation, predictions, fit_report, rows, prepared.warnings)
-            # Drift reference, global contributions and the HTML report; the manifest is rewritten to hash them.
-            write_insights(
-                staging, model=model, train=parts.train, test=parts.test, predictions=predictions,
-                metric_names=metric_names, registry=registry, seed=config.split.seed,
-            )  # fmt: skip
-        with reporter.step("Registering the model"):
-            version, run_id, decision = _register(
-                registry, staging, loaded, model, evaluation, fit_report, parts.test, promotion_metric,
-                datasets=_datasets(data, rows),
-                warnings=prepared.warnings,
-            )  # fmt: skip
+    with sidecar() as side:
+        # MLflow's import starts now, in the sidecar, while this process reads and validates the data.
+        side.call("warm")
+        with engine_for(config.engine, scheduler=config.scheduler, workers=config.dask_workers) as engine:
+            prepared = engine.prepare(loaded, reporter)
+            data, parts, schema, train_y = prepared.data, prepared.parts, prepared.schema, prepared.train_y
+            metric_names, promotion_metric, rows = prepared.metric_names, prepared.promotion_metric, prepared.rows
+            task = schema.target.task
+            where = "" if config.engine == "local" else f" on Dask ({config.scheduler or 'local cluster'})"
+            with reporter.step(f"Training {config.model.estimator}{where}"):
+                # The sidecar's imports end before the fit starts: its threads get the cores to themselves.
+                side.ready()
+                if config.model.estimator == "auto":
+                    model, fit_report = _fit_auto(loaded, prepared, reporter)
+                else:
+                    model, fit_report = engine.fit(loaded, prepared)
+        # Opened now (a new workspace's store is created) that the data passed validation and a model exists.
+        side.call("open", workspace=registry.workspace, tracking_uri=registry.tracking_uri)
+        # Looked up now, so the report's comparison does not wait behind the plots.
+        champion = side.call("champion", name=config.model_name, alias=DEFAULT_ALIAS)
+        weights = prepared.weights
+        with reporter.step("Evaluating on the test data"):
+            predictions = labelled_predictions(model, parts.test, label="test rows", weight=weights.get("test"))
+            n_classes = len(schema.target.classes or [])
+            baseline = baseline_predictions(predictions.y_true, train_y, task, n_classes)
+            evaluation = evaluate_predictions(
+                predictions,
+                baseline,
+                task,
+                metric_names,
+                classes=schema.target.classes or [],
+                frame=parts.test,
+                slices=config.evaluation.slices,
+                max_slice_values=config.evaluation.max_slice_values,
+                min_slice_rows=config.evaluation.min_slice_rows,
+                weighted_baseline=None
+                if "train" not in weights
+                else baseline_predictions(predictions.y_true, train_y, task, n_classes, weights["train"]),
+            )
+            evaluation.baselines = evaluate_baselines(
+                parts.test, config.evaluation.baselines, schema, predictions.y_true, metric_names
+            )
+        experiment = config.registry.experiment or config.project.name
+        with staging_folder(registry.workspace) as staging, contextlib.ExitStack() as stack:
+            with reporter.step("Writing artifacts"):
+                provenance = _write_artifacts(
+                    staging, side, model, loaded, data, evaluation, predictions, fit_report, rows, prepared.warnings
+                )
+                # Drift reference and global contributions here, while the sidecar draws the plots.
+                drawn = write_insights(
+                    staging, model=model, train=parts.train, test=parts.test, predictions=predictions,
+                    metric_names=metric_names, champion=champion, side=side, seed=config.split.seed,
+                )  # fmt: skip
+                # The run is started and logged by the sidecar while this process writes the report and manifest.
+                run_id = stack.enter_context(
+                    side.run(experiment, run_name=f"train-{config.model_name}", tags={"keel.job": "train"})
+                )
+                _log_run(side, run_id, config, model, evaluation, fit_report, _datasets(data, rows))
+                write_report(staging, provenance, drawn)
+            with reporter.step("Registering the model"):
+                version, decision = _register(
+                    side, registry, run_id, staging, loaded, model, evaluation, parts.test, promotion_metric,
+                    warnings=prepared.warnings,
+                )  # fmt: skip
+        run = str(run_id.result())
     for warning in prepared.warnings:
         reporter.note("warning: " + warning)
     reporter.note(("promoted to champion: " if decision.promote else "not promoted: ") + decision.reason)
@@ -187,7 +207,7 @@ def train(loaded: LoadedConfig, reporter: Reporter | None = None, *, workspace: 
     return TrainResult(
         model_name=config.model_name,
         version=version,
-        run_id=run_id,
+        run_id=run,
         task=task,
         evaluation=evaluation,
         promotion=decision,
@@ -217,6 +237,7 @@ def _fit_auto(loaded: LoadedConfig, prepared: Prepared, reporter: Reporter) -> t
 
 def _write_artifacts(
     directory: Path,
+    side: Sidecar,
     model: FittedModel,
     loaded: LoadedConfig,
     data: LoadedData,
@@ -225,9 +246,30 @@ def _write_artifacts(
     fit_report: FitReport,
     rows: dict[str, int],
     warnings: list[str],
-) -> None:
+) -> dict[str, Any]:
+    """Write the version's own files; the sidecar draws the plots and writes the MLflow model files meanwhile.
+
+    Returns:
+        The provenance the manifest will carry (written last, by :func:`write_insights`).
+    """
     config = loaded.config
     artifacts.save_model(directory, model)
+    # What the plots show is computed here (scikit-learn is loaded); the sidecar draws them. Their large arrays
+    # travel in files beside the staging folder (removed with it).
+    figures = plots.evaluation_figures(
+        model.task, model.classes, y_true=predictions.y_true, proba=predictions.proba, values=predictions.values
+    )
+    large = figures.pop("residuals", {})
+    arrays = save_arrays(directory.parent / "arrays", **{f"residuals.{name}": a for name, a in large.items()})
+    side.call(
+        "evaluation_plots", folder=directory / "plots", figures=figures, arrays=arrays,
+        importance=model.feature_importance() or None,
+    )  # fmt: skip
+    packages = package_versions()
+    # MLflow's own tools open the version through keel's loader; written before the manifest, so it is hashed too.
+    kinds = {name: data.train[name].dtype.kind for name in model.schema.feature_names if name in data.train}
+    spec = mlmodel.model_spec(model.schema, kinds, prediction_columns(model))
+    side.call("write_mlmodel", directory=directory, spec=spec, packages=packages)
     (directory / artifacts.CONFIG_FILE).write_text(loaded.resolved_yaml(), encoding="utf-8")
     artifacts.write_json(
         directory / artifacts.METRICS_FILE,
@@ -239,56 +281,29 @@ def _write_artifacts(
             "warnings": warnings,
         },
     )
-    _write_plots(directory / "plots", model, predictions)
     for name, table in data.recipe_tables.items():
         # Tables a recipe keeps for serving (e.g. the tennis player state); Parquet loads without running code.
         (directory / "recipe").mkdir(parents=True, exist_ok=True)
         table.to_parquet(directory / "recipe" / f"{name}.parquet", index=False)
-    packages = package_versions()
-    # MLflow's own tools open the version through keel's loader; written before the manifest, so it is hashed too.
-    kinds = {name: data.train[name].dtype.kind for name in model.schema.feature_names if name in data.train}
-    mlmodel.write_mlmodel(directory, model.schema, kinds, prediction_columns(model), packages)
-    artifacts.write_manifest(
-        directory,
-        {
-            "project": config.project.name,
-            "model_name": config.model_name,
-            "estimator": model.estimator_name,
-            "leaderboard": fit_report.leaderboard,
-            "task": model.task,
-            "feature_names": model.feature_names,
-            "categorical_indices": model.categorical_indices,
-            "best_iteration": fit_report.best_iteration,
-            "seed": config.split.seed,
-            "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
-            "data_fingerprint": data.fingerprint,
-            "data_sources": {part: source.label for part, source in data.sources.items()},
-            "config_sources": loaded.sources,
-            "overrides": loaded.overrides,
-            "git_commit": git_commit(loaded.base_dir),
-            "packages": packages,
-            "warnings": warnings,
-        },
-    )
-
-
-def _write_plots(folder: Path, model: FittedModel, predictions: Predictions) -> None:
-    if model.task == "regression":
-        if predictions.values is None:
-            raise ValueError("regression predictions carry no values to plot")
-        plots.residuals_plot(predictions.y_true, predictions.values, folder / "residuals.png")
-    else:
-        if predictions.proba is None:
-            raise ValueError("classification predictions carry no probabilities to plot")
-        classes = model.classes
-        plots.confusion_matrix_plot(
-            predictions.y_true, predictions.proba.argmax(axis=1), classes, folder / "confusion_matrix.png"
-        )
-        plots.roc_plot(predictions.y_true, predictions.proba, classes, folder / "roc.png")
-        plots.calibration_plot(predictions.y_true, predictions.proba, folder / "calibration.png")
-    importance = model.feature_importance()
-    if importance:
-        plots.importance_plot(importance, folder / "feature_importance.png")
+    return {
+        "project": config.project.name,
+        "model_name": config.model_name,
+        "estimator": model.estimator_name,
+        "leaderboard": fit_report.leaderboard,
+        "task": model.task,
+        "feature_names": model.feature_names,
+        "categorical_indices": model.categorical_indices,
+        "best_iteration": fit_report.best_iteration,
+        "seed": config.split.seed,
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "data_fingerprint": data.fingerprint,
+        "data_sources": {part: source.label for part, source in data.sources.items()},
+        "config_sources": loaded.sources,
+        "overrides": loaded.overrides,
+        "git_commit": git_commit(loaded.base_dir),
+        "packages": packages,
+        "warnings": warnings,
+    }
 
 
 def _flatten(prefix: str, value: Any, out: dict[str, Any]) -> dict[str, Any]:
@@ -300,74 +315,89 @@ def _flatten(prefix: str, value: Any, out: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _register(
-    registry: Registry,
-    staging: Path,
-    loaded: LoadedConfig,
+def _log_run(
+    side: Sidecar,
+    run_id: Pending,
+    config: KeelConfig,
     model: FittedModel,
     evaluation: Evaluation,
     fit_report: FitReport,
-    test: pd.DataFrame,
-    promotion_metric: str,
-    *,
     datasets: list[DatasetRecord],
-    warnings: list[str],
-) -> tuple[int, str, PromotionDecision]:
-    config = loaded.config
-    name = config.model_name
-    experiment = config.registry.experiment or config.project.name
+) -> None:
+    """The run's parameters, test metrics and datasets (sent to the sidecar without waiting)."""
     params = _flatten("", config.model_dump(mode="json", exclude={"data"}), {})
     params.update({"data.target": config.data.target, "data.task": model.task})
     if fit_report.best_iteration is not None:
         params["best_iteration"] = fit_report.best_iteration
-    with registry.run(experiment, run_name=f"train-{name}", tags={"keel.job": "train"}) as run_id:
-        registry.log_params(run_id, params)
-        # Named as in `keel train --json`: the test metrics under their own names, the baseline's as baseline.<name>.
-        # Weighted ones (data.weight) as weighted.<name> and weighted_baseline.<name>.
-        registry.log_metrics(
-            run_id,
-            evaluation.metrics
-            | {f"baseline.{k}": v for k, v in evaluation.baseline.items()}
-            | {f"weighted.{k}": v for k, v in evaluation.weighted_metrics.items()}
-            | {f"weighted_baseline.{k}": v for k, v in evaluation.weighted_baseline.items()},
+    side.call("log_params", run_id=run_id, params=params)
+    # Named as in `keel train --json`: the test metrics under their own names, the baseline's as baseline.<name>.
+    # Weighted ones (data.weight) as weighted.<name> and weighted_baseline.<name>.
+    metrics = (
+        evaluation.metrics
+        | {f"baseline.{k}": v for k, v in evaluation.baseline.items()}
+        | {f"weighted.{k}": v for k, v in evaluation.weighted_metrics.items()}
+        | {f"weighted_baseline.{k}": v for k, v in evaluation.weighted_baseline.items()}
+    )
+    side.call("log_metrics", run_id=run_id, metrics=metrics)
+    side.call("log_datasets", run_id=run_id, datasets=datasets)
+
+
+def _register(
+    side: Sidecar,
+    registry: Registry,
+    run_id: Pending,
+    staging: Path,
+    loaded: LoadedConfig,
+    model: FittedModel,
+    evaluation: Evaluation,
+    test: pd.DataFrame,
+    promotion_metric: str,
+    *,
+    warnings: list[str],
+) -> tuple[int, PromotionDecision]:
+    """Log the version's files, register them, check what the store holds, then decide and mark it complete."""
+    config = loaded.config
+    name = config.model_name
+    source = side.call("log_model_directory", run_id=run_id, directory=staging)
+    description = version_description(config, model.task, evaluation, promotion_metric)
+    pending = side.call("register", name=name, source=source, run_id=run_id, description=description)
+    manifest_sha = file_sha256(staging / artifacts.MANIFEST)
+    provenance = json.loads((staging / artifacts.MANIFEST).read_text(encoding="utf-8"))
+    version = int(pending.result())
+    reads = SideRegistry(side, registry.workspace)
+    # Check what the store holds before calling the version complete.
+    stored = reads.local_directory(_pending(reads, name, version))
+    artifacts.verify_directory(stored, manifest_sha256=manifest_sha)
+    # With data.weight the gate compares the weighted metric (named weighted_<metric>), as auto and tune rank.
+    weighted = config.data.weight is not None and bool(evaluation.weighted_metrics)
+    gate_metric = f"{WEIGHTED_PREFIX}{promotion_metric}" if weighted else promotion_metric
+    new_value = (evaluation.weighted_metrics if weighted else evaluation.metrics)[promotion_metric]
+    with registry.promotion_lock():
+        decision = _decide(
+            reads, name, gate_metric, new_value, config.evaluation.promotion.margin, test,
+            weight_column=config.data.weight if weighted else None,
+        )  # fmt: skip
+        if warnings:
+            decision = held_back(decision, name, version, len(warnings))
+        side.call(
+            "mark_complete",
+            name=name,
+            version=version,
+            manifest_sha256=manifest_sha,
+            tags={
+                "keel.task": model.task,
+                "keel.estimator": model.estimator_name,
+                f"keel.test.{gate_metric}": f"{new_value:.6f}",
+                "keel.promotion": decision.reason[:5000],
+                "keel.promoted": "true" if decision.promote else "false",
+                "keel.data_fingerprint": combined_fingerprint(provenance.get("data_fingerprint") or {}),
+                "keel.git_commit": str(provenance.get("git_commit") or "unknown"),
+            },
         )
-        registry.log_datasets(run_id, datasets)
-        source = registry.log_model_directory(run_id, staging)
-        description = version_description(config, model.task, evaluation, promotion_metric)
-        version = registry.register(name, source, run_id, description=description)
-        manifest_sha = file_sha256(staging / artifacts.MANIFEST)
-        provenance = json.loads((staging / artifacts.MANIFEST).read_text(encoding="utf-8"))
-        # Check what the store holds before calling the version complete.
-        stored = registry.local_directory(_pending(registry, name, version))
-        artifacts.verify_directory(stored, manifest_sha256=manifest_sha)
-        # With data.weight the gate compares the weighted metric (named weighted_<metric>), as auto and tune rank.
-        weighted = config.data.weight is not None and bool(evaluation.weighted_metrics)
-        gate_metric = f"{WEIGHTED_PREFIX}{promotion_metric}" if weighted else promotion_metric
-        new_value = (evaluation.weighted_metrics if weighted else evaluation.metrics)[promotion_metric]
-        with registry.promotion_lock():
-            decision = _decide(
-                registry, name, gate_metric, new_value, config.evaluation.promotion.margin, test,
-                weight_column=config.data.weight if weighted else None,
-            )  # fmt: skip
-            if warnings:
-                decision = held_back(decision, name, version, len(warnings))
-            registry.mark_complete(
-                name,
-                version,
-                manifest_sha,
-                {
-                    "keel.task": model.task,
-                    "keel.estimator": model.estimator_name,
-                    f"keel.test.{gate_metric}": f"{new_value:.6f}",
-                    "keel.promotion": decision.reason[:5000],
-                    "keel.promoted": "true" if decision.promote else "false",
-                    "keel.data_fingerprint": combined_fingerprint(provenance.get("data_fingerprint") or {}),
-                    "keel.git_commit": str(provenance.get("git_commit") or "unknown"),
-                },
-            )
-            if decision.promote:
-                registry.set_alias(name, DEFAULT_ALIAS, version)
-    return version, run_id, decision
+        if decision.promote:
+            side.call("set_alias", name=name, alias=DEFAULT_ALIAS, version=version)
+        side.wait()  # complete (and champion) before the lock lets another run decide
+    return version, decision
 
 
 def version_description(config: KeelConfig, task: str, evaluation: Evaluation, metric: str) -> str:
@@ -421,14 +451,14 @@ def _datasets(data: LoadedData, rows: dict[str, int]) -> list[DatasetRecord]:
     return records
 
 
-def _pending(registry: Registry, name: str, version: int) -> Any:
+def _pending(registry: RegistryReads, name: str, version: int) -> Any:
     from keel.domain.refs import ModelRef
 
     return registry.get(ModelRef(name=name, version=version))
 
 
 def _decide(
-    registry: Registry,
+    registry: RegistryReads,
     name: str,
     metric: str,
     new_value: float,

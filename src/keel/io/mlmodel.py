@@ -102,16 +102,44 @@ def write_mlmodel(
         output_columns: The columns a prediction adds (``prediction`` first, then any probabilities).
         packages: Installed package versions (see :func:`keel.io.provenance.package_versions`).
     """
+    write_files(directory, model_spec(schema, kinds, output_columns), packages)
+
+
+def model_spec(schema: FeatureSchema, kinds: Mapping[str, str], output_columns: list[str]) -> dict[str, Any]:
+    """What ``MLmodel`` says of the model, as JSON values (computed without MLflow; see :func:`write_files`).
+
+    Args:
+        schema: The feature schema (signature and input example).
+        kinds: The numpy kind of each training column's dtype (see :func:`input_type`).
+        output_columns: The columns a prediction adds (``prediction`` first, then any probabilities).
+
+    Returns:
+        ``inputs`` (:func:`signature_columns`), ``outputs`` (name and MLflow type) and ``example`` (one row).
+    """
+    inputs = signature_columns(schema, kinds)
+    prediction_type = "double" if schema.target.task == "regression" else output_type(schema.target.classes or [])
+    outputs = [{"name": output_columns[0], "type": prediction_type}]
+    outputs += [{"name": name, "type": "double"} for name in output_columns[1:]]
+    example = [_example_value(schema.example.get(c["name"]), c["type"]) for c in inputs]
+    return {"inputs": inputs, "outputs": outputs, "example": example}
+
+
+def write_files(directory: Path, spec: dict[str, Any], packages: dict[str, str]) -> None:
+    """Write ``MLmodel``, its input example and environment files for a :func:`model_spec`.
+
+    Args:
+        directory: The model directory (before its manifest is written, so these files are hashed too).
+        spec: See :func:`model_spec`.
+        packages: Installed package versions (see :func:`keel.io.provenance.package_versions`).
+    """
     import json
     import platform
 
     from mlflow.models import Model, ModelSignature
     from mlflow.types import ColSpec, DataType, Schema, TensorSpec
 
-    inputs = signature_columns(schema, kinds)
-    prediction_type = "double" if schema.target.task == "regression" else output_type(schema.target.classes or [])
-    outputs: list[ColSpec | TensorSpec] = [ColSpec(DataType[prediction_type], output_columns[0])]
-    outputs += [ColSpec(DataType.double, name) for name in output_columns[1:]]
+    inputs = spec["inputs"]
+    outputs: list[ColSpec | TensorSpec] = [ColSpec(DataType[c["type"]], c["name"]) for c in spec["outputs"]]
     columns: list[ColSpec | TensorSpec] = [
         ColSpec(DataType[c["type"]], c["name"], required=c["required"]) for c in inputs
     ]
@@ -120,10 +148,7 @@ def write_mlmodel(
         metadata={"keel_loader": "every file is checked against manifest.json"},
     )
     # The example in MLflow's own layout: a DataFrame in pandas' split orient, and the same as a serving request.
-    example = {
-        "columns": [c["name"] for c in inputs],
-        "data": [[_example_value(schema.example.get(c["name"]), c["type"]) for c in inputs]],
-    }
+    example = {"columns": [c["name"] for c in inputs], "data": [spec["example"]]}
     (directory / EXAMPLE_FILE).write_text(json.dumps(example), encoding="utf-8")
     (directory / SERVING_EXAMPLE_FILE).write_text(json.dumps({"dataframe_split": example}, indent=2), encoding="utf-8")
     model.saved_input_example_info = {

@@ -30,15 +30,14 @@ def _save(figure: Any, path: Path) -> Path:
     return path
 
 
-def confusion_matrix_plot(y_true: np.ndarray, predicted: np.ndarray, classes: Sequence[Any], path: Path) -> Path:
-    """Confusion matrix with counts, rows normalised for colour."""
+def confusion_matrix_plot(matrix: Sequence[Sequence[int]], classes: Sequence[Any], path: Path) -> Path:
+    """Confusion matrix with counts (rows: true class, columns: predicted), rows normalised for colour."""
     import numpy as np
-    from sklearn.metrics import confusion_matrix
 
     plt = _pyplot()
+    counts = np.asarray(matrix)
     labels = list(range(len(classes)))
-    matrix = confusion_matrix(y_true, predicted, labels=labels)
-    shares = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
+    shares = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
     size = max(4.0, 0.6 * len(classes) + 2)
     figure, axes = plt.subplots(figsize=(size, size))
     axes.imshow(shares, cmap="Blues", vmin=0, vmax=1)
@@ -50,26 +49,18 @@ def confusion_matrix_plot(y_true: np.ndarray, predicted: np.ndarray, classes: Se
     for i in labels:
         for j in labels:
             axes.text(
-                j, i, f"{matrix[i, j]:,}", ha="center", va="center", color="white" if shares[i, j] > 0.5 else "black"
+                j, i, f"{counts[i, j]:,}", ha="center", va="center", color="white" if shares[i, j] > 0.5 else "black"
             )
     axes.set_title("Confusion matrix (test)")
     return _save(figure, path)
 
 
-def roc_plot(y_true: np.ndarray, proba: np.ndarray, classes: Sequence[Any], path: Path) -> Path:
-    """ROC curve (binary) or one-vs-rest curves (multiclass)."""
-    from sklearn.metrics import roc_auc_score, roc_curve
-
+def roc_plot(curves: Sequence[dict[str, Any]], path: Path) -> Path:
+    """ROC curves (one for a binary model, one-vs-rest for a multiclass one) from :func:`roc_curves`."""
     plt = _pyplot()
     figure, axes = plt.subplots(figsize=(5, 5))
-    targets = [1] if proba.shape[1] == 2 else list(range(proba.shape[1]))
-    for k in targets:
-        positive = y_true == k
-        if positive.all() or not positive.any():
-            continue
-        fpr, tpr, _ = roc_curve(positive, proba[:, k])
-        auc = roc_auc_score(positive, proba[:, k])
-        axes.plot(fpr, tpr, label=f"{classes[k]} (AUC {auc:.3f})")
+    for curve in curves:
+        axes.plot(curve["fpr"], curve["tpr"], label=f"{curve['label']} (AUC {curve['auc']:.3f})")
     axes.plot([0, 1], [0, 1], linestyle="--", color="grey", linewidth=1)
     axes.set_xlabel("false positive rate")
     axes.set_ylabel("true positive rate")
@@ -78,11 +69,41 @@ def roc_plot(y_true: np.ndarray, proba: np.ndarray, classes: Sequence[Any], path
     return _save(figure, path)
 
 
-def calibration_plot(y_true: np.ndarray, proba: np.ndarray, path: Path, bins: int = 10) -> Path:
-    """Reliability curve of the positive class (binary) or of the predicted class (multiclass)."""
+def calibration_plot(points: dict[str, Any], path: Path) -> Path:
+    """Reliability curve from :func:`calibration_points`."""
+    plt = _pyplot()
+    figure, axes = plt.subplots(figsize=(5, 5))
+    axes.plot([0, 1], [0, 1], linestyle="--", color="grey", linewidth=1)
+    axes.plot(points["predicted"], points["observed"], marker="o")
+    axes.set_xlabel(f"predicted probability ({points['label']})")
+    axes.set_ylabel("observed frequency")
+    axes.set_title("Calibration (test)")
+    return _save(figure, path)
+
+
+def roc_curves(y_true: np.ndarray, proba: np.ndarray, classes: Sequence[Any]) -> list[dict[str, Any]]:
+    """The ROC curve of the positive class (binary) or of each class against the rest (multiclass)."""
+    from sklearn.metrics import roc_auc_score, roc_curve
+
+    curves = []
+    targets = [1] if proba.shape[1] == 2 else list(range(proba.shape[1]))
+    for k in targets:
+        positive = y_true == k
+        if positive.all() or not positive.any():
+            continue
+        fpr, tpr, _ = roc_curve(positive, proba[:, k])
+        auc = float(roc_auc_score(positive, proba[:, k]))
+        curves.append({"label": str(classes[k]), "fpr": fpr.tolist(), "tpr": tpr.tolist(), "auc": auc})
+    return curves
+
+
+def calibration_points(y_true: np.ndarray, proba: np.ndarray, bins: int = 10) -> dict[str, Any]:
+    """Mean predicted probability against observed frequency per probability bin (bins of 5 rows or more).
+
+    Of the positive class (binary) or of the predicted class (multiclass).
+    """
     import numpy as np
 
-    plt = _pyplot()
     if proba.shape[1] == 2:
         confidence, hit = proba[:, 1], (y_true == 1)
         label = "positive class"
@@ -95,22 +116,16 @@ def calibration_plot(y_true: np.ndarray, proba: np.ndarray, path: Path, bins: in
     for b in range(bins):
         mask = which == b
         if mask.sum() >= 5:
-            xs.append(confidence[mask].mean())
-            ys.append(hit[mask].mean())
-    figure, axes = plt.subplots(figsize=(5, 5))
-    axes.plot([0, 1], [0, 1], linestyle="--", color="grey", linewidth=1)
-    axes.plot(xs, ys, marker="o")
-    axes.set_xlabel(f"predicted probability ({label})")
-    axes.set_ylabel("observed frequency")
-    axes.set_title("Calibration (test)")
-    return _save(figure, path)
+            xs.append(float(confidence[mask].mean()))
+            ys.append(float(hit[mask].mean()))
+    return {"predicted": xs, "observed": ys, "label": label}
 
 
-def residuals_plot(y_true: np.ndarray, predicted: np.ndarray, path: Path) -> Path:
-    """Residuals against predicted values."""
+def residuals_plot(predicted: np.ndarray, residual: np.ndarray, path: Path) -> Path:
+    """Residuals (true − predicted) against predicted values."""
     plt = _pyplot()
     figure, axes = plt.subplots(figsize=(6, 4))
-    axes.scatter(predicted, y_true - predicted, s=4, alpha=0.3)
+    axes.scatter(predicted, residual, s=4, alpha=0.3)
     axes.axhline(0, color="grey", linewidth=1)
     axes.set_xlabel("predicted")
     axes.set_ylabel("true − predicted")
@@ -127,3 +142,71 @@ def importance_plot(importance: dict[str, float], path: Path, title: str = "Feat
     axes.barh([name for name, _ in top], [value for _, value in top])
     axes.set_title(title)
     return _save(figure, path)
+
+
+def evaluation_figures(
+    task: str,
+    classes: Sequence[Any],
+    *,
+    y_true: np.ndarray,
+    proba: np.ndarray | None = None,
+    values: np.ndarray | None = None,
+) -> dict[str, Any]:
+    """What the evaluation plots show, computed from the test predictions (numpy and scikit-learn, no matplotlib).
+
+    Drawn by :func:`evaluation_plots`, in keel's sidecar process during training.
+
+    Args:
+        task: ``binary``, ``multiclass`` or ``regression``.
+        classes: Class labels in the order of ``proba``'s columns (classification).
+        y_true: Encoded true targets of the test rows.
+        proba: Class probabilities (classification).
+        values: Predicted values (regression).
+
+    Returns:
+        ``residuals`` (predicted values and residuals, arrays) for regression; ``confusion_matrix`` (counts),
+        ``classes``, ``roc`` and ``calibration`` for classification.
+    """
+    import numpy as np
+
+    if task == "regression":
+        if values is None:
+            raise ValueError("regression predictions carry no values to plot")
+        return {"residuals": {"predicted": values, "residual": y_true - values}}
+    if proba is None:
+        raise ValueError("classification predictions carry no probabilities to plot")
+    size = len(classes)
+    predicted = proba.argmax(axis=1)
+    matrix = np.bincount(y_true.astype(np.int64) * size + predicted, minlength=size * size).reshape(size, size)
+    return {
+        "confusion_matrix": matrix.tolist(),
+        "classes": [str(c) for c in classes],
+        "roc": roc_curves(y_true, proba, classes),
+        "calibration": calibration_points(y_true, proba),
+    }
+
+
+def evaluation_plots(
+    folder: Path,
+    figures: dict[str, Any],
+    importance: dict[str, float] | None = None,
+) -> None:
+    """Draw the plots of a version's test evaluation from :func:`evaluation_figures`.
+
+    Residuals (regression) or confusion matrix, ROC and calibration (classification), and the estimator's own
+    feature importance when it has one.
+
+    Args:
+        folder: Where the PNG files go.
+        figures: See :func:`evaluation_figures`.
+        importance: Feature importance by input column.
+    """
+    if "residuals" in figures:
+        residuals = figures["residuals"]
+        residuals_plot(residuals["predicted"], residuals["residual"], folder / "residuals.png")
+    else:
+        confusion_matrix_plot(figures["confusion_matrix"], figures["classes"], folder / "confusion_matrix.png")
+        roc_plot(figures["roc"], folder / "roc.png")
+        calibration_plot(figures["calibration"], folder / "calibration.png")
+    if importance:
+        importance_plot(importance, folder / "feature_importance.png")

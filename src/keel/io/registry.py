@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 from urllib.parse import unquote, urlparse
 
 from keel.domain.refs import ModelRef
@@ -92,6 +92,28 @@ class DatasetRecord:
     digest: str
     rows: int
     files: dict[str, str]
+
+
+class RegistryReads(Protocol):
+    """The registry reads training needs to find and load the champion (a :class:`Registry`, or the sidecar's)."""
+
+    workspace: Path
+
+    def exists(self) -> bool:
+        """Whether there is anything to read."""
+        ...
+
+    def alias_version(self, name: str, alias: str) -> int | None:
+        """The version ``alias`` points at, or ``None``."""
+        ...
+
+    def get(self, ref: ModelRef) -> VersionInfo:
+        """The version a reference names."""
+        ...
+
+    def local_directory(self, info: VersionInfo) -> Path:
+        """A local folder holding the version's files."""
+        ...
 
 
 def resolve_workspace(workspace: str | Path | None = None, *, configured: str | Path | None = None) -> Path:
@@ -235,21 +257,32 @@ class Registry:
     @contextlib.contextmanager
     def run(self, experiment: str, run_name: str, tags: dict[str, str] | None = None) -> Iterator[str]:
         """An MLflow run that ends FINISHED, FAILED or KILLED (Ctrl-C) as the block does."""
-        client = self.client
-        experiment_id = self.experiment_id(experiment)
-        run = _retry(lambda: client.create_run(experiment_id, run_name=run_name, tags=tags or {}), what="start the run")
-        run_id = str(run.info.run_id)
+        run_id = self.start_run(experiment, run_name, tags)
         try:
             yield run_id
         except KeyboardInterrupt:
             with contextlib.suppress(Exception):
-                client.set_terminated(run_id, "KILLED")
+                self.end_run(run_id, "KILLED")
             raise
         except BaseException:
             with contextlib.suppress(Exception):
-                client.set_terminated(run_id, "FAILED")
+                self.end_run(run_id, "FAILED")
             raise
-        _retry(lambda: client.set_terminated(run_id, "FINISHED"), what="finish the run")
+        self.end_run(run_id, "FINISHED")
+
+    def start_run(self, experiment: str, run_name: str, tags: dict[str, str] | None = None) -> str:
+        """Start an MLflow run in ``experiment`` (created when missing) and return its id.
+
+        End it with :meth:`end_run`, or use :meth:`run`.
+        """
+        client = self.client
+        experiment_id = self.experiment_id(experiment)
+        run = _retry(lambda: client.create_run(experiment_id, run_name=run_name, tags=tags or {}), what="start the run")
+        return str(run.info.run_id)
+
+    def end_run(self, run_id: str, status: str) -> None:
+        """End a run as ``FINISHED``, ``FAILED`` or ``KILLED``."""
+        _retry(lambda: self.client.set_terminated(run_id, status), what="finish the run")
 
     def log_params(self, run_id: str, params: dict[str, Any]) -> None:
         """Log flat parameters (values longer than MLflow accepts are cut)."""
@@ -450,6 +483,24 @@ class Registry:
         except Exception as exc:  # noqa: BLE001 - MLflow's stores raise many kinds for a failed download
             shutil.rmtree(target, ignore_errors=True)
             raise RegistryError(f"{info.name}:{info.version}: could not download its artifacts: {exc}") from None
+
+
+def find_champion(registry: RegistryReads, name: str, alias: str = "champion") -> tuple[VersionInfo, Path] | None:
+    """The version ``alias`` points at and a local folder with its files, or ``None`` when there is none.
+
+    Raises:
+        RegistryError: The version's files are missing or could not be downloaded.
+    """
+    if not registry.exists():
+        return None
+    try:
+        version = registry.alias_version(name, alias)
+    except RegistryError:
+        return None
+    if version is None:
+        return None
+    info = registry.get(ModelRef(name=name, version=version))
+    return info, registry.local_directory(info)
 
 
 def _not_found(exc: Exception) -> bool:

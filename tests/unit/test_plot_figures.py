@@ -1,0 +1,49 @@
+"""What the evaluation plots show is computed in the main process: the same numbers scikit-learn gives."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.metrics import confusion_matrix, roc_auc_score
+
+from keel.io import plots
+
+
+@pytest.mark.parametrize("classes", [["no", "yes"], ["a", "b", "c", "d"]])
+def test_confusion_matrix_and_roc_match_scikit_learn(classes: list[str]) -> None:
+    rng = np.random.default_rng(3)
+    y_true = rng.integers(0, len(classes), 900)
+    proba = rng.dirichlet(np.ones(len(classes)), 900)
+    proba[np.arange(900), y_true] += 0.3  # better than chance
+    proba /= proba.sum(axis=1, keepdims=True)
+    figures = plots.evaluation_figures(
+        "multiclass" if len(classes) > 2 else "binary", classes, y_true=y_true, proba=proba
+    )
+    labels = list(range(len(classes)))
+    assert figures["confusion_matrix"] == confusion_matrix(y_true, proba.argmax(axis=1), labels=labels).tolist()
+    assert figures["classes"] == classes
+    curves = figures["roc"]
+    targets = [1] if len(classes) == 2 else labels
+    assert [c["label"] for c in curves] == [classes[k] for k in targets]
+    for curve, k in zip(curves, targets, strict=True):
+        assert curve["auc"] == pytest.approx(roc_auc_score(y_true == k, proba[:, k]))
+        assert curve["fpr"][0] == 0.0
+        assert curve["tpr"][-1] == 1.0
+    points = figures["calibration"]
+    assert len(points["predicted"]) == len(points["observed"]) > 3
+    assert all(0 <= v <= 1 for v in points["observed"])
+
+
+def test_a_class_missing_from_the_test_rows_gets_no_curve_and_an_empty_row() -> None:
+    y_true = np.array([0, 0, 1, 1, 0, 1])
+    proba = np.array([[0.7, 0.2, 0.1]] * 3 + [[0.1, 0.8, 0.1]] * 3)
+    figures = plots.evaluation_figures("multiclass", ["a", "b", "c"], y_true=y_true, proba=proba)
+    assert [c["label"] for c in figures["roc"]] == ["a", "b"]
+    assert figures["confusion_matrix"][2] == [0, 0, 0]
+
+
+def test_regression_shows_every_residual() -> None:
+    y_true = np.array([1.0, 2.0, 4.0])
+    figures = plots.evaluation_figures("regression", [], y_true=y_true, values=np.array([1.5, 2.0, 3.0]))
+    assert figures["residuals"]["residual"].tolist() == [-0.5, 0.0, 1.0]
+    assert figures["residuals"]["predicted"].tolist() == [1.5, 2.0, 3.0]
