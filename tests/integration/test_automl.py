@@ -21,6 +21,18 @@ pytestmark = pytest.mark.timeout(900)
 _AUTO = {"estimator": "auto", "params": {"n_jobs": 1}, "time_budget": 120}
 
 
+@pytest.fixture
+def quick_portfolio(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Only the three quick candidates and no follow-ups: each fits in well under the budget whatever the machine's
+    load, so two runs fit the same candidates (a test comparing them cannot depend on timing) and stay fast."""
+    import keel.application.automl as automl
+
+    every = automl.candidates
+    monkeypatch.setattr(automl, "candidates", lambda *args, **kwargs: every(*args, **kwargs)[:3])
+    monkeypatch.setattr(automl, "FOLLOW_UP_ROUNDS", 0)
+
+
+@pytest.mark.usefixtures("quick_portfolio")
 def test_auto_ranks_candidates_on_validation_and_stores_the_best(
     make_project: ProjectFactory, module_workspace: Path
 ) -> None:
@@ -46,6 +58,7 @@ def test_auto_ranks_candidates_on_validation_and_stores_the_best(
     assert any("auto: chose" in note for note in result.notes)
 
 
+@pytest.mark.usefixtures("quick_portfolio")
 def test_the_test_rows_cannot_change_the_chosen_model(make_project: ProjectFactory, tmp_path: Path) -> None:
     frame = synthetic("binary", rows=700, seed=3)
     train_rows, test_rows = frame.iloc[:500], frame.iloc[500:].reset_index(drop=True)
@@ -64,13 +77,17 @@ def test_the_test_rows_cannot_change_the_chosen_model(make_project: ProjectFacto
         )  # fmt: skip
         result = train(load_config([config]))
         boards.append(
-            [(row["candidate"], row["valid_score"], row["chosen"], row.get("members")) for row in result.leaderboard]
-        )
+            [(row["candidate"], row["valid_score"], row["chosen"], row.get("members"), row["scoring"])
+             for row in result.leaderboard]
+        )  # fmt: skip
         predictions.append(result.evaluation.metrics["roc_auc"])
     assert boards[0] == boards[1], (
         "validation scores, the blend's weights and the choice do not depend on the test rows"
     )
     assert boards[0][-1][0] == "blend", "the blend was tried (weights fitted on the validation part)"
+    assert boards[0][0][4].startswith("out of fold: 5 stratified folds over the 500 training and validation rows"), (
+        "100 validation rows: scored out of fold over the training and validation rows, never the test rows"
+    )
     assert predictions[0] > 0.8 > predictions[1], "the two test parts really differ"
 
 
@@ -268,3 +285,53 @@ def test_a_short_budget_skips_the_candidates_that_cannot_finish_and_says_why(
     assert skipped, "a 2 s budget cannot fit the whole portfolio"
     assert all(row["note"].startswith("skipped: ") and "(budget 2 s)" in row["note"] for row in skipped)
     assert sum(row["fit_seconds"] for row in fitted) < 2 + max(row["fit_seconds"] for row in fitted)
+
+
+_ORDERS = ["order_id", "basket", "visits", "channel", "weight", "returned"]
+
+
+@pytest.mark.usefixtures("quick_portfolio")
+def test_a_small_validation_part_is_replaced_by_out_of_fold_scores_and_the_leaderboard_says_so(
+    tmp_path: Path, module_workspace: Path
+) -> None:
+    import yaml
+
+    rng = np.random.default_rng(8)
+    rows = 500
+    basket, visits = rng.gamma(2.0, 30.0, size=rows), rng.poisson(3, size=rows)
+    channel = rng.choice(["web", "app", "shop"], size=rows, p=[0.5, 0.3, 0.2])
+    chance = 1 / (1 + np.exp(-(0.02 * (basket - 60) - 0.3 * visits + np.where(channel == "web", 1.0, -0.5))))
+    frame = pd.DataFrame(
+        {"order_id": [f"O{i:05d}" for i in range(rows)], "basket": basket.round(2).astype(object), "visits": visits,
+         "channel": channel, "weight": np.where(rng.random(rows) < 0.1, 3.0, 1.0),
+         "returned": np.where(rng.random(rows) < chance, "yes", "no")}
+    )  # fmt: skip
+    frame.loc[rng.random(rows) < 0.05, "basket"] = "?"
+    data = tmp_path / "orders.csv"
+    frame[_ORDERS].to_csv(data, index=False, header=False)
+    config = {
+        "project": {"name": "auto-orders"},
+        "data": {
+            "train": {"path": str(data), "csv": {"header": False, "names": _ORDERS, "na_values": ["?"]}},
+            "target": "returned", "id_columns": ["order_id"], "weight": "weight",
+        },
+        "split": {"test_size": 0.2, "valid_size": 0.15, "seed": 1},
+        "model": {"estimator": "auto", "params": {"n_jobs": 1}, "time_budget": 60},
+        "registry": {"workspace": str(module_workspace)},
+    }  # fmt: skip
+    path = tmp_path / "orders.yaml"
+    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    result = train(load_config([path]))
+
+    assert result.rows["valid"] == 60
+    scoring = {row["scoring"] for row in result.leaderboard}
+    assert scoring == {
+        "out of fold: 5 stratified folds over the 400 training and validation rows, 400 of them predicted"
+    }
+    assert any("auto: scoring out of fold" in note and "only 60 rows" in note for note in result.notes)
+    assert any("out-of-fold" in note and "auto: chose" in note for note in result.notes)
+    chosen = next(row for row in result.leaderboard if row["chosen"])
+    assert "refitted on the training and validation rows" in chosen["note"]
+    handle = load_version(Registry.open(module_workspace), "auto-orders@champion")
+    assert handle.loaded.manifest["leaderboard"] == result.leaderboard
+    assert "Scoring: out of fold: 5 stratified folds" in (handle.loaded.directory / "report.html").read_text()

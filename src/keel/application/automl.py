@@ -28,6 +28,16 @@ from keel.domain.automl import (
     time_trend_features,
 )
 from keel.domain.blend import BLEND, BlendedModel, greedy_selection
+from keel.domain.folds import (
+    OOF_FOLDS,
+    OOF_MAX_VALID_ROWS,
+    Folds,
+    dealt_folds,
+    mean_rounds,
+    missing_classes,
+    out_of_fold_reason,
+    time_ordered_folds,
+)
 from keel.domain.metrics import GREATER_IS_BETTER, Predictions, compute_metrics
 from keel.domain.model import FittedModel
 from keel.domain.training import FitReport, fit_model
@@ -51,6 +61,7 @@ def fit_auto(
     train_weight: np.ndarray | None = None,
     valid_weight: np.ndarray | None = None,
     train_frame: pd.DataFrame | None = None,
+    valid_frame: pd.DataFrame | None = None,
     refit: bool = True,
 ) -> tuple[FittedModel, FitReport]:
     """Fit the candidates for the task in turn and return the one with the best validation ``metric``.
@@ -63,6 +74,16 @@ def fit_auto(
     budget still gives a model. With two or more fitted candidates, a blend of them is built by greedy ensemble
     selection on the validation rows (:func:`keel.domain.blend.greedy_selection`); it is chosen only when its
     validation score beats the best single candidate's.
+
+    Out-of-fold scoring: when the validation part is small (under
+    :data:`~keel.domain.folds.OOF_MAX_VALID_ROWS` rows) and the first candidate's fits over
+    :data:`~keel.domain.folds.OOF_FOLDS` folds are expected to take at most
+    :data:`~keel.domain.folds.OOF_MAX_SHARE` of the budget (measured by its fit on the training part), every
+    candidate is scored instead on out-of-fold predictions over the training and validation rows together
+    (:mod:`keel.domain.folds`: forward validation in time order for a chronological split, stratified folds for
+    classes, weights spread evenly), and the blend is chosen on them too. The chosen model is then refitted on all
+    those rows (LightGBM with the mean of its folds' early-stopping rounds). Each leaderboard row's ``scoring`` says
+    which scoring was used.
 
     Args:
         config: The validated configuration (``model.time_budget``, ``model.params``, ``split.seed``, features).
@@ -78,9 +99,11 @@ def fit_auto(
             and the blend's selection score them weighted.
         train_frame: The training rows as loaded (with ``split.time_column``): for a chronological split, the
             features that follow its time get a candidate of their own
-            (:func:`keel.domain.automl.time_trend_features`).
+            (:func:`keel.domain.automl.time_trend_features`), and out-of-fold scoring orders the rows by it.
+        valid_frame: The validation rows as loaded (their ``split.time_column``, for out-of-fold scoring in time
+            order; without both frames a chronological split is scored on the validation part).
         refit: Whether the chosen model is fitted again on the training and validation rows when time allows
-            (``False`` returns the models the leaderboard scored).
+            (``False`` scores on the validation part and returns the models the leaderboard scored).
 
     Returns:
         The chosen model (maybe a :class:`~keel.domain.blend.BlendedModel`), and its fit report with the leaderboard
@@ -107,6 +130,10 @@ def fit_auto(
     done: list[tuple[Candidate, float]] = []
     fitted: dict[str, tuple[FittedModel, FitReport]] = {}
     outputs: dict[str, np.ndarray] = {}
+    rows = _all_rows((train_x, train_y, train_weight), (valid_x, valid_y, valid_weight))
+    folds: Folds | None = None
+    decided = not refit or len(valid_x) >= OOF_MAX_VALID_ROWS
+    scoring = f"validation part: {len(valid_x):,} rows"
     with _thread_limit(config.model.params.get("n_jobs")):
         queue = candidates(schema, config.model.params, counts=counts, imbalanced=imbalanced, trend=trend)
         rounds, fitted_before = 0, 0
@@ -133,21 +160,45 @@ def fit_auto(
                 continue
             started = time.monotonic()
             callbacks = [deadline_callback(deadline)] if name == "lightgbm" else []
-            model, report = fit_model(
-                schema, config.features, candidate.model, seed=config.split.seed, train_x=train_x,
-                train_y=train_y, valid_x=valid_x, valid_y=valid_y, callbacks=callbacks, train_weight=train_weight,
-                valid_weight=valid_weight,
-            )  # fmt: skip
-            outputs[candidate.label] = validation_output(model, valid_x)
-            score = output_score(model, outputs[candidate.label], valid_y, metric, weight=valid_weight)
+            if folds is None:
+                model, report = fit_model(
+                    schema, config.features, candidate.model, seed=config.split.seed, train_x=train_x,
+                    train_y=train_y, valid_x=valid_x, valid_y=valid_y, callbacks=callbacks,
+                    train_weight=train_weight, valid_weight=valid_weight,
+                )  # fmt: skip
+                output: np.ndarray | None = validation_output(model, valid_x)
+            else:
+                output, model, report = _fit_folds(config, schema, candidate, folds, rows, callbacks, deadline)
             seconds = time.monotonic() - started
+            if not decided:  # the first fit tells what a fit costs: score out of fold if it is affordable
+                decided = True
+                folds, why_not = _plan_folds(config, rows, train_frame, valid_frame, len(valid_x), task)
+                if folds is not None:
+                    expected = seconds * folds.fitted_rows / max(1, len(train_x))
+                    why_not = out_of_fold_reason(len(valid_x), expected, budget)
+                if folds is not None and not why_not:
+                    scoring = folds.describe()
+                    reporter.note(f"auto: scoring {scoring}, as the validation part has only {len(valid_x):,} rows")
+                    queue.insert(0, candidate)  # fitted again over the folds
+                    continue
+                folds = None
+                reporter.note(f"auto: scoring on the validation part ({why_not})")
+            if output is None:
+                note = "stopped by the time budget before its last fold"
+                entries.append(Entry(candidate.label, name, None, seconds, report.best_iteration, note))
+                reporter.note(f"auto: {candidate.label}: {note}")
+                continue
+            outputs[candidate.label] = output
+            scored_y, scored_weight = _scored(rows, folds, valid_y, valid_weight)
+            score = output_score(model, output, scored_y, metric, weight=scored_weight)
             stopped = name == "lightgbm" and time.monotonic() >= deadline
             note = "stopped by the time budget" if stopped else ""
             entries.append(Entry(candidate.label, name, score, seconds, report.best_iteration, note))
             done.append((candidate, seconds))
             fitted[candidate.label] = (model, report)
             reporter.note(
-                f"auto: {candidate.label}: validation {metric} {score:.5f} in {seconds:.1f} s"
+                f"auto: {candidate.label}: {'out-of-fold' if folds else 'validation'} {metric} {score:.5f} in "
+                f"{seconds:.1f} s"
                 + (f" ({report.best_iteration} rounds)" if report.best_iteration else "")
                 + (f", {note}" if note else "")
             )
@@ -156,30 +207,39 @@ def fit_auto(
     except ValueError:
         raise DataError(f"validation {metric} is undefined for every candidate (one class only?)") from None
     model, report = fitted[best.label]
-    board = [entry.to_dict() | {"chosen": entry is best} for entry in entries]
-    blend = _blend(fitted, outputs, valid_y, metric, best, reporter, valid_weight) if len(fitted) > 1 else None
+    board = [entry.to_dict() | {"chosen": entry is best, "scoring": scoring} for entry in entries]
+    scored_y, scored_weight = _scored(rows, folds, valid_y, valid_weight)
+    blend = (
+        _blend(
+            fitted, outputs, scored_y, metric, best, reporter, scored_weight, "out-of-fold" if folds else "validation"
+        )
+        if len(fitted) > 1
+        else None
+    )
     if blend is not None:
         blended, row = blend
         if row["chosen"]:
             for line in board:
                 line["chosen"] = False
             model, report = blended, FitReport(params={"members": row["members"]})
-        board.append(row)
+        board.append(row | {"scoring": scoring})
     chosen = [(m["candidate"], m["weight"]) for m in report.params["members"]] if model.estimator_name == BLEND else []
     with _thread_limit(config.model.params.get("n_jobs")):
         again = refit and _refit(
-            config, schema, chosen or [(best.label, 1.0)], done, fitted, end, reporter,
-            rows=_all_rows((train_x, train_y, train_weight), (valid_x, valid_y, valid_weight)), train_rows=len(train_x),
+            config, schema, chosen or [(best.label, 1.0)], done, fitted, end, reporter, rows=rows,
+            fitted_rows=len(train_x) if folds is None else folds.fitted_rows,
         )  # fmt: skip
+    line = next(line for line in board if line["chosen"])
     if again:
         model = again if chosen else again.members[0]
-        line = next(line for line in board if line["chosen"])
         line["note"] = "; ".join(filter(None, [line["note"], "refitted on the training and validation rows"]))
+    elif folds is not None:  # no time for the refit: the models of the last fold are kept
+        line["note"] = "; ".join(filter(None, [line["note"], "not refitted: the last fold's model is kept"]))
     report.leaderboard = board
     report.chosen = BLEND if model.estimator_name == BLEND else best.label
     reporter.note(
-        f"auto: chose {report.chosen} (best validation {metric} of {len(fitted)} fitted candidates"
-        + (" and their blend)" if blend is not None else ")")
+        f"auto: chose {report.chosen} (best {'out-of-fold' if folds else 'validation'} {metric} of {len(fitted)} "
+        "fitted candidates" + (" and their blend)" if blend is not None else ")")
     )
     return model, report
 
@@ -205,17 +265,18 @@ def _refit(
     reporter: Reporter,
     *,
     rows: tuple[pd.DataFrame, np.ndarray, np.ndarray | None],
-    train_rows: int,
+    fitted_rows: int,
 ) -> BlendedModel | None:
     """The chosen candidate(s) fitted again on the training and validation rows, as a blend (one member alone).
 
     The validation rows are often the most informative ones (the latest, for a chronological split); FLAML retrains
     its choice on all rows by default and AutoGluon offers it (``refit_full``). LightGBM keeps the rounds early
-    stopping chose (:func:`keel.domain.automl.refit_model`). ``None`` when the fits are not expected to end before
-    ``end`` (their first fits' seconds, scaled by the rows): the models fitted on the training part are kept.
+    stopping chose (:func:`keel.domain.automl.refit_model`; out of fold, the mean of the folds' rounds). ``None``
+    when the fits are not expected to end before ``end`` (their first fits' seconds, scaled from the ``fitted_rows``
+    those fits took to all ``rows``): the models already fitted are kept.
     """
     by_label = {candidate.label: (candidate, seconds) for candidate, seconds in done}
-    expected = sum(by_label[label][1] for label, _ in chosen) * len(rows[0]) / max(1, train_rows)
+    expected = sum(by_label[label][1] for label, _ in chosen) * len(rows[0]) / max(1, fitted_rows)
     left = end - time.monotonic()
     if expected > left:
         reporter.note(
@@ -235,6 +296,89 @@ def _refit(
     reporter.note(f"auto: refitted {', '.join(label for label, _ in chosen)} on the training and validation rows "
                   f"in {time.monotonic() - started:.1f} s")  # fmt: skip
     return BlendedModel.of(members, [w for _, w in chosen], [label for label, _ in chosen])
+
+
+def _plan_folds(
+    config: KeelConfig,
+    rows: tuple[pd.DataFrame, np.ndarray, np.ndarray | None],
+    train_frame: pd.DataFrame | None,
+    valid_frame: pd.DataFrame | None,
+    valid_rows: int,
+    task: Any,
+) -> tuple[Folds | None, str]:
+    """The folds of out-of-fold scoring over ``rows``, or ``None`` and why the validation part is kept."""
+    import numpy as np
+    import pandas as pd
+
+    if valid_rows >= OOF_MAX_VALID_ROWS:
+        return None, out_of_fold_reason(valid_rows, 0.0, 1.0)
+    x, y, weight = rows
+    column = config.split.time_column
+    if config.split.strategy == "chronological":
+        frames = [train_frame, valid_frame]
+        if column is None or any(f is None or column not in f.columns for f in frames):
+            return None, "the rows' times are not known here"
+        times = pd.concat([f[column] for f in frames if f is not None], ignore_index=True).to_numpy()
+        try:
+            folds = time_ordered_folds(times, OOF_FOLDS)
+        except ValueError as error:
+            return None, str(error)
+    else:
+        labels = None if task == "regression" else np.asarray(y)
+        folds = dealt_folds(len(x), labels, OOF_FOLDS, seed=config.split.seed, weight=weight)
+    if task != "regression" and missing_classes(folds, np.asarray(y)):
+        return None, "a class is too rare for every fold to fit on it"
+    return folds, ""
+
+
+def _fit_folds(
+    config: KeelConfig,
+    schema: Any,
+    candidate: Candidate,
+    folds: Folds,
+    rows: tuple[pd.DataFrame, np.ndarray, np.ndarray | None],
+    callbacks: list[Any],
+    deadline: float,
+) -> tuple[np.ndarray | None, FittedModel, FitReport]:
+    """``candidate`` fitted on each fold: its out-of-fold outputs, the last fold's model and the mean of the rounds.
+
+    The outputs are those of ``folds.scored``; ``None`` when the budget ran out before the last fold (a partial set
+    of predictions cannot be compared with the others).
+    """
+    import numpy as np
+
+    x, y, weight = rows
+    output: np.ndarray | None = None
+    rounds: list[int | None] = []
+    for number, (fit, scored) in enumerate(folds.splits, start=1):
+        weights = (None, None) if weight is None else (weight[fit], weight[scored])
+        model, report = fit_model(
+            schema, config.features, candidate.model, seed=config.split.seed, train_x=x.iloc[fit], train_y=y[fit],
+            valid_x=x.iloc[scored], valid_y=y[scored], callbacks=callbacks, train_weight=weights[0],
+            valid_weight=weights[1],
+        )  # fmt: skip
+        predicted = validation_output(model, x.iloc[scored])
+        if output is None:
+            output = np.full((len(y), *predicted.shape[1:]), np.nan)
+        output[scored] = predicted
+        rounds.append(report.best_iteration)
+        if number < len(folds.splits) and time.monotonic() >= deadline:
+            return None, model, FitReport(best_iteration=mean_rounds(rounds), params=report.params)
+    assert output is not None  # noqa: S101 - Folds always has a fold
+    return output[folds.scored], model, FitReport(best_iteration=mean_rounds(rounds), params=report.params)
+
+
+def _scored(
+    rows: tuple[pd.DataFrame, np.ndarray, np.ndarray | None],
+    folds: Folds | None,
+    valid_y: np.ndarray,
+    valid_weight: np.ndarray | None,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """The target and weights of the rows the scores are measured on (the validation part, or out of fold)."""
+    if folds is None:
+        return valid_y, valid_weight
+    _x, y, weight = rows
+    return y[folds.scored], None if weight is None else weight[folds.scored]
 
 
 def _thread_limit(n_jobs: Any) -> Any:
@@ -280,8 +424,13 @@ def _blend(
     best: Entry,
     reporter: Reporter,
     valid_weight: np.ndarray | None = None,
+    scored_on: str = "validation",
 ) -> tuple[BlendedModel, dict[str, Any]] | None:
-    """The greedy blend of the fitted candidates and its leaderboard row (``chosen`` when it beats ``best``)."""
+    """The greedy blend of the fitted candidates and its leaderboard row (``chosen`` when it beats ``best``).
+
+    ``outputs``, ``valid_y`` and ``valid_weight`` are those of the rows the candidates were scored on (``scored_on``:
+    the validation part, or out of fold).
+    """
     started = time.monotonic()
     labels = list(fitted)
     task = fitted[labels[0]][0].task
@@ -304,10 +453,10 @@ def _blend(
     row = {
         "candidate": BLEND, "estimator": BLEND, "valid_score": blend_score, "fit_seconds": round(seconds, 3),
         "best_iteration": None, "members": members, "chosen": wins,
-        "note": "" if wins else f"not better than {best.label} on validation",
+        "note": "" if wins else f"not better than {best.label} ({scored_on})",
     }  # fmt: skip
     reporter.note(
-        f"auto: blend of {', '.join(f'{label} {weight:.2f}' for label, weight in used)}: validation {metric} "
+        f"auto: blend of {', '.join(f'{label} {weight:.2f}' for label, weight in used)}: {scored_on} {metric} "
         f"{blend_score:.5f}" + ("" if wins else f", not better than {best.label}")
     )
     return model, row

@@ -231,7 +231,7 @@ def _fit_auto(loaded: LoadedConfig, prepared: Prepared, reporter: Reporter) -> t
         config, prepared.schema, train_x=prepared.train_x, train_y=prepared.train_y, valid_x=prepared.valid_x,
         valid_y=prepared.valid_y, metric=config.tuning.metric or prepared.promotion_metric, reporter=reporter,
         train_weight=prepared.weights.get("train"), valid_weight=prepared.weights.get("valid"),
-        train_frame=prepared.parts.train,
+        train_frame=prepared.parts.train, valid_frame=prepared.parts.valid,
     )  # fmt: skip
 
 
