@@ -51,12 +51,14 @@ def test_quick_candidates_come_first_then_the_portfolio_cheapest_first() -> None
 def test_text_columns_add_linear_variants_and_balanced_weights_only_when_classes_are_imbalanced() -> None:
     schema = _schema("multiclass", {"title": "text", "size": "numeric"})
     balanced = candidates(schema, {}, imbalanced=True)
-    assert _labels(balanced)[:2] == ["logistic_regression", "lightgbm"]
+    assert _labels(balanced)[0] == "logistic_regression"
     linear = [c for c in balanced if c.model.estimator == "logistic_regression"]
     assert {c.model.params.get("C") for c in linear} == {None, 10.0, 100.0}
     assert any(c.model.params.get("class_weight") == "balanced" and c.model.params["C"] == 10.0 for c in linear)
     estimators = [c.model.estimator for c in balanced]
-    assert estimators[2:7] == ["logistic_regression"] * 4 + ["lightgbm"], "linear variants first"
+    assert estimators[:6] == ["logistic_regression"] * 5 + ["lightgbm"], "the linear model and its variants first"
+    assert _labels(balanced)[5] == "lightgbm", "then LightGBM's defaults, before its other settings"
+    assert len(set(_labels(balanced))) == len(balanced)
     plain = candidates(schema, {}, imbalanced=False)
     assert not any(c.model.params.get("class_weight") for c in plain)
     assert not any(c.model.estimator == "hist_gradient_boosting" for c in plain), "it needs dense features"

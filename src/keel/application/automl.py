@@ -130,6 +130,7 @@ def fit_auto(
     done: list[tuple[Candidate, float]] = []
     fitted: dict[str, tuple[FittedModel, FitReport]] = {}
     outputs: dict[str, np.ndarray] = {}
+    abandoned: list[tuple[Candidate, float]] = []  # out of fold: stopped after the first fold, with the time expected
     rows = _all_rows((train_x, train_y, train_weight), (valid_x, valid_y, valid_weight))
     folds: Folds | None = None
     decided = not refit or len(valid_x) >= OOF_MAX_VALID_ROWS
@@ -153,7 +154,7 @@ def fit_auto(
                     break
             candidate = queue.pop(0)
             name = candidate.model.estimator
-            why = should_start(candidate, done, deadline - time.monotonic())
+            why = should_start(candidate, [*done, *abandoned], deadline - time.monotonic())
             if why:
                 entries.append(Entry(candidate.label, name, None, 0.0, note=f"skipped: {why} (budget {budget:g} s)"))
                 reporter.note(f"auto: {candidate.label}: skipped, {why} (budget {budget:g} s)")
@@ -168,7 +169,16 @@ def fit_auto(
                 )  # fmt: skip
                 output: np.ndarray | None = validation_output(model, valid_x)
             else:
-                output, model, report = _fit_folds(config, schema, candidate, folds, rows, callbacks, deadline)
+                output, model, report, expected = _fit_folds(
+                    config, schema, candidate, folds, rows, callbacks, deadline
+                )
+                if expected is not None:  # its first fold showed the others would not end in the time left
+                    abandoned.append((candidate, expected))
+                    why = f"about {expected:.0f} s expected, {max(0.0, deadline - started):.0f} s left"
+                    note = f"stopped after its first fold: {why} (budget {budget:g} s)"
+                    entries.append(Entry(candidate.label, name, None, time.monotonic() - started, note=note))
+                    reporter.note(f"auto: {candidate.label}: {note}")
+                    continue
             seconds = time.monotonic() - started
             if not decided:  # the first fit tells what a fit costs: score out of fold if it is affordable
                 decided = True
@@ -339,17 +349,20 @@ def _fit_folds(
     rows: tuple[pd.DataFrame, np.ndarray, np.ndarray | None],
     callbacks: list[Any],
     deadline: float,
-) -> tuple[np.ndarray | None, FittedModel, FitReport]:
+) -> tuple[np.ndarray | None, FittedModel, FitReport, float | None]:
     """``candidate`` fitted on each fold: its out-of-fold outputs, the last fold's model and the mean of the rounds.
 
     The outputs are those of ``folds.scored``; ``None`` when the budget ran out before the last fold (a partial set
-    of predictions cannot be compared with the others).
+    of predictions cannot be compared with the others), or when the first fold, scaled by the rows the others fit,
+    shows they would not end in the time left: then the last item is the seconds all folds were expected to take
+    (``None`` otherwise; the first estimate of an estimator's cost is only known once one of its folds has run).
     """
     import numpy as np
 
     x, y, weight = rows
     output: np.ndarray | None = None
     rounds: list[int | None] = []
+    started = time.monotonic()
     for number, (fit, scored) in enumerate(folds.splits, start=1):
         weights = (None, None) if weight is None else (weight[fit], weight[scored])
         model, report = fit_model(
@@ -362,10 +375,15 @@ def _fit_folds(
             output = np.full((len(y), *predicted.shape[1:]), np.nan)
         output[scored] = predicted
         rounds.append(report.best_iteration)
-        if number < len(folds.splits) and time.monotonic() >= deadline:
-            return None, model, FitReport(best_iteration=mean_rounds(rounds), params=report.params)
+        now = time.monotonic()
+        if number == 1 and len(folds.splits) > 1:
+            expected = (now - started) * folds.fitted_rows / max(1, len(fit))
+            if started + expected > deadline:
+                return None, model, FitReport(best_iteration=mean_rounds(rounds), params=report.params), expected
+        if number < len(folds.splits) and now >= deadline:
+            return None, model, FitReport(best_iteration=mean_rounds(rounds), params=report.params), None
     assert output is not None  # noqa: S101 - Folds always has a fold
-    return output[folds.scored], model, FitReport(best_iteration=mean_rounds(rounds), params=report.params)
+    return output[folds.scored], model, FitReport(best_iteration=mean_rounds(rounds), params=report.params), None
 
 
 def _scored(

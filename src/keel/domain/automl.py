@@ -110,10 +110,10 @@ def candidates(
 ) -> list[Candidate]:
     """The estimators ``auto`` tries for this task and these columns, in the order it fits them.
 
-    First the quick candidates, the strongest default first: LightGBM with early stopping (second, after the linear
-    model, when a column is text); a linear model (logistic regression or ridge, on one-hot or TF-IDF features);
-    HistGradientBoosting when no column is text (it needs dense features); for a regression target of counts
-    (``counts``: non-negative integers) also LightGBM with a Poisson objective.
+    First the quick candidates, the strongest default first: LightGBM with early stopping (when a column is text,
+    after the linear model and its variants from the portfolio); a linear model (logistic regression or ridge, on
+    one-hot or TF-IDF features); HistGradientBoosting when no column is text (it needs dense features); for a
+    regression target of counts (``counts``: non-negative integers) also LightGBM with a Poisson objective.
 
     Then, while the budget lasts, the portfolio (see :func:`portfolio`): slower LightGBM settings that often do a
     little better or blend well, linear models with other regularisation when a column is text, and, when some
@@ -132,13 +132,16 @@ def candidates(
     has_text = any(column.type == "text" for column in schema.features)
     linear = "ridge" if task == "regression" else "logistic_regression"
     found = [Candidate("lightgbm", _model("lightgbm", params)), Candidate(linear, _model(linear, params))]
+    rest = portfolio(schema, params, counts=counts, imbalanced=imbalanced, trend=trend)
     if has_text:
-        found.reverse()  # TF-IDF columns: the linear model is fast and usually the strongest, so it runs first
-    if not has_text:
-        found.append(Candidate("hist_gradient_boosting", _model("hist_gradient_boosting", params)))
+        # TF-IDF columns: the linear models are fast and usually the strongest, so they (and their variants) run
+        # first; LightGBM on thousands of sparse columns takes minutes, longer still out of fold.
+        variants = [c for c in rest if c.model.estimator == linear]
+        return [found[1], *variants, found[0], *[c for c in rest if c.model.estimator != linear]]
+    found.append(Candidate("hist_gradient_boosting", _model("hist_gradient_boosting", params)))
     if task == "regression" and counts:
         found.append(Candidate("lightgbm poisson", _model("lightgbm", params, objective="poisson")))
-    return found + portfolio(schema, params, counts=counts, imbalanced=imbalanced, trend=trend)
+    return found + rest
 
 
 def portfolio(
