@@ -110,7 +110,10 @@ def main() -> None:
                 + "".join(f"  [chose {row['candidate']}]" for row in result.get("leaderboard") or [] if row["chosen"])
             )
             if args.leaderboard:
-                for row in result.get("leaderboard") or []:
+                board = result.get("leaderboard") or []
+                if board:
+                    print(f"    scoring: {board[0].get('scoring') or 'validation part'}")
+                for row in board:
                     score = row["valid_score"]
                     print(
                         f"    {row['candidate']:<72} valid {score if score is None else round(score, 5)!s:>9} "
