@@ -338,3 +338,41 @@ def test_a_small_validation_part_is_replaced_by_out_of_fold_scores_and_the_leade
     handle = load_version(Registry.open(module_workspace), "auto-orders@champion")
     assert handle.loaded.manifest["leaderboard"] == result.leaderboard
     assert "Scoring: out of fold: 5 stratified folds" in (handle.loaded.directory / "report.html").read_text()
+
+
+def test_out_of_fold_a_candidate_stops_after_its_first_fold_when_the_others_cannot_end_in_time(
+    make_project: ProjectFactory,
+) -> None:
+    import time
+
+    from keel.application.automl import _fit_folds
+    from keel.application.prepare import prepare
+    from keel.application.progress import SilentReporter
+    from keel.config import ModelConfig
+    from keel.domain.automl import Candidate
+    from keel.domain.folds import dealt_folds
+
+    loaded = load_config([make_project(synthetic("binary", rows=300), "auto-folds", model=_AUTO)])
+    prepared = prepare(loaded, SilentReporter())
+    assert prepared.valid_x is not None
+    assert prepared.valid_y is not None
+    x = pd.concat([prepared.train_x, prepared.valid_x], ignore_index=True)
+    y = np.concatenate([prepared.train_y, prepared.valid_y])
+    folds = dealt_folds(len(x), y, 5, seed=0)
+    candidate = Candidate("lightgbm", ModelConfig(estimator="lightgbm", params={"n_jobs": 1}))
+    config, schema = loaded.config, prepared.schema
+
+    output, _model, _report, expected = _fit_folds(config, schema, candidate, folds, (x, y, None), [], time.monotonic())
+    assert output is None, "no time left: the other four folds are not fitted"
+    assert expected is not None
+    assert expected > 0
+
+    output, _model, report, expected = _fit_folds(
+        config, schema, candidate, folds, (x, y, None), [], time.monotonic() + 600
+    )
+    assert expected is None
+    assert output is not None
+    assert output.shape == (len(x), 2), "every row predicted once, by the fold that did not fit on it"
+    assert np.isfinite(output).all()
+    assert np.allclose(output.sum(axis=1), 1.0)
+    assert report.best_iteration is not None
