@@ -46,9 +46,11 @@ def test_a_run_and_a_version_are_logged_in_order_without_waiting_for_each_answer
         folder.mkdir()
         (folder / "manifest.json").write_text("{}")
         source = side.call("log_model_directory", run_id=run_id, directory=folder)
-        version = side.call("register", name="m", source=source, run_id=run_id, description="first")
+        version = side.call(
+            "register", name="m", source=source, run_id=run_id, description="first", tags={"keel.task": "binary"}
+        )
         assert version.result() == 1
-        side.call("mark_complete", name="m", version=1, manifest_sha256="abc", tags={"keel.task": "binary"})
+        side.call("mark_complete", name="m", version=1, manifest_sha256="abc", tags={"keel.promoted": "true"})
         side.call("set_alias", name="m", alias="champion", version=1)
     registry = _registry(tmp_path)
     run = str(run_id.result())
@@ -60,6 +62,9 @@ def test_a_run_and_a_version_are_logged_in_order_without_waiting_for_each_answer
     assert info.complete
     assert info.aliases == ["champion"]
     assert info.manifest_sha256 == "abc"
+    assert info.tags["keel.task"] == "binary"
+    assert info.tags["keel.promoted"] == "true"
+    assert info.description == "first"
     found = champion_of(side.call("champion", name="m", alias="champion"))
     assert found is not None
     assert found[0].version == 1

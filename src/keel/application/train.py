@@ -360,18 +360,26 @@ def _register(
     name = config.model_name
     source = side.call("log_model_directory", run_id=run_id, directory=staging)
     description = version_description(config, model.task, evaluation, promotion_metric)
-    pending = side.call("register", name=name, source=source, run_id=run_id, description=description)
     manifest_sha = file_sha256(staging / artifacts.MANIFEST)
     provenance = json.loads((staging / artifacts.MANIFEST).read_text(encoding="utf-8"))
+    # With data.weight the gate compares the weighted metric (named weighted_<metric>), as auto and tune rank.
+    weighted = config.data.weight is not None and bool(evaluation.weighted_metrics)
+    gate_metric = f"{WEIGHTED_PREFIX}{promotion_metric}" if weighted else promotion_metric
+    new_value = (evaluation.weighted_metrics if weighted else evaluation.metrics)[promotion_metric]
+    # What is known already is tagged as the version is created (one write to the store instead of five).
+    known = {
+        "keel.task": model.task,
+        "keel.estimator": model.estimator_name,
+        f"keel.test.{gate_metric}": f"{new_value:.6f}",
+        "keel.data_fingerprint": combined_fingerprint(provenance.get("data_fingerprint") or {}),
+        "keel.git_commit": str(provenance.get("git_commit") or "unknown"),
+    }
+    pending = side.call("register", name=name, source=source, run_id=run_id, description=description, tags=known)
     version = int(pending.result())
     reads = SideRegistry(side, registry.workspace)
     # Check what the store holds before calling the version complete.
     stored = reads.local_directory(_pending(reads, name, version))
     artifacts.verify_directory(stored, manifest_sha256=manifest_sha)
-    # With data.weight the gate compares the weighted metric (named weighted_<metric>), as auto and tune rank.
-    weighted = config.data.weight is not None and bool(evaluation.weighted_metrics)
-    gate_metric = f"{WEIGHTED_PREFIX}{promotion_metric}" if weighted else promotion_metric
-    new_value = (evaluation.weighted_metrics if weighted else evaluation.metrics)[promotion_metric]
     with registry.promotion_lock():
         decision = _decide(
             reads, name, gate_metric, new_value, config.evaluation.promotion.margin, test,
@@ -384,15 +392,7 @@ def _register(
             name=name,
             version=version,
             manifest_sha256=manifest_sha,
-            tags={
-                "keel.task": model.task,
-                "keel.estimator": model.estimator_name,
-                f"keel.test.{gate_metric}": f"{new_value:.6f}",
-                "keel.promotion": decision.reason[:5000],
-                "keel.promoted": "true" if decision.promote else "false",
-                "keel.data_fingerprint": combined_fingerprint(provenance.get("data_fingerprint") or {}),
-                "keel.git_commit": str(provenance.get("git_commit") or "unknown"),
-            },
+            tags={"keel.promotion": decision.reason[:5000], "keel.promoted": "true" if decision.promote else "false"},
         )
         if decision.promote:
             side.call("set_alias", name=name, alias=DEFAULT_ALIAS, version=version)

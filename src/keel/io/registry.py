@@ -342,15 +342,21 @@ class Registry:
 
     # -- versions --------------------------------------------------------------------------------------------
 
-    def register(self, name: str, source: str, run_id: str, *, description: str = "") -> int:
-        """Create a model version in state ``registering`` and return its number."""
+    def register(
+        self, name: str, source: str, run_id: str, *, description: str = "", tags: dict[str, str] | None = None
+    ) -> int:
+        """Create a model version in state ``registering`` (with ``tags`` known already) and return its number."""
         client = self.client
         with contextlib.suppress(Exception):
             # Fails harmlessly when the model exists already (or another process just created it).
             client.create_registered_model(name)
         version = _retry(
             lambda: client.create_model_version(
-                name, source, run_id=run_id, tags={STATUS_TAG: REGISTERING}, description=description or None
+                name,
+                source,
+                run_id=run_id,
+                tags={**(tags or {}), STATUS_TAG: REGISTERING},
+                description=description or None,
             ),
             what="register the version",
         )

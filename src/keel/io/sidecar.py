@@ -371,9 +371,9 @@ class Operations:
         """Log a model directory as the run's artifacts; returns their URI."""
         return self._registry().log_model_directory(run_id, Path(directory))
 
-    def op_register(self, name: str, source: str, run_id: str, description: str) -> int:
+    def op_register(self, name: str, source: str, run_id: str, description: str, tags: dict[str, str]) -> int:
         """Create a version in state ``registering``; returns its number."""
-        return self._registry().register(name, source, run_id, description=description)
+        return self._registry().register(name, source, run_id, description=description, tags=tags)
 
     def op_mark_complete(self, name: str, version: int, manifest_sha256: str, tags: dict[str, str]) -> None:
         """Tag a version complete, with its manifest's sha256."""
