@@ -137,7 +137,7 @@ def train(loaded: LoadedConfig, reporter: Reporter | None = None, *, workspace: 
     registry = Registry.open(workspace, tracking_uri=config.registry.tracking_uri, configured=config.registry.workspace)
     with sidecar() as side:
         # MLflow's import starts now, in the sidecar, while this process reads and validates the data.
-        side.call("warm")
+        side.call("warm", embedded=registry.embedded)
         with engine_for(config.engine, scheduler=config.scheduler, workers=config.dask_workers) as engine:
             prepared = engine.prepare(loaded, reporter)
             data, parts, schema, train_y = prepared.data, prepared.parts, prepared.schema, prepared.train_y

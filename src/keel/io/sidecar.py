@@ -156,6 +156,9 @@ class ProcessSidecar(Sidecar):
     """The sidecar as a second Python process (``python -m keel.io.sidecar``)."""
 
     def __init__(self) -> None:
+        import queue
+        import threading
+
         super().__init__()
         self._operations: dict[int, str] = {}
         # -P: the working folder is not put on the module path, so only the installed keel runs.
@@ -166,16 +169,25 @@ class ProcessSidecar(Sidecar):
             text=True,
             encoding="utf-8",
         )
+        # Requests are written by a thread: a large one (ROC curves) must not hold up this process while the
+        # sidecar is busy and its pipe is full.
+        self._outbox: queue.SimpleQueue[str | None] = queue.SimpleQueue()
+        self._writer = threading.Thread(target=self._write_requests, name="keel-sidecar-writer", daemon=True)
+        self._writer.start()
 
     def _send(self, number: int, operation: str, arguments: dict[str, Any]) -> None:
         self._operations[number] = operation
+        self._outbox.put(json.dumps({"id": number, "op": operation, "args": arguments}, default=_encode) + "\n")
+
+    def _write_requests(self) -> None:
         stream = self._process.stdin
         assert stream is not None  # noqa: S101 - opened with a pipe
-        try:
-            stream.write(json.dumps({"id": number, "op": operation, "args": arguments}, default=_encode) + "\n")
-            stream.flush()
-        except BrokenPipeError:
-            raise self._lost() from None
+        while (line := self._outbox.get()) is not None:
+            try:
+                stream.write(line)
+                stream.flush()
+            except OSError:  # the sidecar is gone: reading its answers says so
+                return
 
     def _receive(self) -> None:
         stream = self._process.stdout
@@ -198,6 +210,8 @@ class ProcessSidecar(Sidecar):
         """
         if all(number in self._answers for number, name in self._operations.items() if name not in _IMPORTS_ONLY):
             self._process.kill()  # nothing left to do but imports: no teardown to wait for
+        self._outbox.put(None)
+        self._writer.join(timeout=30)
         if self._process.stdin is not None:
             with contextlib.suppress(OSError):
                 self._process.stdin.close()
@@ -328,10 +342,18 @@ class Operations:
     def op_ping(self) -> None:
         """Nothing: its answer says every earlier request is carried out."""
 
-    def op_warm(self) -> None:
-        """Import MLflow's client and model files (the SQL stores are imported by ``open``, after the fit)."""
-        import mlflow.models  # noqa: F401 - imported now, while the main process reads the data
+    def op_warm(self, embedded: bool) -> None:
+        """Import MLflow's client, its model files and (for the workspace's own store) its SQL stores.
+
+        Imported while the main process starts, reads and validates the data, which takes about as long.
+        matplotlib is imported by the first plot, after the fit: imported here too, it held up the fit.
+        """
+        import mlflow.models
         from mlflow import MlflowClient  # noqa: F401
+
+        if embedded:
+            import mlflow.store.model_registry.sqlalchemy_store
+            import mlflow.store.tracking.sqlalchemy_store  # noqa: F401
 
     def op_open(self, workspace: str, tracking_uri: str) -> None:
         """Open the registry (a new workspace's store is created)."""
