@@ -146,7 +146,7 @@ def train(loaded: LoadedConfig, reporter: Reporter | None = None, *, workspace: 
             where = "" if config.engine == "local" else f" on Dask ({config.scheduler or 'local cluster'})"
             with reporter.step(f"Training {config.model.estimator}{where}"):
                 # The sidecar's imports end before the fit starts: its threads get the cores to themselves.
-                side.ready()
+                side.wait()
                 if config.model.estimator == "auto":
                     model, fit_report = _fit_auto(loaded, prepared, reporter)
                 else:

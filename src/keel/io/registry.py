@@ -258,17 +258,8 @@ class Registry:
     def run(self, experiment: str, run_name: str, tags: dict[str, str] | None = None) -> Iterator[str]:
         """An MLflow run that ends FINISHED, FAILED or KILLED (Ctrl-C) as the block does."""
         run_id = self.start_run(experiment, run_name, tags)
-        try:
+        with ending_run(lambda status: self.end_run(run_id, status)):
             yield run_id
-        except KeyboardInterrupt:
-            with contextlib.suppress(Exception):
-                self.end_run(run_id, "KILLED")
-            raise
-        except BaseException:
-            with contextlib.suppress(Exception):
-                self.end_run(run_id, "FAILED")
-            raise
-        self.end_run(run_id, "FINISHED")
 
     def start_run(self, experiment: str, run_name: str, tags: dict[str, str] | None = None) -> str:
         """Start an MLflow run in ``experiment`` (created when missing) and return its id.
@@ -489,6 +480,26 @@ class Registry:
         except Exception as exc:  # noqa: BLE001 - MLflow's stores raise many kinds for a failed download
             shutil.rmtree(target, ignore_errors=True)
             raise RegistryError(f"{info.name}:{info.version}: could not download its artifacts: {exc}") from None
+
+
+@contextlib.contextmanager
+def ending_run(end: Callable[[str], None]) -> Iterator[None]:
+    """End a run as the block ends: ``FINISHED``, ``KILLED`` on Ctrl-C, ``FAILED`` on any other exception.
+
+    Args:
+        end: Ends the run with the status it is given (an error while ending a failed run is not raised).
+    """
+    try:
+        yield
+    except KeyboardInterrupt:
+        with contextlib.suppress(Exception):
+            end("KILLED")
+        raise
+    except BaseException:
+        with contextlib.suppress(Exception):
+            end("FAILED")
+        raise
+    end("FINISHED")
 
 
 def find_champion(registry: RegistryReads, name: str, alias: str = "champion") -> tuple[VersionInfo, Path] | None:

@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 from keel import errors
 from keel.errors import KeelError
+from keel.io.registry import ending_run
 
 if TYPE_CHECKING:
     from keel.domain.refs import ModelRef
@@ -102,25 +103,12 @@ class Sidecar:
         """Wait until every request sent so far is carried out; raise the first error not raised yet."""
         self.call("ping").result()
 
-    def ready(self) -> None:
-        """Wait until the sidecar's imports are done (before work that needs every core)."""
-        self.wait()
-
     @contextlib.contextmanager
     def run(self, experiment: str, run_name: str, tags: dict[str, str] | None = None) -> Iterator[Pending]:
         """An MLflow run that ends FINISHED, FAILED or KILLED (Ctrl-C) as the block does; yields its pending id."""
         run_id = self.call("start_run", experiment=experiment, run_name=run_name, tags=tags or {})
-        try:
+        with ending_run(lambda status: self.call("end_run", run_id=run_id, status=status).result()):
             yield run_id
-        except KeyboardInterrupt:
-            with contextlib.suppress(Exception):
-                self.call("end_run", run_id=run_id, status="KILLED").result()
-            raise
-        except BaseException:
-            with contextlib.suppress(Exception):
-                self.call("end_run", run_id=run_id, status="FAILED").result()
-            raise
-        self.call("end_run", run_id=run_id, status="FINISHED").result()
 
     def close(self) -> None:
         """End the sidecar (its open runs end FAILED)."""
