@@ -22,6 +22,7 @@ import sys
 import threading
 import time
 
+from machine import bytecode_note, user_env
 from startup import free_port, workspace_with_champion
 
 LIMIT = 100
@@ -57,7 +58,7 @@ def main() -> None:
     parser.add_argument("--workspace", help="a workspace holding an Adult champion [default: train one]")
     args = parser.parse_args()
     workspace, temporary = workspace_with_champion(args.workspace)
-    env = {**os.environ, "KEEL_WORKSPACE": str(workspace)}
+    env = user_env(KEEL_WORKSPACE=str(workspace))
     env.pop("MLFLOW_TRACKING_URI", None)
     env.pop("KEEL_API_KEYS", None)
     port = free_port()
@@ -120,7 +121,7 @@ def main() -> None:
     print(f"{label:<40}{statistics.median(busy) * 1000:>9.2f}{busy_p99 * 1000:>9.2f}")
     print(
         f"p99 ratio {busy_p99 / idle_p99:.2f}× (goal ≤ 3×); {args.requests} requests per stream; "
-        f"{os.cpu_count()} cores; load average {os.getloadavg()[0]:.1f} at the end"
+        f"{os.cpu_count()} cores; load average {os.getloadavg()[0]:.1f} at the end; {bytecode_note()}"
     )
 
 

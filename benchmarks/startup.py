@@ -27,6 +27,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from machine import bytecode_note, user_env
+
 REFERENCE = "adult-income@champion"
 
 QUERY = r"""
@@ -98,7 +100,7 @@ def workspace_with_champion(given: str | None) -> tuple[Path, Path | None]:
     temporary = Path(tempfile.mkdtemp(prefix="keel-bench-startup-"))
     workspace = temporary / "workspace"
     print(f"training an Adult champion into {workspace} …", file=sys.stderr)
-    env = {**os.environ, "KEEL_WORKSPACE": str(workspace)}
+    env = user_env(KEEL_WORKSPACE=str(workspace))
     env.pop("MLFLOW_TRACKING_URI", None)
     subprocess.run([sys.executable, "-m", "keel", "train", "-q"], env=env, check=True, stdout=subprocess.DEVNULL)
     return workspace, temporary
@@ -110,7 +112,7 @@ def main() -> None:
     parser.add_argument("--workspace", help="a workspace holding an Adult champion [default: train one]")
     args = parser.parse_args()
     workspace, temporary = workspace_with_champion(args.workspace)
-    env = {**os.environ, "KEEL_WORKSPACE": str(workspace)}
+    env = user_env(KEEL_WORKSPACE=str(workspace))
     env.pop("MLFLOW_TRACKING_URI", None)
     uri = f"sqlite:///{workspace / 'mlflow.db'}"
     python = sys.executable
@@ -143,7 +145,8 @@ def main() -> None:
         print(f"{name:<26}{value:>9.2f}{value / query:>9.2f}×{value / floor:>9.2f}×  {goal}")
     print(
         f"\nfloor = MLflow's own client reading the champion's version + lightgbm.Booster loading its model file; "
-        f"{os.cpu_count()} cores; medians of {args.runs} runs; load average {os.getloadavg()[0]:.1f} at the end."
+        f"{os.cpu_count()} cores; medians of {args.runs} runs; load average {os.getloadavg()[0]:.1f} at the end; "
+        f"{bytecode_note()}."
     )
 
 

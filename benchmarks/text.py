@@ -25,6 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from machine import bytecode_note, user_env
 from startup import serve_ready, workspace_with_champion
 
 CONFIG = """\
@@ -116,7 +117,7 @@ def main() -> None:
         generate(args.rows, table)
         config.write_text(CONFIG.format(path=table), encoding="utf-8")
         workspace = folder / "workspace"
-        env = {**os.environ, "KEEL_WORKSPACE": str(workspace)}
+        env = user_env(KEEL_WORKSPACE=str(workspace))
         env.pop("MLFLOW_TRACKING_URI", None)
         started = time.perf_counter()
         result = subprocess.run(
@@ -138,7 +139,7 @@ def main() -> None:
         from startup import ROWS
 
         adult_rows.write_text(ROWS, encoding="utf-8")
-        adult_env = {**os.environ, "KEEL_WORKSPACE": str(adult_workspace)}
+        adult_env = user_env(KEEL_WORKSPACE=str(adult_workspace))
         adult_env.pop("MLFLOW_TRACKING_URI", None)
         out = folder / "out.csv"
         text_predict = median_of(lambda: predict_seconds(env, "reviews@champion", rows, out))
@@ -162,7 +163,7 @@ def main() -> None:
     for name, bytes_ in sorted(sizes.items(), key=lambda item: -item[1])[:5]:
         print(f"  {name:<40}{bytes_ / 1e6:>8.2f} MB")
     print("steps: " + ", ".join(f"{title} {seconds:.1f} s" for title, seconds in steps.items()))
-    print(f"{os.cpu_count()} cores; load average {os.getloadavg()[0]:.1f} at the end")
+    print(f"{os.cpu_count()} cores; load average {os.getloadavg()[0]:.1f} at the end; {bytecode_note()}")
 
 
 if __name__ == "__main__":

@@ -23,6 +23,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from machine import bytecode_note, user_env
+
 BARE = r"""
 import time
 started = time.perf_counter()
@@ -54,7 +56,7 @@ def timed(command: list[str], env: dict[str, str] | None = None) -> float:
 
 def timed_output(command: list[str], env: dict[str, str] | None = None) -> tuple[float, str]:
     started = time.perf_counter()
-    result = subprocess.run(command, check=True, capture_output=True, env=env, text=True)
+    result = subprocess.run(command, check=True, capture_output=True, env=env or user_env(), text=True)
     return time.perf_counter() - started, result.stdout
 
 
@@ -72,7 +74,7 @@ def main() -> None:
 
     def keel_train() -> float:
         with tempfile.TemporaryDirectory() as folder:
-            env = {**os.environ, "KEEL_WORKSPACE": str(Path(folder) / "ws")}
+            env = user_env(KEEL_WORKSPACE=str(Path(folder) / "ws"))
             env.pop("MLFLOW_TRACKING_URI", None)
             seconds, output = timed_output([python, "-m", "keel", "train", "--json"], env=env)
         for step in json.loads(output)["steps"]:
@@ -108,7 +110,7 @@ def main() -> None:
     print(
         f"\n{os.cpu_count()} cores; medians of {args.runs} runs (help: 5), keel train and the bare script in turn "
         f"after a warm-up of each (median of the pairs' ratios: {pair_ratio:.1f}×); each train run starts a fresh "
-        f"workspace; load average {os.getloadavg()[0]:.1f} at the end."
+        f"workspace; load average {os.getloadavg()[0]:.1f} at the end; {bytecode_note()}."
     )
 
 
