@@ -138,6 +138,8 @@ def write_insights(
     champion: Pending,
     side: Sidecar,
     seed: int,
+    train_features: pd.DataFrame | None = None,
+    test_features: pd.DataFrame | None = None,
 ) -> Pending:
     """Write ``reference.json`` and ``insights.json``; the sidecar draws ``plots/contributions.png``.
 
@@ -151,6 +153,8 @@ def write_insights(
         champion: The answer of a ``champion`` request (the current champion, scored here on the same test rows).
         side: The sidecar drawing the plots.
         seed: Seed for the contribution sample.
+        train_features: ``train``'s features as the model's schema reads them, when known already.
+        test_features: ``test``'s, likewise.
 
     Returns:
         The last plot request: once it is carried out, every plot is drawn (see :func:`write_report`).
@@ -160,7 +164,8 @@ def write_insights(
     from keel.io.sidecar import champion_of
 
     schema = model.schema
-    train_features = coerce_features(train, schema, label="training rows").frame
+    if train_features is None:
+        train_features = coerce_features(train, schema, label="training rows").frame
     labels, scores = predicted_outputs(model, predictions)
     reference = build_reference(
         {name: train_features[name].to_numpy() for name in schema.feature_names},
@@ -169,7 +174,8 @@ def write_insights(
         scores=scores,
     )
     artifacts.write_json(directory / reports.REFERENCE_FILE, reference.model_dump(mode="json"))
-    test_features = coerce_features(test, schema, label="test rows").frame
+    if test_features is None:
+        test_features = coerce_features(test, schema, label="test rows").frame
     # Contributions are densified: with thousands of columns (text) fewer rows keep the matrix small.
     budget = max(100, CONTRIBUTION_CELLS // (len(model.feature_names) + 1))
     if model.explainable:

@@ -93,6 +93,8 @@ class Prepared:
         warnings: Near-leakage warnings (a version trained with any is registered but not promoted automatically).
         weights: With ``data.weight``: each part's sample weights (``train``, ``valid``, ``test``; float64 arrays
             aligned with ``parts``), checked; empty without it.
+        test_x: Coerced feature columns of ``parts.test`` (scored and explained after the fit without coercing
+            them again).
     """
 
     data: LoadedData
@@ -110,6 +112,7 @@ class Prepared:
     remote: Any = None
     warnings: list[str] = field(default_factory=list)
     weights: dict[str, Any] = field(default_factory=dict)
+    test_x: pd.DataFrame | None = None
 
 
 @dataclass
@@ -126,6 +129,7 @@ class Checked:
     checks: list[str]
     warnings: list[str] = field(default_factory=list)
     weights: dict[str, Any] = field(default_factory=dict)
+    test_x: pd.DataFrame | None = None
 
     def prepared(
         self, *, data: LoadedData, parts: Parts, schema: FeatureSchema, rows: dict[str, int], remote: Any = None
@@ -147,6 +151,7 @@ class Checked:
             remote=remote,
             warnings=self.warnings,
             weights=self.weights,
+            test_x=self.test_x,
         )
 
 
@@ -297,10 +302,20 @@ def run_checks(
     if valid is not None and len(valid):
         valid_x, valid_y = features_and_target(valid, schema, "validation rows", coerced.get("validation rows"))
     checks.append("validation rows")
-    features_and_target(test, schema, "test rows", coerced.get("test rows"))
+    test_x, _ = features_and_target(test, schema, "test rows", coerced.get("test rows"))
     checks.append("test rows")
     return Checked(
-        train_x, train_y, valid_x, valid_y, metric_names, promotion_metric, tuning_metric, checks, warnings, weights
+        train_x,
+        train_y,
+        valid_x,
+        valid_y,
+        metric_names,
+        promotion_metric,
+        tuning_metric,
+        checks,
+        warnings,
+        weights,
+        test_x=test_x,
     )
 
 

@@ -156,8 +156,14 @@ def train(loaded: LoadedConfig, reporter: Reporter | None = None, *, workspace: 
         # Looked up now, so the report's comparison does not wait behind the plots.
         champion = side.call("champion", name=config.model_name, alias=DEFAULT_ALIAS)
         weights = prepared.weights
+        # The features checked before the fit are the model's own unless the fit changed the schema (auto).
+        same_schema = model.schema == schema
+        train_x = prepared.train_x if same_schema else None
+        test_x = prepared.test_x if same_schema else None
         with reporter.step("Evaluating on the test data"):
-            predictions = labelled_predictions(model, parts.test, label="test rows", weight=weights.get("test"))
+            predictions = labelled_predictions(
+                model, parts.test, label="test rows", weight=weights.get("test"), features=test_x
+            )
             n_classes = len(schema.target.classes or [])
             baseline = baseline_predictions(predictions.y_true, train_y, task, n_classes)
             evaluation = evaluate_predictions(
@@ -187,6 +193,7 @@ def train(loaded: LoadedConfig, reporter: Reporter | None = None, *, workspace: 
                 drawn = write_insights(
                     staging, model=model, train=parts.train, test=parts.test, predictions=predictions,
                     metric_names=metric_names, champion=champion, side=side, seed=config.split.seed,
+                    train_features=train_x, test_features=test_x,
                 )  # fmt: skip
                 # The run is started and logged by the sidecar while this process writes the report and manifest.
                 run_id = stack.enter_context(
