@@ -145,15 +145,20 @@ def train(
     Examples: `keel train`, `keel train configs/adult.yaml model.params.n_estimators=300 split.seed=7`,
     `keel train my.yaml model.estimator=auto --time-budget 120`.
     """
+    from keel.application.train import started_sidecar
     from keel.application.train import train as run_train
-    from keel.config import load_config, split_arguments
 
-    files, overrides = split_arguments(args or [])
-    if time_budget is not None:
-        overrides.append(f"model.time_budget={time_budget}")
-    loaded = _run(lambda: load_config(files, overrides))
-    reporter = render.RichReporter(quiet=quiet or as_json)
-    result = _run(lambda: run_train(loaded, reporter, workspace=workspace))
+    # Started first: MLflow's import (seconds) runs beside reading the configuration and the data. A configuration
+    # refused below ends it at once (it has only imported).
+    with started_sidecar() as side:
+        from keel.config import load_config, split_arguments
+
+        files, overrides = split_arguments(args or [])
+        if time_budget is not None:
+            overrides.append(f"model.time_budget={time_budget}")
+        loaded = _run(lambda: load_config(files, overrides))
+        reporter = render.RichReporter(quiet=quiet or as_json)
+        result = _run(lambda: run_train(loaded, reporter, workspace=workspace, side=side))
     render.training(result, quiet=quiet, as_json=as_json)
 
 

@@ -44,3 +44,21 @@ def test_ctrl_c_while_registering_ends_the_run_killed_and_leaves_no_version_or_p
     versions = registry.versions(names[0]) if names else []
     assert not [info for info in versions if info.complete]
     assert all("champion" not in info.aliases for info in versions)
+
+
+def test_a_refused_configuration_ends_the_early_started_sidecar_and_creates_no_store(workspace: Path) -> None:
+    """`keel train` starts MLflow's sidecar before reading its configuration; a refused one leaves nothing behind."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "keel", "train", "model.params.n_estimatorz=40"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    _, errors = process.communicate(timeout=120)
+    assert process.returncode == 2, errors
+    assert "n_estimatorz" in errors
+    assert "Traceback" not in errors
+    with pytest.raises(ProcessLookupError):
+        os.killpg(process.pid, 0)  # the sidecar ended with the command
+    assert not (workspace / "mlflow.db").exists()

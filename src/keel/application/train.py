@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -113,7 +114,21 @@ class TrainResult:
         }
 
 
-def train(loaded: LoadedConfig, reporter: Reporter | None = None, *, workspace: Path | None = None) -> TrainResult:
+@contextlib.contextmanager
+def started_sidecar() -> Iterator[Sidecar]:
+    """A sidecar for :func:`train`, already importing MLflow's client; ended when the block ends."""
+    with sidecar() as side:
+        side.call("warm")
+        yield side
+
+
+def train(
+    loaded: LoadedConfig,
+    reporter: Reporter | None = None,
+    *,
+    workspace: Path | None = None,
+    side: Sidecar | None = None,
+) -> TrainResult:
     """Run the main job for a validated configuration.
 
     Args:
@@ -121,6 +136,8 @@ def train(loaded: LoadedConfig, reporter: Reporter | None = None, *, workspace: 
         reporter: Receives progress; silent when ``None``.
         workspace: The registry's workspace for this run (a ``--workspace`` flag): wins over ``KEEL_WORKSPACE`` and
             ``registry.workspace``.
+        side: A sidecar started earlier (``keel train`` starts it before reading the configuration, so MLflow's
+            import begins at once); the caller closes it. ``None`` starts one for this call.
 
     Returns:
         The registered version, its evaluation and the promotion decision.
@@ -135,9 +152,12 @@ def train(loaded: LoadedConfig, reporter: Reporter | None = None, *, workspace: 
     reporter = TimedReporter(reporter or SilentReporter())
     config = loaded.config
     registry = Registry.open(workspace, tracking_uri=config.registry.tracking_uri, configured=config.registry.workspace)
-    with sidecar() as side:
-        # MLflow's import starts now, in the sidecar, while this process reads and validates the data.
-        side.call("warm", embedded=registry.embedded)
+    with contextlib.ExitStack() as owned:
+        if side is None:
+            side = owned.enter_context(sidecar())
+        # MLflow's import runs in the sidecar while this process reads and validates the data; so does
+        # matplotlib's, which the plots need right after the fit.
+        side.call("warm", store=registry.embedded, plots=True)
         with engine_for(config.engine, scheduler=config.scheduler, workers=config.dask_workers) as engine:
             prepared = engine.prepare(loaded, reporter)
             data, parts, schema, train_y = prepared.data, prepared.parts, prepared.schema, prepared.train_y

@@ -12,7 +12,8 @@ if TYPE_CHECKING:
 MAX_IMPORTANCE_BARS = 20
 
 
-def _pyplot() -> Any:
+def pyplot() -> Any:
+    """The ``pyplot`` module of matplotlib on the Agg backend (files only, no display), imported on first use."""
     import matplotlib
 
     matplotlib.use("Agg", force=True)
@@ -21,8 +22,9 @@ def _pyplot() -> Any:
     return plt
 
 
-def _save(figure: Any, path: Path) -> Path:
-    plt = _pyplot()
+def save_figure(figure: Any, path: Path) -> Path:
+    """Lay out ``figure``, write it as a PNG at ``path`` and free it."""
+    plt = pyplot()
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.tight_layout()
     figure.savefig(path, dpi=100)
@@ -34,7 +36,7 @@ def confusion_matrix_plot(matrix: Sequence[Sequence[int]], classes: Sequence[Any
     """Confusion matrix with counts (rows: true class, columns: predicted), rows normalised for colour."""
     import numpy as np
 
-    plt = _pyplot()
+    plt = pyplot()
     counts = np.asarray(matrix)
     labels = list(range(len(classes)))
     shares = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
@@ -52,12 +54,12 @@ def confusion_matrix_plot(matrix: Sequence[Sequence[int]], classes: Sequence[Any
                 j, i, f"{counts[i, j]:,}", ha="center", va="center", color="white" if shares[i, j] > 0.5 else "black"
             )
     axes.set_title("Confusion matrix (test)")
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def roc_plot(curves: Sequence[dict[str, Any]], path: Path) -> Path:
     """ROC curves (one for a binary model, one-vs-rest for a multiclass one) from :func:`roc_curves`."""
-    plt = _pyplot()
+    plt = pyplot()
     figure, axes = plt.subplots(figsize=(5, 5))
     for curve in curves:
         axes.plot(curve["fpr"], curve["tpr"], label=f"{curve['label']} (AUC {curve['auc']:.3f})")
@@ -66,19 +68,19 @@ def roc_plot(curves: Sequence[dict[str, Any]], path: Path) -> Path:
     axes.set_ylabel("true positive rate")
     axes.set_title("ROC (test)")
     axes.legend(loc="lower right", fontsize="small")
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def calibration_plot(points: dict[str, Any], path: Path) -> Path:
     """Reliability curve from :func:`calibration_points`."""
-    plt = _pyplot()
+    plt = pyplot()
     figure, axes = plt.subplots(figsize=(5, 5))
     axes.plot([0, 1], [0, 1], linestyle="--", color="grey", linewidth=1)
     axes.plot(points["predicted"], points["observed"], marker="o")
     axes.set_xlabel(f"predicted probability ({points['label']})")
     axes.set_ylabel("observed frequency")
     axes.set_title("Calibration (test)")
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def roc_curves(y_true: np.ndarray, proba: np.ndarray, classes: Sequence[Any]) -> list[dict[str, Any]]:
@@ -123,25 +125,25 @@ def calibration_points(y_true: np.ndarray, proba: np.ndarray, bins: int = 10) ->
 
 def residuals_plot(predicted: np.ndarray, residual: np.ndarray, path: Path) -> Path:
     """Residuals (true − predicted) against predicted values."""
-    plt = _pyplot()
+    plt = pyplot()
     figure, axes = plt.subplots(figsize=(6, 4))
     axes.scatter(predicted, residual, s=4, alpha=0.3)
     axes.axhline(0, color="grey", linewidth=1)
     axes.set_xlabel("predicted")
     axes.set_ylabel("true − predicted")
     axes.set_title("Residuals (test)")
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def importance_plot(importance: dict[str, float], path: Path, title: str = "Feature importance") -> Path:
     """Horizontal bars for the most important features."""
-    plt = _pyplot()
+    plt = pyplot()
     top = sorted(importance.items(), key=lambda item: item[1], reverse=True)[:MAX_IMPORTANCE_BARS]
     top.reverse()
     figure, axes = plt.subplots(figsize=(6, max(3.0, 0.3 * len(top) + 1)))
     axes.barh([name for name, _ in top], [value for _, value in top])
     axes.set_title(title)
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def evaluation_figures(

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from keel.io.plots import _pyplot, _save
+from keel.io.plots import pyplot, save_figure
 
 if TYPE_CHECKING:
     from jinja2 import Environment
@@ -74,7 +74,7 @@ def write_html(path: Path, html: str) -> Path:
 
 
 def _figure_bytes(figure: Any) -> bytes:
-    plt = _pyplot()
+    plt = pyplot()
     buffer = io.BytesIO()
     figure.tight_layout()
     figure.savefig(buffer, format="png", dpi=90)
@@ -86,7 +86,7 @@ def drift_histogram(drift: FeatureDrift) -> bytes:
     """Side-by-side bars of the reference and current share per bucket, as PNG bytes."""
     import numpy as np
 
-    plt = _pyplot()
+    plt = pyplot()
     labels = list(drift.labels)
     keep = [i for i, (r, c) in enumerate(zip(drift.reference, drift.current, strict=True)) if r > 0 or c > 0]
     labels = [labels[i] for i in keep]
@@ -111,7 +111,7 @@ def _short(label: str, limit: int = 22) -> str:
 
 def waterfall_plot(explanation: RecordExplanation, path: Path, title: str) -> Path:
     """A waterfall of one record's contributions: from the base value, each feature's push, to the raw score."""
-    plt = _pyplot()
+    plt = pyplot()
     steps = [
         (c.feature if c.value is None else f"{c.feature} = {_short(str(c.value), 18)}", c.contribution)
         for c in explanation.contributions
@@ -133,18 +133,18 @@ def waterfall_plot(explanation: RecordExplanation, path: Path, title: str) -> Pa
         f"raw score ({explanation.unit}): base {explanation.base_value:.3f} → {explanation.raw_score:.3f}", fontsize=9
     )
     axes.set_title(title, fontsize=10)
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def contributions_plot(values: dict[str, float], path: Path, limit: int = 20) -> Path:
     """Horizontal bars of the mean absolute contribution per input column."""
-    plt = _pyplot()
+    plt = pyplot()
     top = list(values.items())[:limit][::-1]
     figure, axes = plt.subplots(figsize=(6, max(3.0, 0.3 * len(top) + 1)))
     axes.barh([name for name, _ in top], [value for _, value in top], color="#1f5fa8")
     axes.set_xlabel("mean |contribution|")
     axes.set_title("What drives the predictions (test data)")
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def plot_list(folder: Path, titles: Sequence[tuple[str, str]]) -> list[dict[str, str]]:
