@@ -20,7 +20,7 @@ from keel.application.progress import Reporter
 from keel.config import KeelConfig, LoadedConfig
 from keel.domain.baselines import check_baseline_columns
 from keel.domain.estimators import check_params, check_weight_support
-from keel.domain.leakage import find_leaks, find_near_leaks, leakage_message, near_leak_warning
+from keel.domain.leakage import find_leaks, find_near_leaks, leakage_message, measure, near_leak_warning
 from keel.domain.metrics import (
     CLASSIFICATION_METRICS,
     REGRESSION_METRICS,
@@ -290,11 +290,15 @@ def run_checks(
     train_x, train_y = features_and_target(train, schema, train_label, coerced.get(train_label))
     checks.append("training rows")
     if config.data.leakage_check:
-        leaks = find_leaks(train_x, train_y, schema)
+        measured = measure(train_x, train_y, schema)
+        leaks = find_leaks(train_x, train_y, schema, measured=measured)
         if leaks:
             raise DataError(leakage_message(leaks, schema.target.name))
         known = set(config.data.known_in_advance)
-        warnings = [near_leak_warning(leak) for leak in find_near_leaks(train_x, train_y, schema, known=known)]
+        warnings = [
+            near_leak_warning(leak)
+            for leak in find_near_leaks(train_x, train_y, schema, known=known, measured=measured)
+        ]
         checks.append("leakage")
     raise_for_all_missing(all_missing(train_x), label="training rows")
     checks.append("all-missing features")

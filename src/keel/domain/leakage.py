@@ -57,26 +57,39 @@ class Leak:
     reason: str
 
 
-def find_leaks(features: pd.DataFrame, target: np.ndarray, schema: FeatureSchema) -> list[Leak]:
-    """Features of the training rows that reproduce the target exactly or nearly.
+@dataclass(frozen=True)
+class Measured:
+    """How strongly each feature alone follows the target, measured once for the refusal and the warning.
+
+    Attributes:
+        correlation: Per numeric feature of a regression target, its correlation with the target.
+        auc: Per numeric feature of a binary target, the ROC AUC it reaches alone.
+        mapping: Per feature with repeated values: the share its value determines (the target's variance its
+            groups explain, or the share of rows whose class is their group's majority) and the majority class's
+            share (``None`` for regression).
+    """
+
+    correlation: dict[str, float]
+    auc: dict[str, float]
+    mapping: dict[str, tuple[float, float | None]]
+
+
+def measure(features: pd.DataFrame, target: np.ndarray, schema: FeatureSchema) -> Measured:
+    """Measure each feature's strength alone on (a seeded sample of) the training rows.
 
     Args:
         features: Coerced feature columns (numeric as float64, categorical as text).
         target: Encoded target (class indices, or values for regression).
         schema: The feature schema (task and column types).
-
-    Returns:
-        The leaks found, strongest evidence first per column; empty when there are none.
     """
     import numpy as np
 
+    measured = Measured({}, {}, {})
     if len(features) < 20:
-        return []
+        return measured
     features, target = _sample(features, target)
     task = schema.target.task
     y = np.asarray(target, dtype=np.float64)
-    leaks: list[Leak] = []
-    correlations: dict[str, float] = {}
     for column in schema.features:
         if column.type in ("text", "datetime"):
             continue
@@ -87,24 +100,51 @@ def find_leaks(features: pd.DataFrame, target: np.ndarray, schema: FeatureSchema
             if present.sum() < 20 or np.nanstd(x) == 0:
                 continue
             if task == "regression":
-                r = float(np.corrcoef(x[present], y[present])[0, 1])
-                correlations[column.name] = abs(r)
-                if abs(r) >= CORRELATION_LIMIT:
-                    leaks.append(Leak((column.name,), f"correlation with the target is {r:.3f}"))
-                    continue
+                measured.correlation[column.name] = float(np.corrcoef(x[present], y[present])[0, 1])
             elif task == "binary":
                 auc = _auc(x[present], y[present])
-                if max(auc, 1 - auc) >= AUC_LIMIT:
-                    leaks.append(
-                        Leak((column.name,), f"alone it separates the classes (ROC AUC {max(auc, 1 - auc):.3f})")
-                    )
-                    continue
-        mapping = _mapping_strength(values, y, task)
+                measured.auc[column.name] = max(auc, 1 - auc)
+        mapping = _mapping_share(values, y, task)
         if mapping is not None:
-            leaks.append(Leak((column.name,), mapping))
-    if task == "regression":
+            measured.mapping[column.name] = mapping
+    return measured
+
+
+def find_leaks(
+    features: pd.DataFrame, target: np.ndarray, schema: FeatureSchema, *, measured: Measured | None = None
+) -> list[Leak]:
+    """Features of the training rows that reproduce the target exactly or nearly.
+
+    Args:
+        features: Coerced feature columns (numeric as float64, categorical as text).
+        target: Encoded target (class indices, or values for regression).
+        schema: The feature schema (task and column types).
+        measured: :func:`measure` of the same rows, when taken already.
+
+    Returns:
+        The leaks found, strongest evidence first per column; empty when there are none.
+    """
+    import numpy as np
+
+    if len(features) < 20:
+        return []
+    measured = measured or measure(features, target, schema)
+    leaks: list[Leak] = []
+    for column in schema.feature_names:
+        r = measured.correlation.get(column)
+        auc = measured.auc.get(column)
+        if r is not None and abs(r) >= CORRELATION_LIMIT:
+            leaks.append(Leak((column,), f"correlation with the target is {r:.3f}"))
+        elif auc is not None and auc >= AUC_LIMIT:
+            leaks.append(Leak((column,), f"alone it separates the classes (ROC AUC {auc:.3f})"))
+        elif (reason := _mapping_reason(measured.mapping.get(column), MAPPING_LIMIT)) is not None:
+            leaks.append(Leak((column,), reason))
+    if schema.target.task == "regression":
+        features, target = _sample(features, target)
+        y = np.asarray(target, dtype=np.float64)
         flagged = {c for leak in leaks for c in leak.columns}
-        candidates = [c for c, _ in sorted(correlations.items(), key=lambda kv: -kv[1]) if c not in flagged]
+        ranked = sorted(measured.correlation.items(), key=lambda kv: -abs(kv[1]))
+        candidates = [c for c, _ in ranked if c not in flagged]
         order = {name: i for i, name in enumerate(schema.feature_names)}
         top = sorted(candidates[:PAIR_CANDIDATES], key=order.__getitem__)
         for first, second in itertools.combinations(top, 2):
@@ -115,7 +155,12 @@ def find_leaks(features: pd.DataFrame, target: np.ndarray, schema: FeatureSchema
 
 
 def find_near_leaks(
-    features: pd.DataFrame, target: np.ndarray, schema: FeatureSchema, *, known: set[str] | frozenset[str] = frozenset()
+    features: pd.DataFrame,
+    target: np.ndarray,
+    schema: FeatureSchema,
+    *,
+    known: set[str] | frozenset[str] = frozenset(),
+    measured: Measured | None = None,
 ) -> list[Leak]:
     """Features strong enough alone to be suspect, below the refusal limits of :func:`find_leaks`.
 
@@ -128,40 +173,26 @@ def find_near_leaks(
         target: Encoded target.
         schema: The feature schema.
         known: Columns the user vouches are known in advance (``data.known_in_advance``); never warned about.
+        measured: :func:`measure` of the same rows, when taken already.
 
     Returns:
         One warning per suspect column, in schema order.
     """
-    import numpy as np
-
     if len(features) < 20:
         return []
-    features, target = _sample(features, target)
-    task = schema.target.task
-    y = np.asarray(target, dtype=np.float64)
+    measured = measured or measure(features, target, schema)
     found: list[Leak] = []
-    for column in schema.features:
-        if column.type in ("text", "datetime") or column.name in known:
+    for column in schema.feature_names:
+        if column in known:
             continue
-        values = features[column.name]
-        if column.type in ("numeric", "boolean"):
-            x = values.to_numpy(dtype=np.float64)
-            present = ~np.isnan(x)
-            if present.sum() < 20 or np.nanstd(x) == 0:
-                continue
-            if task == "regression":
-                r2 = float(np.corrcoef(x[present], y[present])[0, 1]) ** 2
-                if r2 >= WARN_R2:
-                    found.append(Leak((column.name,), f"alone it explains R² {r2:.3f} of the target"))
-                    continue
-            elif task == "binary":
-                auc = _auc(x[present], y[present])
-                if max(auc, 1 - auc) >= WARN_AUC:
-                    found.append(Leak((column.name,), f"alone it reaches ROC AUC {max(auc, 1 - auc):.3f}"))
-                    continue
-        mapping = _mapping_strength(values, y, task, limit=WARN_MAPPING)
-        if mapping is not None:
-            found.append(Leak((column.name,), mapping))
+        r = measured.correlation.get(column)
+        auc = measured.auc.get(column)
+        if r is not None and r**2 >= WARN_R2:
+            found.append(Leak((column,), f"alone it explains R² {r**2:.3f} of the target"))
+        elif auc is not None and auc >= WARN_AUC:
+            found.append(Leak((column,), f"alone it reaches ROC AUC {auc:.3f}"))
+        elif (reason := _mapping_reason(measured.mapping.get(column), WARN_MAPPING)) is not None:
+            found.append(Leak((column,), reason))
     return found
 
 
@@ -210,8 +241,12 @@ def _auc(x: np.ndarray, y: np.ndarray) -> float:
     return float((ranks[positives].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)) if len(x) else float(np.nan)
 
 
-def _mapping_strength(values: pd.Series, y: np.ndarray, task: str, *, limit: float = MAPPING_LIMIT) -> str | None:
-    """A reason when the feature's value nearly determines the target, else ``None``."""
+def _mapping_share(values: pd.Series, y: np.ndarray, task: str) -> tuple[float, float | None] | None:
+    """How far the feature's value determines the target, and the majority class's share; ``None`` for no evidence.
+
+    For regression, the share of the target's variance the feature's groups explain; for classification, the
+    share of rows whose class is their group's majority class.
+    """
     import numpy as np
     import pandas as pd
 
@@ -226,15 +261,23 @@ def _mapping_strength(values: pd.Series, y: np.ndarray, task: str, *, limit: flo
         if total == 0:
             return None
         within = float(frame.groupby("key")["y"].transform("mean").sub(frame["y"]).pow(2).mean())
-        explained = 1 - within / total
-        if explained >= limit:
-            return f"its value determines the target ({explained:.1%} of the target's variance explained)"
-        return None
+        return 1 - within / total, None
     counts = frame.groupby(["key", "y"]).size()
     purity = float(counts.groupby(level=0).max().sum() / len(frame))
-    majority = float(frame["y"].value_counts(normalize=True).max())
-    if purity >= limit and purity - majority >= (1 - majority) / 2:
-        return f"its value determines the class for {purity:.1%} of rows (the majority class alone: {majority:.1%})"
+    return purity, float(frame["y"].value_counts(normalize=True).max())
+
+
+def _mapping_reason(share: tuple[float, float | None] | None, limit: float) -> str | None:
+    """A reason when a :func:`_mapping_share` reaches ``limit`` (for classes, clearly above the majority's share)."""
+    if share is None:
+        return None
+    value, majority = share
+    if majority is None:
+        if value >= limit:
+            return f"its value determines the target ({value:.1%} of the target's variance explained)"
+        return None
+    if value >= limit and value - majority >= (1 - majority) / 2:
+        return f"its value determines the class for {value:.1%} of rows (the majority class alone: {majority:.1%})"
     return None
 
 
