@@ -330,18 +330,22 @@ class Operations:
     def op_ping(self) -> None:
         """Nothing: its answer says every earlier request is carried out."""
 
-    def op_warm(self, embedded: bool) -> None:
-        """Import MLflow's client, its model files and (for the workspace's own store) its SQL stores.
+    def op_warm(self, store: bool = False, plots: bool = False) -> None:
+        """Import MLflow's client and model files; with ``store``, its SQL stores; with ``plots``, matplotlib.
 
-        Imported while the main process starts, reads and validates the data, which takes about as long.
-        matplotlib is imported by the first plot, after the fit: imported here too, it held up the fit.
+        Imported while the main process starts, reads and validates the data, which takes about as long. Asked
+        again, it imports only what is still missing.
         """
         import mlflow.models
         from mlflow import MlflowClient  # noqa: F401
 
-        if embedded:
+        if store:
             import mlflow.store.model_registry.sqlalchemy_store
             import mlflow.store.tracking.sqlalchemy_store  # noqa: F401
+        if plots:
+            from keel.io import plots as drawing
+
+            drawing.pyplot()
 
     def op_open(self, workspace: str, tracking_uri: str) -> None:
         """Open the registry (a new workspace's store is created)."""
