@@ -145,3 +145,22 @@ def test_a_key_can_be_removed_before_switching_estimator() -> None:
         load_config(overrides=["~model.nope"])
     files, overrides = split_arguments(["~model.params", "a.yaml"])
     assert (files, overrides) == (["a.yaml"], ["~model.params"])
+
+
+def test_the_resolved_configuration_a_version_stores_reads_back_as_the_same_values(tmp_path: Path) -> None:
+    """What `config.yaml` of a version holds (and `keel tune` writes) loads back unchanged, tricky strings too."""
+    from omegaconf import OmegaConf
+
+    from keel.config import dump_yaml
+
+    data = {
+        "project": {"name": "café 売上", "description": "yes"},
+        "data": {"na_values": ["?", "null", "NA", "1e3", "no"], "target": "on"},
+        "model": {"params": {"learning_rate": 0.03, "n_estimators": 1500, "objective": "poisson"}},
+        "split": {"test_size": 0.2, "time_column": None},
+    }
+    text = dump_yaml(data)
+    assert OmegaConf.to_container(OmegaConf.create(text)) == data
+    path = tmp_path / "config.yaml"
+    path.write_text(dump_yaml(load_config([], []).config.model_dump(mode="json")), encoding="utf-8")
+    assert load_config([path], []).config == load_config([], []).config

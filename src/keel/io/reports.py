@@ -316,9 +316,9 @@ def _read_json(path: Path) -> dict[str, Any]:
 def _yaml(text: str) -> dict[str, Any]:
     if not text:
         return {}
-    from omegaconf import OmegaConf
+    import yaml
 
-    data = OmegaConf.to_container(OmegaConf.create(text))
+    data = yaml.safe_load(text)  # a version's resolved configuration: plain YAML, nothing left to interpolate
     return {str(k): v for k, v in data.items()} if isinstance(data, dict) else {}
 
 
