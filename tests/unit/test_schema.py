@@ -103,3 +103,20 @@ def test_task_is_inferred_from_the_target(values: list[object], expected: str) -
 
 def test_declared_task_wins() -> None:
     assert infer_task(pd.Series([0, 1] * 10), "regression") == "regression"
+
+
+def test_text_columns_read_as_numbers_when_enough_rows_parse_counting_repeated_spellings() -> None:
+    """The share is over rows, not distinct values: a common placeholder outweighs many distinct numbers."""
+    rows = 400
+    table = pd.DataFrame(
+        {
+            # 97 % of rows are numbers (3 % say "n/a"): numeric, the placeholders then read as invalid.
+            "mostly_numbers": [str(i) for i in range(388)] + ["n/a"] * 12,
+            # 160 distinct numbers but 60 % of rows say "unknown": categorical, though most spellings are numbers.
+            "mostly_unknown": [str(i) for i in range(160)] + ["unknown"] * 240,
+            "y": ["a", "b"] * (rows // 2),
+        }
+    )
+    schema = infer_schema(table, data_config())
+    types = {column.name: column.type for column in schema.features}
+    assert types == {"mostly_numbers": "numeric", "mostly_unknown": "categorical"}

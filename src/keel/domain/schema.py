@@ -274,14 +274,22 @@ def _infer_type(series: pd.Series) -> tuple[ColumnType, str]:
     lowered = set(text.str.lower().unique()[:5])
     if lowered and lowered <= {"true", "false"}:
         return "boolean", "true/false values"
-    numbers = pd.to_numeric(text, errors="coerce")
-    if numbers.notna().mean() >= NUMERIC_SHARE:
+    if _numeric_share(text) >= NUMERIC_SHARE:
         return "numeric", "text that parses as numbers"
     if _looks_like_dates(text):
         return "datetime", "text that parses as dates"
     if text.str.len().mean() >= TEXT_MIN_MEAN_LENGTH and text.str.contains(" ").mean() > 0.5:
         return "text", "long free text"
     return "categorical", "text labels"
+
+
+def _numeric_share(text: pd.Series) -> float:
+    """The share of the values that parse as numbers; each distinct spelling is parsed once, weighed by its rows."""
+    import pandas as pd
+
+    spellings = text.value_counts(sort=False)
+    parsed = pd.to_numeric(pd.Series(spellings.index.to_numpy(dtype=object)), errors="coerce")
+    return float(spellings.to_numpy()[parsed.notna().to_numpy()].sum() / len(text))
 
 
 def _looks_like_dates(text: pd.Series) -> bool:
