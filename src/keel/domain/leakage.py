@@ -245,26 +245,30 @@ def _mapping_share(values: pd.Series, y: np.ndarray, task: str) -> tuple[float, 
     """How far the feature's value determines the target, and the majority class's share; ``None`` for no evidence.
 
     For regression, the share of the target's variance the feature's groups explain; for classification, the
-    share of rows whose class is their group's majority class.
+    share of rows whose class is their group's majority class. Missing values form a group of their own.
     """
     import numpy as np
     import pandas as pd
 
-    keys = values.astype("string").fillna("(missing)")
-    groups = keys.nunique()
+    codes, uniques = pd.factorize(values, use_na_sentinel=True)
+    codes = np.where(codes < 0, len(uniques), codes)
+    sizes = np.bincount(codes)
+    groups = int((sizes > 0).sum())
     # Every row its own group "determines" anything; only a value shared by many rows is evidence.
-    if groups > len(keys) / 10 or groups < 2:
+    if groups > len(codes) / 10 or groups < 2:
         return None
-    frame = pd.DataFrame({"key": keys.to_numpy(), "y": y})
     if task == "regression":
         total = float(np.var(y))
         if total == 0:
             return None
-        within = float(frame.groupby("key")["y"].transform("mean").sub(frame["y"]).pow(2).mean())
+        means = np.bincount(codes, weights=y, minlength=len(sizes)) / np.maximum(sizes, 1)
+        within = float(np.mean((y - means[codes]) ** 2))
         return 1 - within / total, None
-    counts = frame.groupby(["key", "y"]).size()
-    purity = float(counts.groupby(level=0).max().sum() / len(frame))
-    return purity, float(frame["y"].value_counts(normalize=True).max())
+    classes = y.astype(np.int64)
+    width = int(classes.max()) + 1
+    counts = np.bincount(codes * width + classes, minlength=len(sizes) * width).reshape(len(sizes), width)
+    purity = float(counts.max(axis=1).sum() / len(codes))
+    return purity, float(np.bincount(classes).max() / len(codes))
 
 
 def _mapping_reason(share: tuple[float, float | None] | None, limit: float) -> str | None:
