@@ -13,11 +13,11 @@ from keel.domain.automl import (
     estimate_seconds,
     follow_ups,
     is_imbalanced,
-    refit_model,
     relative_cost,
     should_start,
     time_trend_features,
 )
+from keel.domain.rounds import refit_model
 from keel.domain.schema import ColumnSchema, FeatureSchema, TargetSchema
 
 

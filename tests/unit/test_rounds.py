@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
 
 from keel.config import DEFAULT_VALID_SHARE, ModelConfig, load_config
+from keel.domain.boosting import patient_stopping
 from keel.domain.rounds import DEFAULT_PATIENCE, DEFAULT_ROUND_CAP, plan_rounds, trial_model, tuned_params
 
 MINIMAL = """
@@ -124,3 +126,34 @@ def test_a_passed_deadline_stops_boosting_with_the_best_round_so_far() -> None:
     model.fit(x[:300], y[:300], eval_set=[(x[300:], y[300:])], callbacks=[deadline_callback(time.monotonic() - 1)])
     assert model.booster_.current_iteration() == 1, "the deadline had passed: one round, not 500"
     assert model.booster_.best_iteration == 1
+
+
+def test_default_rounds_wait_longer_after_a_late_best_round_and_a_fixed_patience_does_not() -> None:
+    from keel.domain.rounds import PATIENCE_RATE
+
+    assert plan_rounds(ModelConfig(), has_valid=True).adaptive
+    assert not plan_rounds(ModelConfig(early_stopping_rounds=50), has_valid=True).adaptive
+    # A validation loss that improves until round 300, stays flat for 80 rounds, then improves again at round 381:
+    # 50 rounds of patience stop at the first flat stretch; 30 % of 300 rounds wait for the later improvement.
+    losses = [1.0 - 0.001 * min(i + 1, 300) - (0.01 if i >= 380 else 0.0) for i in range(1000)]
+    assert _stopped_at(patient_stopping(DEFAULT_PATIENCE, 0.0), losses) == 300
+    assert _stopped_at(plan_rounds(ModelConfig(), has_valid=True).stopping_callback(), losses) == 381
+    assert round(PATIENCE_RATE * 300) > DEFAULT_PATIENCE
+
+
+def test_the_patient_callback_keeps_the_best_round_when_the_cap_is_reached() -> None:
+    losses = [1.0 - 0.001 * min(i + 1, 90) for i in range(100)]  # best at round 90, the cap at 100
+    assert _stopped_at(plan_rounds(ModelConfig(), has_valid=True).stopping_callback(), losses) == 90
+
+
+def _stopped_at(callback: Any, losses: list[float]) -> int:
+    """The best round (1-based) a stopping callback keeps, fed ``losses`` as the validation log loss."""
+    from lightgbm.callback import CallbackEnv, EarlyStopException
+
+    for i, loss in enumerate(losses):
+        env = CallbackEnv(None, {}, i, 0, len(losses), [("valid_0", "binary_logloss", loss, False)])
+        try:
+            callback(env)
+        except EarlyStopException as stop:
+            return stop.best_iteration + 1
+    raise AssertionError("the callback never stopped")

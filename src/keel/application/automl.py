@@ -23,9 +23,8 @@ from keel.domain.automl import (
     candidates,
     follow_ups,
     is_imbalanced,
-    refit_model,
     should_start,
-    time_trend_features,
+    trend_features,
 )
 from keel.domain.blend import BLEND, BlendedModel, greedy_selection
 from keel.domain.folds import (
@@ -40,6 +39,7 @@ from keel.domain.folds import (
 )
 from keel.domain.metrics import GREATER_IS_BETTER, Predictions, compute_metrics
 from keel.domain.model import FittedModel
+from keel.domain.rounds import refit_model
 from keel.domain.training import FitReport, fit_model
 from keel.errors import ConfigError, DataError
 
@@ -123,7 +123,7 @@ def fit_auto(
     task = schema.target.task
     counts = task == "regression" and bool(np.all(train_y >= 0) and np.all(np.mod(train_y, 1) == 0))
     imbalanced = task != "regression" and is_imbalanced(np.bincount(np.asarray(train_y, dtype=np.int64)).tolist())
-    trend = _trend_features(config, schema, train_x, train_frame)
+    trend = trend_features(config.split, schema, train_x, train_frame)
     if trend:
         reporter.note(f"auto: {', '.join(trend)} follow(s) {config.split.time_column}: a candidate keeps them apart")
     entries: list[Entry] = []
@@ -131,7 +131,7 @@ def fit_auto(
     fitted: dict[str, tuple[FittedModel, FitReport]] = {}
     outputs: dict[str, np.ndarray] = {}
     abandoned: list[tuple[Candidate, float]] = []  # out of fold: stopped after the first fold, with the time expected
-    rows = _all_rows((train_x, train_y, train_weight), (valid_x, valid_y, valid_weight))
+    rows = joined_rows((train_x, train_y, train_weight), (valid_x, valid_y, valid_weight))
     folds: Folds | None = None
     decided = not refit or len(valid_x) >= OOF_MAX_VALID_ROWS
     scoring = f"validation part: {len(valid_x):,} rows"
@@ -254,7 +254,7 @@ def fit_auto(
     return model, report
 
 
-def _all_rows(
+def joined_rows(
     train: tuple[pd.DataFrame, np.ndarray, np.ndarray | None], valid: tuple[pd.DataFrame, np.ndarray, np.ndarray | None]
 ) -> tuple[pd.DataFrame, np.ndarray, np.ndarray | None]:
     """The training and validation rows together (features, target, weights)."""
@@ -281,7 +281,7 @@ def _refit(
 
     The validation rows are often the most informative ones (the latest, for a chronological split); FLAML retrains
     its choice on all rows by default and AutoGluon offers it (``refit_full``). LightGBM keeps the rounds early
-    stopping chose (:func:`keel.domain.automl.refit_model`; out of fold, the mean of the folds' rounds). ``None``
+    stopping chose (:func:`keel.domain.rounds.refit_model`; out of fold, the mean of the folds' rounds). ``None``
     when the fits are not expected to end before ``end`` (their first fits' seconds, scaled from the ``fitted_rows``
     those fits took to all ``rows``): the models already fitted are kept.
     """
@@ -414,24 +414,6 @@ def _thread_limit(n_jobs: Any) -> Any:
 
         return threadpool_limits(limits=n_jobs)
     return contextlib.nullcontext()
-
-
-def _trend_features(
-    config: KeelConfig, schema: Any, train_x: pd.DataFrame, train_frame: pd.DataFrame | None
-) -> list[str]:
-    """The numeric or boolean features that follow ``split.time_column`` on the training rows (chronological only)."""
-    import numpy as np
-    import pandas as pd
-
-    column = config.split.time_column
-    if config.split.strategy != "chronological" or train_frame is None or column not in train_frame.columns:
-        return []
-    numeric = {}
-    for feature in schema.features:
-        if feature.type in ("numeric", "boolean") and feature.name in train_x.columns:
-            values = pd.to_numeric(train_x[feature.name], errors="coerce")
-            numeric[feature.name] = values.to_numpy(dtype=np.float64, na_value=np.nan)
-    return time_trend_features(numeric, train_frame[column].to_numpy()) if numeric else []
 
 
 def _blend(

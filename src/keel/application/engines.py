@@ -24,6 +24,7 @@ from keel.domain.training import FitReport, fit_model
 from keel.errors import ConfigError
 
 if TYPE_CHECKING:
+    from keel.domain.data_defaults import DataDefaults
     from keel.domain.model import FittedModel
 
 EngineName = Literal["local", "dask"]
@@ -53,21 +54,45 @@ class Engine(Protocol):
 
 
 class LocalEngine:
-    """Everything in this process."""
+    """Everything in this process.
+
+    For training, :meth:`prepare` also decides the defaults the data asks of a LightGBM fit
+    (:func:`keel.domain.data_defaults.data_defaults`) and notes them; :meth:`fit` applies them to those rows.
+    """
 
     name: EngineName = "local"
 
+    def __init__(self) -> None:
+        self._defaults: tuple[Prepared, DataDefaults] | None = None
+
     def prepare(self, loaded: LoadedConfig, reporter: Reporter, *, purpose: Purpose = "train") -> Prepared:
         """See :meth:`Engine.prepare`."""
-        return prepare(loaded, reporter, purpose=purpose)
+        prepared = prepare(loaded, reporter, purpose=purpose)
+        if purpose == "train":
+            from keel.domain.data_defaults import data_defaults
+
+            defaults = data_defaults(
+                loaded.config, prepared.schema, train_x=prepared.train_x, train_y=prepared.train_y,
+                train_frame=prepared.parts.train, has_valid=prepared.valid_x is not None and len(prepared.valid_x) > 0,
+            )  # fmt: skip
+            for note in defaults.notes:
+                reporter.note(note)
+            self._defaults = (prepared, defaults)
+        return prepared
 
     def fit(self, loaded: LoadedConfig, prepared: Prepared) -> tuple[FittedModel, FitReport]:
-        """See :meth:`Engine.fit`."""
+        """See :meth:`Engine.fit`, with the defaults :meth:`prepare` decided for these rows.
+
+        When they ask for it, the model is fitted again on the training and validation rows with the rounds early
+        stopping found.
+        """
         config = loaded.config
-        return fit_model(
+        defaults = self._defaults[1] if self._defaults and self._defaults[0] is prepared else None
+        model = config.model if defaults is None else defaults.model(config.model)
+        fitted, report = fit_model(
             prepared.schema,
             config.features,
-            config.model,
+            model,
             seed=config.split.seed,
             train_x=prepared.train_x,
             train_y=prepared.train_y,
@@ -76,6 +101,22 @@ class LocalEngine:
             train_weight=prepared.weights.get("train"),
             valid_weight=prepared.weights.get("valid"),
         )
+        if defaults is None or not defaults.refit or prepared.valid_x is None or not report.best_iteration:
+            return fitted, report
+        from keel.application.automl import joined_rows
+        from keel.domain.rounds import refit_model
+
+        weights = prepared.weights
+        x, y, weight = joined_rows(
+            (prepared.train_x, prepared.train_y, weights.get("train")),
+            (prepared.valid_x, prepared.valid_y, weights.get("valid")),
+        )
+        refitted, again = fit_model(
+            prepared.schema, config.features, refit_model(model, report.best_iteration), seed=config.split.seed,
+            train_x=x, train_y=y, train_weight=weight,
+        )  # fmt: skip
+        again.best_iteration = report.best_iteration
+        return refitted, again
 
     def run_trials(self, trials: int, run: Callable[[int], object]) -> None:
         """See :meth:`Engine.run_trials`."""

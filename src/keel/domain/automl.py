@@ -11,13 +11,15 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from keel.config import ModelConfig
+from keel.config import ModelConfig, SplitConfig
 from keel.domain.metrics import GREATER_IS_BETTER
+from keel.domain.rounds import DEFAULT_PATIENCE
 from keel.domain.schema import FeatureSchema
 from keel.errors import ConfigError
 
 if TYPE_CHECKING:
     import numpy as np
+    import pandas as pd
 
 AUTO_PARAMS = frozenset({"n_jobs"})
 """``model.params`` keys ``estimator: auto`` accepts (passed to the candidates that take them)."""
@@ -264,7 +266,13 @@ def follow_ups(done: Sequence[tuple[Candidate, float | None]], metric: str, seed
 
 def _model(estimator: str, params: Mapping[str, Any], **extra: Any) -> ModelConfig:
     shared = {k: v for k, v in params.items() if estimator in _TAKES_N_JOBS}
-    return ModelConfig(estimator=estimator, params={**shared, **extra})  # type: ignore[arg-type]
+    # LightGBM candidates stop a fixed DEFAULT_PATIENCE rounds after their best: they share one budget.
+    patience = DEFAULT_PATIENCE if estimator == "lightgbm" else None
+    return ModelConfig(
+        estimator=estimator,  # type: ignore[arg-type]
+        params={**shared, **extra},
+        early_stopping_rounds=patience,
+    )
 
 
 def relative_cost(estimator: str, params: Mapping[str, Any]) -> float:
@@ -360,6 +368,33 @@ def time_trend_features(
     return found
 
 
+def trend_features(
+    split: SplitConfig, schema: FeatureSchema, train_x: pd.DataFrame, train_frame: pd.DataFrame | None
+) -> list[str]:
+    """The numeric or boolean features that follow ``split.time_column`` on the training rows.
+
+    See :func:`time_trend_features`; none unless the split is chronological and ``train_frame`` holds that column.
+
+    Args:
+        split: The split section (its strategy and time column).
+        schema: Feature schema of the training rows.
+        train_x: Coerced training feature columns.
+        train_frame: The training rows as loaded (with the time column).
+    """
+    import numpy as np
+    import pandas as pd
+
+    column = split.time_column
+    if split.strategy != "chronological" or train_frame is None or column not in train_frame.columns:
+        return []
+    numeric = {}
+    for feature in schema.features:
+        if feature.type in ("numeric", "boolean") and feature.name in train_x.columns:
+            values = pd.to_numeric(train_x[feature.name], errors="coerce")
+            numeric[feature.name] = values.to_numpy(dtype=np.float64, na_value=np.nan)
+    return time_trend_features(numeric, train_frame[column].to_numpy()) if numeric else []
+
+
 def _pairwise_difference(values: np.ndarray) -> np.ndarray:
     """``values[j] - values[i]`` for every pair, upper triangle only (each pair once)."""
     import numpy as np
@@ -370,18 +405,6 @@ def _pairwise_difference(values: np.ndarray) -> np.ndarray:
 
 REFIT_SHARE = 0.2
 """Share of ``auto``'s budget kept for refitting the chosen model on the training and validation rows together."""
-
-
-def refit_model(model: ModelConfig, best_iteration: int | None) -> ModelConfig:
-    """The model section that refits a chosen candidate on the training and validation rows together.
-
-    There are no rows left to stop on, so LightGBM boosts exactly the rounds early stopping chose on the validation
-    part (``best_iteration``); the other estimators are fitted as they were.
-    """
-    if model.estimator != "lightgbm":
-        return model
-    params = {**model.params, "n_estimators": max(1, int(best_iteration or 100))}
-    return model.model_copy(update={"params": params, "early_stopping_rounds": None})
 
 
 def best_entry(entries: Sequence[Entry], metric: str) -> Entry:

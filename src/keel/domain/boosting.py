@@ -1,6 +1,7 @@
-"""Choosing the boosting round after the fact: the validation loss of every round, from the raw scores.
+"""Choosing the boosting round: early stopping whose patience grows, and the best round found after the fact.
 
-Used where LightGBM cannot stop early itself (``lightgbm.dask`` takes no callbacks).
+After the fact means from the validation loss of every round, computed from the raw scores, where LightGBM cannot
+stop early itself (``lightgbm.dask`` takes no callbacks).
 """
 
 from __future__ import annotations
@@ -10,6 +11,33 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import numpy as np
+
+
+def patient_stopping(patience: int, rate: float) -> Any:
+    """A LightGBM callback that stops once the validation score has not improved for ``max(patience, rate × best)``.
+
+    ``best`` is the best round's number so far (AutoGluon's adaptive early stopping). It follows the first metric of
+    the first validation set, as LightGBM's ``early_stopping`` does with one metric, and keeps the best round when
+    the round cap is reached too, so ``best_iteration`` is always the best round.
+    """
+    import lightgbm
+
+    state: dict[str, Any] = {"best": -1, "score": None, "results": []}
+
+    def callback(env: Any) -> None:
+        entry = next((e for e in env.evaluation_result_list if e[0] != "training"), None)
+        if entry is None:
+            return
+        _name, _metric, value, higher_is_better = entry[:4]
+        score = float(value) if higher_is_better else -float(value)
+        if state["score"] is None or score > state["score"]:
+            state.update(best=env.iteration, score=score, results=list(env.evaluation_result_list))
+        waited = env.iteration - state["best"]
+        if waited >= max(patience, round(rate * (state["best"] + 1))) or env.iteration == env.end_iteration - 1:
+            raise lightgbm.callback.EarlyStopException(state["best"], state["results"])
+
+    callback.order = 30  # type: ignore[attr-defined]  # where LightGBM's own early stopping runs
+    return callback
 
 
 def best_round(booster: Any, matrix: Any, y: np.ndarray, task: str, patience: int) -> int:

@@ -145,10 +145,10 @@ def fit_model(
         The fitted model and a report of the fit.
     """
     has_valid = valid_x is not None and valid_y is not None and len(valid_x) > 0
-    patience = None
+    stopping = None
     if model.estimator == "lightgbm":
         rounds = plan_rounds(model, has_valid=has_valid)
-        model, patience = model.model_copy(update={"params": rounds.params}), rounds.patience
+        model, stopping = model.model_copy(update={"params": rounds.params}), rounds.stopping_callback()
     prepared, matrix = fit_features(schema, features, model, seed=seed, frame=train_x)
     preprocessor, names, categorical = prepared.preprocessor, prepared.names, prepared.categorical
     estimator = prepared.estimator
@@ -162,14 +162,14 @@ def fit_model(
         }
         if train_weight is not None:
             fit_kwargs["sample_weight"] = train_weight
-        if has_valid and (patience or callbacks):
+        if has_valid and (stopping or callbacks):
             fit_kwargs["eval_X"] = (preprocessor.transform(valid_x),)
             fit_kwargs["eval_y"] = (valid_y,)
             fit_kwargs["callbacks"] = list(callbacks)
             if valid_weight is not None:
                 fit_kwargs["eval_sample_weight"] = [valid_weight]
-        if has_valid and patience:
-            fit_kwargs["callbacks"].append(lightgbm.early_stopping(patience, verbose=False))
+        if has_valid and stopping:
+            fit_kwargs["callbacks"].append(stopping)
         estimator.fit(matrix, train_y, **fit_kwargs)
         booster = estimator.booster_
         best = booster.best_iteration if booster.best_iteration > 0 else booster.current_iteration()
