@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -228,11 +229,11 @@ def _rentals(hours: int, seed: int) -> pd.DataFrame:
     return frame
 
 
-def _rentals_project(tmp_path: Path, module_workspace: Path, name: str, budget: float) -> Path:
+def _rentals_project(tmp_path: Path, module_workspace: Path, name: str, budget: float, hours: int = 24 * 600) -> Path:
     import yaml
 
     data = tmp_path / f"{name}.csv"
-    _rentals(24 * 600, seed=11)[_RENTALS].to_csv(data, index=False, header=False)
+    _rentals(hours, seed=11)[_RENTALS].to_csv(data, index=False, header=False)
     config = {
         "project": {"name": name},
         "data": {
@@ -249,8 +250,28 @@ def _rentals_project(tmp_path: Path, module_workspace: Path, name: str, budget: 
     return path
 
 
+@pytest.fixture
+def trend_against_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Of the candidates auto proposes, only LightGBM's defaults and the one keeping the time trend apart, and no
+    follow-ups: the run ends when both are scored, not when the budget does. The candidates are auto's own, so the
+    trend candidate must still be proposed for these columns."""
+    import keel.application.automl as automl
+
+    every = automl.candidates
+    kept = {"lightgbm", "lightgbm poisson time trend alone"}
+
+    def two(*args: Any, **kwargs: Any) -> list[Any]:
+        found = [candidate for candidate in every(*args, **kwargs) if candidate.label in kept]
+        assert {candidate.label for candidate in found} == kept, "auto proposes both for this table"
+        return found
+
+    monkeypatch.setattr(automl, "candidates", two)
+    monkeypatch.setattr(automl, "FOLLOW_UP_ROUNDS", 0)
+
+
 @pytest.mark.slow
-def test_auto_keeps_a_feature_that_follows_time_apart_and_spends_its_budget_on_the_portfolio(
+@pytest.mark.usefixtures("trend_against_defaults")
+def test_auto_keeps_a_feature_that_follows_time_apart_and_scores_it_forward_out_of_fold(
     tmp_path: Path, module_workspace: Path
 ) -> None:
     result = train(load_config([_rentals_project(tmp_path, module_workspace, "auto-rentals", budget=240)]))
@@ -261,12 +282,9 @@ def test_auto_keeps_a_feature_that_follows_time_apart_and_spends_its_budget_on_t
     # Kept apart, the year shifts the log of the count: the forecast extrapolates the growth to the months the
     # second year has not shown, where LightGBM's defaults stay near the first year's level.
     assert trend["valid_score"] < 0.9 * board["lightgbm"]["valid_score"]
-    assert any(row["candidate"].endswith("seed 2") for row in result.leaderboard), "the follow-ups ran"
     # 1,080 validation rows: scored by forward validation over the training and validation hours instead.
     assert trend["scoring"].startswith("out of fold: 5 time-ordered folds")
     assert "over the 10,800 training and validation rows" in trend["scoring"]
-    skipped = [row for row in result.leaderboard if row["valid_score"] is None]
-    assert all(row["note"].startswith(("skipped: ", "stopped after its first fold: ")) for row in skipped)
     handle = load_version(Registry.open(module_workspace), "auto-rentals@champion")
     assert handle.loaded.manifest["leaderboard"] == result.leaderboard
     # LightGBM's defaults keep the same feature apart now (a count on a chronological split), and refit on the
@@ -278,6 +296,40 @@ def _defaults_rmse(tmp_path: Path, module_workspace: Path) -> float:
     path = _rentals_project(tmp_path, module_workspace, "auto-rentals-defaults", budget=1)
     defaults = load_config([path], overrides=["model.estimator=lightgbm", "~model.time_budget"])
     return float(train(defaults).evaluation.metrics["rmse"])
+
+
+@pytest.mark.slow
+def test_the_time_the_portfolio_leaves_goes_to_follow_ups_of_the_best_lightgbm_candidate(
+    make_project: ProjectFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import keel.application.automl as automl
+
+    every = automl.candidates
+    monkeypatch.setattr(automl, "candidates", lambda *args, **kwargs: every(*args, **kwargs)[:2])
+    monkeypatch.setattr(automl, "FOLLOW_UP_ROUNDS", 1)  # one round: the run ends with it, not with the budget
+    config = make_project(synthetic("binary", rows=800, seed=4), "auto-follow-ups", model=_AUTO)
+    result = train(load_config([config]))
+    labels = [row["candidate"] for row in result.leaderboard if row["candidate"] != "blend"]
+    assert labels[:2] == ["lightgbm", "logistic_regression"]
+    follow_ups = labels[2:]
+    # Split seed 1: the reseeded copies are seeds 2 to 5 of the best (here the only) LightGBM candidate.
+    assert follow_ups == ["lightgbm learning_rate=0.0333", *(f"lightgbm seed {seed}" for seed in range(2, 6))]
+    assert all(row["valid_score"] is not None for row in result.leaderboard), "time was left for every one"
+
+
+@pytest.mark.slow
+def test_out_of_fold_a_short_budget_skips_or_stops_candidates_after_one_fold_and_never_cuts_one_short(
+    tmp_path: Path, module_workspace: Path
+) -> None:
+    # 150 days: 2,700 training and validation rows, whose whole portfolio takes longer than the budget leaves it.
+    path = _rentals_project(tmp_path, module_workspace, "auto-rentals-portfolio", budget=45, hours=24 * 150)
+    result = train(load_config([path]))
+    assert all(row["scoring"].startswith("out of fold: 5 time-ordered folds") for row in result.leaderboard)
+    skipped = [row for row in result.leaderboard if row["valid_score"] is None]
+    assert skipped, "the budget ended before the portfolio and its follow-ups"
+    # A candidate whose folds would not all end in time is not started, or is stopped after its first fold: no
+    # time goes to folds whose predictions are never scored.
+    assert all(row["note"].startswith(("skipped: ", "stopped after its first fold: ")) for row in skipped)
 
 
 def test_a_short_budget_skips_the_candidates_that_cannot_finish_and_says_why(
