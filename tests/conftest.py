@@ -103,14 +103,33 @@ def workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 @pytest.fixture(scope="session")
 def adult_workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A workspace holding the packaged Adult model, trained once per session (version 1, champion).
+    """A workspace holding the packaged Adult model, trained once per run (version 1, champion).
 
-    Tests must not change it; copy it (``copy_workspace``) to modify the registry.
+    Under pytest-xdist the first worker that needs it trains it into a folder all workers share (the parent of the
+    workers' base temporary folders, which is the run's own) while holding a lock; the others wait for the lock and
+    copy it: training takes a core for a minute or two, a copy a fraction of a second. Tests must not change it;
+    copy it (``copy_workspace``) to modify the registry.
     """
+    from keel.io.files import locked
+    from tests.workspaces import copy_workspace_to
+
+    folder = tmp_path_factory.mktemp("adult") / "workspace"
+    if "PYTEST_XDIST_WORKER" not in os.environ:  # one process: the base folder's parent outlives the run
+        _train_adult(folder)
+        return folder
+    shared = tmp_path_factory.getbasetemp().parent / "adult-model"
+    with locked(shared.with_suffix(".lock")):
+        if not (shared / "trained").exists():
+            _train_adult(shared / "workspace")
+            (shared / "trained").touch()
+    return copy_workspace_to(shared / "workspace", folder)
+
+
+def _train_adult(folder: Path) -> None:
+    """Train the packaged Adult config into ``folder``, whatever the test's environment says."""
     from keel.application.train import train
     from keel.config import load_config
 
-    folder = tmp_path_factory.mktemp("adult") / "workspace"
     saved = {name: os.environ.pop(name, None) for name in _SCRUBBED}
     try:
         train(load_config(overrides=[f"registry.workspace={folder}"]))
@@ -118,7 +137,6 @@ def adult_workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
         for name, value in saved.items():
             if value is not None:
                 os.environ[name] = value
-    return folder
 
 
 @pytest.fixture
