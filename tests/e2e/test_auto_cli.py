@@ -60,7 +60,7 @@ def test_auto_with_a_time_budget_prints_and_stores_its_leaderboard(
     path = tmp_path / "reviews.yaml"
     path.write_text(yaml.safe_dump(config))
 
-    done = keel(keel_command, "train", str(path), "model.estimator=auto", "--time-budget", "60", "--json", timeout=800)
+    done = keel(keel_command, "train", str(path), "model.estimator=auto", "--time-budget", "20", "--json", timeout=800)
     result = json.loads(done.stdout)
     board = result["leaderboard"]
     # A text column: the linear model on TF-IDF runs first; every candidate has a row, one is chosen.
