@@ -105,8 +105,8 @@ def workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def adult_workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A workspace holding the packaged Adult model, trained once per run (version 1, champion).
 
-    Under pytest-xdist the first worker that needs it trains it into a folder all workers share (the parent of the
-    workers' base temporary folders, which is the run's own) while holding a lock; the others wait for the lock and
+    Under pytest-xdist the first worker that needs it trains it into a folder all workers share (in the parent of
+    the workers' base temporary folders, named after the run) while holding a lock; the others wait for the lock and
     copy it: training takes a core for a minute or two, a copy a fraction of a second. Tests must not change it;
     copy it (``copy_workspace``) to modify the registry.
     """
@@ -117,7 +117,8 @@ def adult_workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
     if "PYTEST_XDIST_WORKER" not in os.environ:  # one process: the base folder's parent outlives the run
         _train_adult(folder)
         return folder
-    shared = tmp_path_factory.getbasetemp().parent / "adult-model"
+    run = os.environ.get("PYTEST_XDIST_TESTRUNUID", "")  # the parent is kept across runs under --basetemp
+    shared = tmp_path_factory.getbasetemp().parent / f"adult-model-{run}"
     with locked(shared.with_suffix(".lock")):
         if not (shared / "trained").exists():
             _train_adult(shared / "workspace")
