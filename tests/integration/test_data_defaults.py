@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import html
+import json
 from pathlib import Path
 
 import numpy as np
@@ -66,8 +68,13 @@ def test_default_lightgbm_carries_the_growth_into_the_forecast_says_so_and_yield
     assert "objective poisson" in growth[0]
     assert "set model.params.objective" in growth[0]
     assert any("fitted again on the training and validation rows" in note for note in result.notes)
-    model = load_version(Registry.open(module_workspace), f"units:{result.version}").loaded.model
+    handle = load_version(Registry.open(module_workspace), f"units:{result.version}")
+    model = handle.loaded.model
     assert "objective=poisson" in model.estimator.model_to_string()
+    # The version keeps what was chosen for its data: in its metrics file, its report, and `keel train --json`.
+    assert growth[0] in json.loads((handle.loaded.directory / "metrics.json").read_text(encoding="utf-8"))["notes"]
+    assert html.escape(growth[0]) in (handle.loaded.directory / "report.html").read_text(encoding="utf-8")
+    assert growth[0] in result.to_dict()["notes"]
     assert model.estimator.current_iteration() == result.best_iteration
 
     # The user's objective is theirs: squared error, no constraint, no note about it.

@@ -101,6 +101,8 @@ class LocalEngine:
             train_weight=prepared.weights.get("train"),
             valid_weight=prepared.weights.get("valid"),
         )
+        if defaults is not None:
+            report.notes = list(defaults.notes)
         if defaults is None or not defaults.refit or prepared.valid_x is None or not report.best_iteration:
             return fitted, report
         from keel.application.automl import joined_rows
@@ -115,7 +117,7 @@ class LocalEngine:
             prepared.schema, config.features, refit_model(model, report.best_iteration), seed=config.split.seed,
             train_x=x, train_y=y, train_weight=weight,
         )  # fmt: skip
-        again.best_iteration = report.best_iteration
+        again.best_iteration, again.notes = report.best_iteration, report.notes
         return refitted, again
 
     def run_trials(self, trials: int, run: Callable[[int], object]) -> None:

@@ -103,6 +103,7 @@ class TrainResult:
             "leaderboard": self.leaderboard,
             "seconds": round(self.seconds, 3),
             "steps": [{"step": title, "seconds": round(seconds, 3)} for title, seconds in self.steps],
+            "notes": self.notes,
             "test_rows": self.evaluation.rows,
             "metrics": self.evaluation.metrics,
             "baseline": self.evaluation.baseline,
@@ -305,6 +306,7 @@ def _write_artifacts(
             "rows": rows,
             "best_iteration": fit_report.best_iteration,
             "leaderboard": fit_report.leaderboard,
+            "notes": fit_report.notes,
             "warnings": warnings,
         },
     )

@@ -28,12 +28,14 @@ class FitReport:
         params: The estimator's effective parameters.
         leaderboard: With ``estimator: auto``, every candidate's validation score and fit seconds.
         chosen: With ``estimator: auto``, the candidate kept.
+        notes: What the fit chose on its own for these rows (the defaults the data asked for), one line each.
     """
 
     best_iteration: int | None = None
     params: dict[str, Any] = field(default_factory=dict)
     leaderboard: list[dict[str, Any]] = field(default_factory=list)
     chosen: str | None = None
+    notes: list[str] = field(default_factory=list)
 
 
 def encode_target(target: pd.Series, schema: FeatureSchema) -> np.ndarray:

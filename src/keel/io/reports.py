@@ -276,6 +276,7 @@ def model_report(
             "note": champion.get("note", ""),
         },
         "leaderboard": [row for row in metrics_doc.get("leaderboard") or [] if isinstance(row, dict)],
+        "fit_notes": [str(note) for note in metrics_doc.get("notes") or []],
         "per_class": test.get("per_class", {}),
         "slices": test.get("slices", {}),
         "plots": plot_list(plots_folder, PLOT_TITLES),
