@@ -312,7 +312,9 @@ def test_the_time_the_portfolio_leaves_goes_to_follow_ups_of_the_best_lightgbm_c
     every = automl.candidates
     monkeypatch.setattr(automl, "candidates", lambda *args, **kwargs: every(*args, **kwargs)[:2])
     monkeypatch.setattr(automl, "FOLLOW_UP_ROUNDS", 1)  # one round: the run ends with it, not with the budget
-    config = make_project(synthetic("binary", rows=800, seed=4), "auto-follow-ups", model=_AUTO)
+    # The run ends with the round: a budget no load can exhaust costs nothing and keeps the test off the clock.
+    model = {**_AUTO, "time_budget": 3600}
+    config = make_project(synthetic("binary", rows=800, seed=4), "auto-follow-ups", model=model)
     result = train(load_config([config]))
     labels = [row["candidate"] for row in result.leaderboard if row["candidate"] != "blend"]
     assert labels[:2] == ["lightgbm", "logistic_regression"]
