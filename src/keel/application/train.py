@@ -154,11 +154,10 @@ def train(
     config = loaded.config
     registry = Registry.open(workspace, tracking_uri=config.registry.tracking_uri, configured=config.registry.workspace)
     with contextlib.ExitStack() as owned:
-        if side is None:
-            side = owned.enter_context(sidecar())
-        # MLflow's import runs in the sidecar while this process reads and validates the data; so does
-        # matplotlib's, which the plots need right after the fit.
-        side.call("warm", store=registry.embedded, plots=True)
+        # MLflow's client is imported in the sidecar while this process reads and validates the data. Its SQL
+        # store and matplotlib are imported after the fit, by the first request that needs them: imported before
+        # it, they held up the fit longer than they hold up the plots and the registration after it.
+        side = side or owned.enter_context(started_sidecar())
         with engine_for(config.engine, scheduler=config.scheduler, workers=config.dask_workers) as engine:
             prepared = engine.prepare(loaded, reporter)
             data, parts, schema, train_y = prepared.data, prepared.parts, prepared.schema, prepared.train_y
