@@ -18,7 +18,7 @@ from keel.io.sidecar import InlineSidecar, ProcessSidecar, Sidecar, SidecarError
 @pytest.fixture(scope="module")
 def shared_process() -> Iterator[ProcessSidecar]:
     started = ProcessSidecar()  # one for the module: each test opens its own workspace's store in it
-    started.call("warm", store=True)
+    started.call("warm")
     yield started
     started.close()
 
@@ -135,7 +135,7 @@ def test_a_main_process_that_dies_leaves_no_run_running(tmp_path: Path) -> None:
 
 def test_a_finished_sidecar_ends_at_once_and_a_lost_one_is_reported(tmp_path: Path) -> None:
     side = ProcessSidecar()
-    side.call("warm", store=True)  # imports only: closing does not wait for them
+    side.call("warm")  # imports only: closing does not wait for them
     side.close()
     assert side._process.poll() is not None
     lost = ProcessSidecar()

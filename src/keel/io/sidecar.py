@@ -330,22 +330,14 @@ class Operations:
     def op_ping(self) -> None:
         """Nothing: its answer says every earlier request is carried out."""
 
-    def op_warm(self, store: bool = False, plots: bool = False) -> None:
-        """Import MLflow's client and model files; with ``store``, its SQL stores; with ``plots``, matplotlib.
+    def op_warm(self) -> None:
+        """Import MLflow's client and model files while the main process reads and validates the data.
 
-        Imported while the main process starts, reads and validates the data, which takes about as long. Asked
-        again, it imports only what is still missing.
+        The SQL store and matplotlib are imported after the fit by the first request that needs them: imported
+        here, they held up the fit longer than they hold up the work after it.
         """
-        import mlflow.models
+        import mlflow.models  # noqa: F401
         from mlflow import MlflowClient  # noqa: F401
-
-        if store:
-            import mlflow.store.model_registry.sqlalchemy_store
-            import mlflow.store.tracking.sqlalchemy_store  # noqa: F401
-        if plots:
-            from keel.io import plots as drawing
-
-            drawing.pyplot()
 
     def op_open(self, workspace: str, tracking_uri: str) -> None:
         """Open the registry (a new workspace's store is created)."""
