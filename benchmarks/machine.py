@@ -33,7 +33,3 @@ def bytecode_note() -> str:
         "from source and the start-up figures measure the compiler"
     )
 
-
-def load_note() -> str:
-    """The 1-minute load average and the core count, for the figures' footnote."""
-    return f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
