@@ -32,4 +32,3 @@ def bytecode_note() -> str:
         "WARNING: installed packages are not byte-compiled (run `uv sync --compile-bytecode`): imports compile "
         "from source and the start-up figures measure the compiler"
     )
-
