@@ -8,6 +8,8 @@ import pytest
 from keel.domain.folds import (
     OOF_MAX_SHARE,
     OOF_MAX_VALID_ROWS,
+    OOF_TINY_MAX_SHARE,
+    OOF_TINY_VALID_ROWS,
     dealt_folds,
     mean_rounds,
     missing_classes,
@@ -94,7 +96,19 @@ def test_a_class_some_fold_cannot_fit_on_is_named() -> None:
 def test_out_of_fold_only_for_a_small_validation_part_and_an_affordable_first_candidate() -> None:
     assert out_of_fold_reason(77, 19.0, 300.0) == ""
     assert "enough to choose on" in out_of_fold_reason(OOF_MAX_VALID_ROWS, 1.0, 300.0)
-    expensive = out_of_fold_reason(77, OOF_MAX_SHARE * 300.0 + 1, 300.0)
+    expensive = out_of_fold_reason(OOF_TINY_VALID_ROWS, OOF_MAX_SHARE * 300.0 + 1, 300.0)
     assert "over 10% of the 300 s budget" in expensive
     assert mean_rounds([100, None, 200]) == 150
     assert mean_rounds([None, None]) is None
+
+
+def test_a_tiny_validation_part_is_scored_out_of_fold_even_when_a_busy_machine_slows_the_first_fit() -> None:
+    # 76 validation rows: the first fit took 3 s on an idle machine (13 s over the folds) and 11 s on a busy one
+    # (49 s over the folds); both must score out of fold, or the load decides how candidates are ranked.
+    assert out_of_fold_reason(76, 13.0, 300.0) == ""
+    assert out_of_fold_reason(76, 49.0, 300.0) == ""
+    assert out_of_fold_reason(OOF_TINY_VALID_ROWS - 1, OOF_TINY_MAX_SHARE * 300.0, 300.0) == ""
+    # ... but not when the folds would leave too little of the budget for the other candidates ...
+    assert "over 50% of the 300 s budget" in out_of_fold_reason(76, OOF_TINY_MAX_SHARE * 300.0 + 1, 300.0)
+    # ... and a validation part of a thousand rows keeps the stricter share.
+    assert "over 10% of the 300 s budget" in out_of_fold_reason(1000, 49.0, 300.0)

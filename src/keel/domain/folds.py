@@ -30,6 +30,16 @@ OOF_MAX_SHARE = 0.1
 share of its budget, so that the portfolio still gets about ten candidates' worth of time. The first fit includes
 loading the libraries, so the estimate errs on the long side."""
 
+OOF_TINY_VALID_ROWS = 500
+"""Under this many validation rows, a validation score cannot rank candidates at all (on 76 rows one row moves an
+accuracy by 1.3 %, more than the candidates differ), so ``auto`` scores out of fold whenever the first candidate's
+folds are expected to take at most :data:`OOF_TINY_MAX_SHARE` of the budget: a choice made on a few rows is noise,
+however many candidates there are. A busy machine, which slows the first fit several times over, then no longer
+decides how ``auto`` scores."""
+
+OOF_TINY_MAX_SHARE = 0.5
+"""The share of the budget the first candidate's folds may take when the validation part is tiny."""
+
 
 @dataclass(frozen=True)
 class Folds:
@@ -144,6 +154,10 @@ def missing_classes(folds: Folds, labels: np.ndarray) -> list[int]:
 def out_of_fold_reason(valid_rows: int, expected_seconds: float, budget: float) -> str:
     """Why ``auto`` keeps scoring on the validation part (``""``: score out of fold instead).
 
+    Out of fold when the validation part has fewer than :data:`OOF_MAX_VALID_ROWS` rows and the first candidate's
+    folds fit in :data:`OOF_MAX_SHARE` of the budget, or in :data:`OOF_TINY_MAX_SHARE` of it when the validation
+    part has fewer than :data:`OOF_TINY_VALID_ROWS` rows.
+
     Args:
         valid_rows: Rows of the validation part.
         expected_seconds: Seconds the first candidate's fits over the folds are expected to take (its fit on the
@@ -152,10 +166,11 @@ def out_of_fold_reason(valid_rows: int, expected_seconds: float, budget: float) 
     """
     if valid_rows >= OOF_MAX_VALID_ROWS:
         return f"{valid_rows:,} validation rows are enough to choose on (out of fold under {OOF_MAX_VALID_ROWS:,})"
-    if expected_seconds > OOF_MAX_SHARE * budget:
+    share = OOF_TINY_MAX_SHARE if valid_rows < OOF_TINY_VALID_ROWS else OOF_MAX_SHARE
+    if expected_seconds > share * budget:
         return (
             f"{OOF_FOLDS} folds of the first candidate would take about {expected_seconds:.0f} s, over "
-            f"{OOF_MAX_SHARE:.0%} of the {budget:g} s budget"
+            f"{share:.0%} of the {budget:g} s budget"
         )
     return ""
 
