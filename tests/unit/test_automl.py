@@ -10,10 +10,12 @@ from keel.config import ModelConfig, stops_early
 from keel.domain.automl import (
     Candidate,
     candidates,
+    escalation,
     estimate_seconds,
     follow_ups,
     is_imbalanced,
     relative_cost,
+    shallow_setting,
     should_start,
     time_trend_features,
 )
@@ -188,3 +190,33 @@ def test_a_later_round_reseeds_the_best_copy_under_its_base_name_with_new_seeds(
     seeds = found[2:]  # after the two slower copies
     assert [c.label for c in seeds] == [f"lightgbm large seed {n}" for n in (47, 48, 49, 50)]
     assert all(c.model.params["colsample_bytree"] == 0.4 for c in seeds), "a copy of a copy keeps its fraction"
+
+
+def test_the_shallow_setting_comes_right_after_the_regularised_one_only_when_that_beats_the_defaults() -> None:
+    found = candidates(_schema("binary", _TABLE), {"n_jobs": 1}, rows=68_500)
+    assert "lightgbm shallow" not in _labels(found), "not fitted unless regularisation helped"
+    regularised = next(c for c in found if c.label == "lightgbm regularised")
+    stronger = regularised.stronger
+    assert stronger is not None
+    assert stronger.label == "lightgbm shallow"
+    assert stronger.model.params["num_leaves"] < regularised.model.params["num_leaves"]
+    assert stronger.model.params["min_child_samples"] == 268, "1/256 of the training rows per leaf"
+    assert stronger.model.params["n_jobs"] == 1
+    assert stronger.model.early_stopping_rounds is not None
+    slow = [found.index(c) for c in found if c.label in ("lightgbm large", "lightgbm extra_trees")]
+    assert found.index(regularised) < min(slow), "the regularised setting is fitted before the slow ones"
+    # Log loss: lower is better. The defaults at 0.6125, the regularised setting at 0.6107: the shallow one next.
+    assert escalation(regularised, {"lightgbm": 0.6125, "lightgbm regularised": 0.6107}, "log_loss") is stronger
+    assert escalation(regularised, {"lightgbm": 0.6100, "lightgbm regularised": 0.6107}, "log_loss") is None
+    # Higher is better for accuracy; a missing or undefined score never escalates.
+    assert escalation(regularised, {"lightgbm": 0.891, "lightgbm regularised": 0.890}, "accuracy") is None
+    assert escalation(regularised, {"lightgbm": 0.890, "lightgbm regularised": 0.891}, "accuracy") is stronger
+    assert escalation(regularised, {"lightgbm regularised": 0.891}, "accuracy") is None
+    assert escalation(regularised, {"lightgbm": float("nan"), "lightgbm regularised": 0.891}, "accuracy") is None
+    assert escalation(found[0], {"lightgbm": 0.9}, "accuracy") is None, "the defaults carry no stronger setting"
+
+
+def test_the_shallow_settings_rows_per_leaf_grow_with_the_table_but_never_below_lightgbms_own() -> None:
+    assert shallow_setting(1_000)["min_child_samples"] == 20
+    assert shallow_setting(25_600)["min_child_samples"] == 100
+    assert shallow_setting(2_560_000)["min_child_samples"] == 10_000

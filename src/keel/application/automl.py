@@ -21,6 +21,7 @@ from keel.domain.automl import (
     Entry,
     best_entry,
     candidates,
+    escalation,
     follow_ups,
     is_imbalanced,
     should_start,
@@ -78,7 +79,8 @@ def fit_auto(
     Out-of-fold scoring: when the validation part is small (under
     :data:`~keel.domain.folds.OOF_MAX_VALID_ROWS` rows) and the first candidate's fits over
     :data:`~keel.domain.folds.OOF_FOLDS` folds are expected to take at most
-    :data:`~keel.domain.folds.OOF_MAX_SHARE` of the budget (measured by its fit on the training part), every
+    :data:`~keel.domain.folds.OOF_MAX_SHARE` of the budget (measured by its fit on the training part; half the budget
+    under :data:`~keel.domain.folds.OOF_TINY_VALID_ROWS` rows, see :func:`~keel.domain.folds.out_of_fold_reason`), every
     candidate is scored instead on out-of-fold predictions over the training and validation rows together
     (:mod:`keel.domain.folds`: forward validation in time order for a chronological split, stratified folds for
     classes, weights spread evenly), and the blend is chosen on them too. The chosen model is then refitted on all
@@ -136,7 +138,9 @@ def fit_auto(
     decided = not refit or len(valid_x) >= OOF_MAX_VALID_ROWS
     scoring = f"validation part: {len(valid_x):,} rows"
     with _thread_limit(config.model.params.get("n_jobs")):
-        queue = candidates(schema, config.model.params, counts=counts, imbalanced=imbalanced, trend=trend)
+        queue = candidates(
+            schema, config.model.params, counts=counts, imbalanced=imbalanced, trend=trend, rows=len(train_x)
+        )
         rounds, fitted_before = 0, 0
         while queue or rounds < FOLLOW_UP_ROUNDS:
             if not queue:  # the portfolio is done and time is left: refine the best LightGBM candidates
@@ -206,6 +210,10 @@ def fit_auto(
             entries.append(Entry(candidate.label, name, score, seconds, report.best_iteration, note))
             done.append((candidate, seconds))
             fitted[candidate.label] = (model, report)
+            scores = {entry.label: entry.score for entry in entries}
+            stronger = escalation(candidate, scores, metric)
+            if stronger is not None and stronger.label not in scores:
+                queue.insert(0, stronger)
             reporter.note(
                 f"auto: {candidate.label}: {'out-of-fold' if folds else 'validation'} {metric} {score:.5f} in "
                 f"{seconds:.1f} s"

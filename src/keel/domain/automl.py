@@ -49,11 +49,16 @@ class Candidate:
         model: The model section it is fitted with.
         cost: Its expected fit time relative to the estimator with its defaults (see :func:`relative_cost`);
             ``auto`` scales the seconds the candidates of the same estimator already took by it.
+        stronger: A more strongly regularised candidate ``auto`` fits right after this one when this one scores
+            better than ``baseline`` (see :func:`escalation`).
+        baseline: The label of the candidate this one must beat for ``stronger`` to be fitted next.
     """
 
     label: str
     model: ModelConfig
     cost: float = 1.0
+    stronger: Candidate | None = None
+    baseline: str = "lightgbm"
 
 
 @dataclass
@@ -109,6 +114,7 @@ def candidates(
     counts: bool = False,
     imbalanced: bool = False,
     trend: Sequence[str] = (),
+    rows: int = 0,
 ) -> list[Candidate]:
     """The estimators ``auto`` tries for this task and these columns, in the order it fits them.
 
@@ -129,12 +135,13 @@ def candidates(
         imbalanced: Whether the classes are imbalanced (see :func:`is_imbalanced`): text linear models then also
             try ``class_weight: balanced``.
         trend: Features that encode the time of a chronological split (see :func:`time_trend_features`).
+        rows: Training rows (the shallow setting's rows per leaf grow with them, see :func:`shallow_setting`).
     """
     task = schema.target.task
     has_text = any(column.type == "text" for column in schema.features)
     linear = "ridge" if task == "regression" else "logistic_regression"
     found = [Candidate("lightgbm", _model("lightgbm", params)), Candidate(linear, _model(linear, params))]
-    rest = portfolio(schema, params, counts=counts, imbalanced=imbalanced, trend=trend)
+    rest = portfolio(schema, params, counts=counts, imbalanced=imbalanced, trend=trend, rows=rows)
     if has_text:
         # TF-IDF columns: the linear models are fast and usually the strongest, so they (and their variants) run
         # first; LightGBM on thousands of sparse columns takes minutes, longer still out of fold.
@@ -153,6 +160,7 @@ def portfolio(
     counts: bool = False,
     imbalanced: bool = False,
     trend: Sequence[str] = (),
+    rows: int = 0,
 ) -> list[Candidate]:
     """The candidates ``auto`` fits after the quick ones while its budget lasts, each group cheapest first.
 
@@ -168,6 +176,10 @@ def portfolio(
       (learning rate 0.03, 128 leaves, feature fraction 0.9, 3 rows per leaf); one with half the features per tree
       and 64 leaves (different trees for the blend); 128 leaves with 40 % of the features per tree; a strongly
       regularised one for noisy targets (15 leaves, 50 rows per leaf, row and feature subsampling, L2 5).
+    - The regularised setting carries a shallower one (:func:`shallow_setting`) as :attr:`Candidate.stronger`:
+      it is not in the list, and is fitted right after the regularised one when that beats LightGBM's defaults
+      (:func:`escalation`), so a noisy target gets it early even when a busy machine fits few candidates, and
+      other targets do not pay for it.
 
     Args:
         schema: Feature schema of the training rows.
@@ -175,6 +187,7 @@ def portfolio(
         counts: Whether the regression target holds only non-negative integers.
         imbalanced: Whether the classes are imbalanced.
         trend: Features that encode the time of a chronological split.
+        rows: Training rows.
     """
     task = schema.target.task
     has_text = any(column.type == "text" for column in schema.features)
@@ -202,10 +215,12 @@ def portfolio(
         for extra in settings:
             label = " ".join([linear, *(f"{k}={v}" for k, v in extra.items())])
             linears.append(Candidate(label, _model(linear, params, **extra), relative_cost(linear, extra)))
+    shallow = shallow_setting(rows)
+    stronger = Candidate("lightgbm shallow", _model("lightgbm", params, **shallow), relative_cost("lightgbm", shallow))
     for suffix, extra in LIGHTGBM_SETTINGS:
-        found.append(
-            Candidate(f"lightgbm {suffix}", _model("lightgbm", params, **extra), relative_cost("lightgbm", extra))
-        )
+        model, cost = _model("lightgbm", params, **extra), relative_cost("lightgbm", extra)
+        then = stronger if suffix == "regularised" else None
+        found.append(Candidate(f"lightgbm {suffix}", model, cost, stronger=then))
     # Costs compare within an estimator only; the linear variants are seconds on text, LightGBM minutes.
     return sorted(trends, key=lambda c: c.cost) + linears + sorted(found, key=lambda c: c.cost)  # stable sorts
 
@@ -223,6 +238,42 @@ LIGHTGBM_SETTINGS: list[tuple[str, dict[str, Any]]] = [
                                               "min_child_samples": 3, "reg_lambda": 1.0}),
 ]  # fmt: skip
 """The LightGBM settings of the portfolio after the defaults."""
+
+SHALLOW_ROWS_PER_LEAF = 1 / 256
+"""Share of the training rows the shallow setting's every leaf holds at least (see :func:`shallow_setting`)."""
+
+
+def shallow_setting(rows: int) -> dict[str, Any]:
+    """LightGBM params for a noisy target: few, large leaves, row and feature subsampling and L2.
+
+    When the outcome is mostly chance (a match, a click, a default on a loan), deep trees fit the noise: 7 leaves,
+    each holding at least 1/256 of the ``rows`` (and LightGBM's 20), half the features per tree, 80 % of the rows
+    per round and L2 5 average over many rows instead. Its rows per leaf grow with the table, as a fixed count
+    would be strong regularisation on a thousand rows and none on a million.
+    """
+    return {
+        "num_leaves": 7, "min_child_samples": max(20, round(rows * SHALLOW_ROWS_PER_LEAF)), "subsample": 0.8,
+        "subsample_freq": 1, "colsample_bytree": 0.5, "reg_lambda": 5.0, "learning_rate": 0.05,
+    }  # fmt: skip
+
+
+def escalation(candidate: Candidate, scores: Mapping[str, float | None], metric: str) -> Candidate | None:
+    """The candidate to fit right after ``candidate``: its :attr:`~Candidate.stronger` one when it beat its baseline.
+
+    A regularised setting that scores better than LightGBM's defaults says the target rewards regularisation, so
+    a still more regularised one is worth fitting before the rest of the portfolio. ``None`` when ``candidate``
+    has none, when either score is missing or undefined, or when it did not beat the baseline.
+
+    Args:
+        candidate: The candidate just fitted.
+        scores: Validation (or out-of-fold) scores by label, of every candidate fitted so far.
+        metric: The selection metric.
+    """
+    own, base = scores.get(candidate.label), scores.get(candidate.baseline)
+    if candidate.stronger is None or own is None or base is None or own != own or base != base:
+        return None
+    better = own > base if GREATER_IS_BETTER.get(metric, True) else own < base
+    return candidate.stronger if better else None
 
 
 FOLLOW_UP_SEEDS = 4
