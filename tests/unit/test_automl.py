@@ -95,6 +95,16 @@ def test_relative_cost_grows_with_rounds_and_leaves() -> None:
     assert relative_cost("logistic_regression", {"C": 100.0}) > relative_cost("logistic_regression", {"C": 10.0}) > 1
 
 
+def test_small_trees_are_not_costed_as_cheap_they_need_more_rounds() -> None:
+    # Measured on 68,500 rows: the shallow setting (7 leaves, half the features, learning rate 0.05) took 1.9 times
+    # the defaults' seconds. auto scales every later estimate by the slowest rate seen, so costing it at a fraction
+    # of the defaults made the reseeded copies look four times too slow to start.
+    shallow = relative_cost("lightgbm", shallow_setting(68_500))
+    assert 1.5 < shallow < 3.0
+    assert relative_cost("lightgbm", {"num_leaves": 7}) > 1.0, "fewer leaves: more rounds, each not much cheaper"
+    assert relative_cost("lightgbm", {"colsample_bytree": 0.1}) == 0.5, "a round costs at least half a default one"
+
+
 def _candidate(label: str, estimator: str = "lightgbm", cost: float = 1.0) -> Candidate:
     return Candidate(label, ModelConfig(estimator=estimator), cost)  # type: ignore[arg-type]
 
