@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import subprocess
@@ -39,6 +40,16 @@ def test_the_main_job_again_registers_a_second_version_and_keeps_the_champion(
     assert second["test_rows"] == 16281
     assert set(second["slices"]) == {"sex", "race"}
     assert "margin" in second["promotion"]["reason"]
+    # The plots are drawn by processes of the command's own (on two cores or more): the new version has every one.
+    folders = sorted({path.parent for path in copy_workspace.rglob("plots/*.png")}, key=lambda p: p.stat().st_mtime)
+    assert len(folders) == 2
+    drawn = {path.name: path.read_bytes() for path in folders[1].glob("*.png")}
+    assert set(drawn) == {
+        "confusion_matrix.png", "roc.png", "calibration.png", "feature_importance.png", "contributions.png"
+    }  # fmt: skip
+    assert all(image.startswith(b"\x89PNG") and len(image) > 5_000 for image in drawn.values())
+    report = (folders[1].parent / "report.html").read_text()
+    assert all(base64.b64encode(image).decode() in report for image in drawn.values())  # embedded, once drawn
     listed = json.loads(keel(keel_command, "models", "list", "--json").stdout)
     assert [(v["version"], v["aliases"], v["status"]) for v in listed] == [
         (2, [], "complete"),

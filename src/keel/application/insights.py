@@ -136,12 +136,12 @@ def write_insights(
     predictions: Predictions,
     metric_names: list[str],
     champion: Pending,
-    side: Sidecar,
+    painter: Sidecar,
     seed: int,
     train_features: pd.DataFrame | None = None,
     test_features: pd.DataFrame | None = None,
 ) -> Pending:
-    """Write ``reference.json`` and ``insights.json``; the sidecar draws ``plots/contributions.png``.
+    """Write ``reference.json`` and ``insights.json``; ``painter`` draws ``plots/contributions.png``.
 
     Args:
         directory: The version's staging directory (schema, metrics, config already written).
@@ -151,7 +151,7 @@ def write_insights(
         predictions: The model's predictions on ``test``.
         metric_names: The metrics evaluated.
         champion: The answer of a ``champion`` request (the current champion, scored here on the same test rows).
-        side: The sidecar drawing the plots.
+        painter: The sidecar drawing the plots.
         seed: Seed for the contribution sample.
         train_features: ``train``'s features as the model's schema reads them, when known already.
         test_features: ``test``'s, likewise.
@@ -184,9 +184,9 @@ def write_insights(
         budget = min(budget, max(CONTRIBUTION_MIN_ROWS, CONTRIBUTION_TREE_ROWS // max(1, tree_count(model))))
     sample = test_features.sample(n=min(CONTRIBUTION_ROWS, budget, len(test_features)), random_state=seed)
     contributions = global_contributions(model, sample.reset_index(drop=True))
-    drawn = side.call("ping")
+    drawn = painter.call("ping")
     if contributions:
-        drawn = side.call(
+        drawn = painter.call(
             "contributions_plot", values=contributions, path=directory / "plots" / reports.CONTRIBUTIONS_PLOT
         )
     try:

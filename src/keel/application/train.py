@@ -123,6 +123,14 @@ def started_sidecar() -> Iterator[Sidecar]:
         yield side
 
 
+@contextlib.contextmanager
+def started_painter() -> Iterator[Sidecar]:
+    """A second sidecar for :func:`train`'s plots, already importing matplotlib; ended when the block ends."""
+    with sidecar() as painter:
+        painter.call("warm_plots")
+        yield painter
+
+
 def train(
     loaded: LoadedConfig,
     reporter: Reporter | None = None,
@@ -155,8 +163,8 @@ def train(
     registry = Registry.open(workspace, tracking_uri=config.registry.tracking_uri, configured=config.registry.workspace)
     with contextlib.ExitStack() as owned:
         # MLflow's client is imported in the sidecar while this process reads and validates the data. Its SQL
-        # store and matplotlib are imported after the fit, by the first request that needs them: imported before
-        # it, they held up the fit longer than they hold up the plots and the registration after it.
+        # store (in the sidecar) and matplotlib (in the painter) are imported after the fit: imported before it,
+        # they held up the fit longer than they hold up the plots and the registration after it.
         side = side or owned.enter_context(started_sidecar())
         with engine_for(config.engine, scheduler=config.scheduler, workers=config.dask_workers) as engine:
             prepared = engine.prepare(loaded, reporter)
@@ -171,6 +179,10 @@ def train(
                     model, fit_report = _fit_auto(loaded, prepared, reporter)
                 else:
                     model, fit_report = engine.fit(loaded, prepared)
+        # The plots are drawn by a process of their own, started now: after the fit the sidecar's store and the
+        # plots are each about as long as this process's evaluation and artifacts, so on two cores they run beside
+        # them instead of one after the other.
+        painter = owned.enter_context(started_painter())
         # Opened now (a new workspace's store is created) that the data passed validation and a model exists.
         side.call("open", workspace=registry.workspace, tracking_uri=registry.tracking_uri)
         # Looked up now, so the report's comparison does not wait behind the plots.
@@ -207,12 +219,13 @@ def train(
         with staging_folder(registry.workspace) as staging, contextlib.ExitStack() as stack:
             with reporter.step("Writing artifacts"):
                 provenance = _write_artifacts(
-                    staging, side, model, loaded, data, evaluation, predictions, fit_report, rows, prepared.warnings
-                )
-                # Drift reference and global contributions here, while the sidecar draws the plots.
+                    staging, side, painter, model, loaded, data, evaluation, predictions, fit_report, rows,
+                    prepared.warnings,
+                )  # fmt: skip
+                # Drift reference and global contributions here, while the painter draws the plots.
                 drawn = write_insights(
                     staging, model=model, train=parts.train, test=parts.test, predictions=predictions,
-                    metric_names=metric_names, champion=champion, side=side, seed=config.split.seed,
+                    metric_names=metric_names, champion=champion, painter=painter, seed=config.split.seed,
                     train_features=train_x, test_features=test_x,
                 )  # fmt: skip
                 # The run is started and logged by the sidecar while this process writes the report and manifest.
@@ -265,6 +278,7 @@ def _fit_auto(loaded: LoadedConfig, prepared: Prepared, reporter: Reporter) -> t
 def _write_artifacts(
     directory: Path,
     side: Sidecar,
+    painter: Sidecar,
     model: FittedModel,
     loaded: LoadedConfig,
     data: LoadedData,
@@ -274,21 +288,21 @@ def _write_artifacts(
     rows: dict[str, int],
     warnings: list[str],
 ) -> dict[str, Any]:
-    """Write the version's own files; the sidecar draws the plots and writes the MLflow model files meanwhile.
+    """Write the version's own files; ``painter`` draws the plots and ``side`` writes the MLflow model files meanwhile.
 
     Returns:
         The provenance the manifest will carry (written last, by :func:`write_insights`).
     """
     config = loaded.config
     artifacts.save_model(directory, model)
-    # What the plots show is computed here (scikit-learn is loaded); the sidecar draws them. Their large arrays
+    # What the plots show is computed here (scikit-learn is loaded); the painter draws them. Their large arrays
     # travel in files beside the staging folder (removed with it).
     figures = plots.evaluation_figures(
         model.task, model.classes, y_true=predictions.y_true, proba=predictions.proba, values=predictions.values
     )
     large = figures.pop("residuals", {})
     arrays = save_arrays(directory.parent / "arrays", **{f"residuals.{name}": a for name, a in large.items()})
-    side.call(
+    painter.call(
         "evaluation_plots", folder=directory / "plots", figures=figures, arrays=arrays,
         importance=model.feature_importance() or None,
     )  # fmt: skip
