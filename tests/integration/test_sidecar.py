@@ -145,6 +145,21 @@ def test_a_finished_sidecar_ends_at_once_and_a_lost_one_is_reported(tmp_path: Pa
     lost.close()
 
 
+def test_the_painter_draws_without_a_store_and_a_warmed_one_ends_at_once(tmp_path: Path) -> None:
+    """`keel train`'s second sidecar only imports matplotlib and draws: it never opens the registry."""
+    painter = ProcessSidecar()
+    painter.call("warm_plots")
+    painter.close()  # imports only: closing does not wait for them
+    assert painter._process.poll() is not None
+    painter = ProcessSidecar()
+    painter.call("warm_plots")
+    drawn = painter.call("contributions_plot", values={"a": 0.5, "b": 0.25}, path=tmp_path / "plots" / "c.png")
+    drawn.result()
+    painter.close()
+    assert (tmp_path / "plots" / "c.png").read_bytes().startswith(b"\x89PNG")
+    assert [path.name for path in tmp_path.rglob("*")] == ["plots", "c.png"]  # no store, nothing else
+
+
 def test_requests_and_answers_are_json_lines(tmp_path: Path) -> None:
     import subprocess
     import sys
