@@ -116,19 +116,14 @@ class TrainResult:
 
 
 @contextlib.contextmanager
-def started_sidecar() -> Iterator[Sidecar]:
-    """A sidecar for :func:`train`, already importing MLflow's client; ended when the block ends."""
+def started_sidecar(warm: str = "warm") -> Iterator[Sidecar]:
+    """A sidecar for :func:`train`, already carrying out ``warm``; ended when the block ends.
+
+    ``warm`` imports MLflow's client (the sidecar of the registry); ``warm_plots`` imports matplotlib (the painter).
+    """
     with sidecar() as side:
-        side.call("warm")
+        side.call(warm)
         yield side
-
-
-@contextlib.contextmanager
-def started_painter() -> Iterator[Sidecar]:
-    """A second sidecar for :func:`train`'s plots, already importing matplotlib; ended when the block ends."""
-    with sidecar() as painter:
-        painter.call("warm_plots")
-        yield painter
 
 
 def train(
@@ -182,7 +177,7 @@ def train(
         # The plots are drawn by a process of their own, started now: after the fit the sidecar's store and the
         # plots are each about as long as this process's evaluation and artifacts, so on two cores they run beside
         # them instead of one after the other.
-        painter = owned.enter_context(started_painter())
+        painter = owned.enter_context(started_sidecar(warm="warm_plots"))
         # Opened now (a new workspace's store is created) that the data passed validation and a model exists.
         side.call("open", workspace=registry.workspace, tracking_uri=registry.tracking_uri)
         # Looked up now, so the report's comparison does not wait behind the plots.

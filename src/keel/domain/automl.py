@@ -50,15 +50,17 @@ class Candidate:
         cost: Its expected fit time relative to the estimator with its defaults (see :func:`relative_cost`);
             ``auto`` scales the seconds the candidates of the same estimator already took by it.
         stronger: A more strongly regularised candidate ``auto`` fits right after this one when this one scores
-            better than ``baseline`` (see :func:`escalation`).
-        baseline: The label of the candidate this one must beat for ``stronger`` to be fitted next.
+            better than LightGBM's defaults (:data:`DEFAULTS_LABEL`; see :func:`escalation`).
     """
 
     label: str
     model: ModelConfig
     cost: float = 1.0
     stronger: Candidate | None = None
-    baseline: str = "lightgbm"
+
+
+DEFAULTS_LABEL = "lightgbm"
+"""The leaderboard label of LightGBM with its defaults, the first candidate."""
 
 
 @dataclass
@@ -140,7 +142,7 @@ def candidates(
     task = schema.target.task
     has_text = any(column.type == "text" for column in schema.features)
     linear = "ridge" if task == "regression" else "logistic_regression"
-    found = [Candidate("lightgbm", _model("lightgbm", params)), Candidate(linear, _model(linear, params))]
+    found = [Candidate(DEFAULTS_LABEL, _model("lightgbm", params)), Candidate(linear, _model(linear, params))]
     rest = portfolio(schema, params, counts=counts, imbalanced=imbalanced, trend=trend, rows=rows)
     if has_text:
         # TF-IDF columns: the linear models are fast and usually the strongest, so they (and their variants) run
@@ -258,18 +260,18 @@ def shallow_setting(rows: int) -> dict[str, Any]:
 
 
 def escalation(candidate: Candidate, scores: Mapping[str, float | None], metric: str) -> Candidate | None:
-    """The candidate to fit right after ``candidate``: its :attr:`~Candidate.stronger` one when it beat its baseline.
+    """The candidate to fit right after ``candidate``: its :attr:`~Candidate.stronger` one when it beat the defaults.
 
     A regularised setting that scores better than LightGBM's defaults says the target rewards regularisation, so
     a still more regularised one is worth fitting before the rest of the portfolio. ``None`` when ``candidate``
-    has none, when either score is missing or undefined, or when it did not beat the baseline.
+    has none, when either score is missing or undefined, or when it did not beat LightGBM's defaults.
 
     Args:
         candidate: The candidate just fitted.
         scores: Validation (or out-of-fold) scores by label, of every candidate fitted so far.
         metric: The selection metric.
     """
-    own, base = scores.get(candidate.label), scores.get(candidate.baseline)
+    own, base = scores.get(candidate.label), scores.get(DEFAULTS_LABEL)
     if candidate.stronger is None or own is None or base is None or own != own or base != base:
         return None
     better = own > base if GREATER_IS_BETTER.get(metric, True) else own < base
