@@ -114,15 +114,17 @@ def _to_text(raw: pd.Series, *, text: bool) -> pd.Series:
     import numpy as np
     import pandas as pd
 
-    present = raw.notna()
+    # Missing categories are NaN (what scikit-learn's encoders and imputers treat as missing); missing text is "".
+    missing = "" if text else np.nan
     if pd.api.types.is_float_dtype(raw):
         # A categorical column read as floats (codes such as 1.0) is keyed by its integer spelling, as in training.
         as_text = raw.map(lambda v: str(int(v)) if float(v).is_integer() else str(v), na_action="ignore")
+        values = as_text.to_numpy(dtype=object, na_value=missing)
     else:
-        as_text = raw.astype("string").astype(object)
-    # Missing categories are NaN (what scikit-learn's encoders and imputers treat as missing); missing text is "".
-    values = np.where(present.to_numpy(), np.asarray(as_text, dtype=object), "" if text else np.nan)
-    return pd.Series(values.astype(object), name=raw.name).reset_index(drop=True)
+        values = raw.astype("string").to_numpy(dtype=object, na_value=missing)
+    # Plain Python strings (object dtype), what scikit-learn's encoders and the compiled encoding read: from pandas'
+    # Arrow-backed ``str`` dtype each of them would convert every column again (about 40 % of the encoding's time).
+    return pd.Series(values, name=raw.name, dtype=object)
 
 
 def _note(errors: np.ndarray, bad: np.ndarray, reason: str) -> None:
