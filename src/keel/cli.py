@@ -145,12 +145,13 @@ def train(
     Examples: `keel train`, `keel train configs/adult.yaml model.params.n_estimators=300 split.seed=7`,
     `keel train my.yaml model.estimator=auto --time-budget 120`.
     """
-    from keel.application.train import started_sidecar
-    from keel.application.train import train as run_train
+    from keel.application.sidecars import started_sidecar
 
-    # Started first: MLflow's import (seconds) runs beside reading the configuration and the data. A configuration
-    # refused below ends it at once (it has only imported).
+    # Started first, before keel's own training modules are imported: MLflow's import (seconds) runs beside them and
+    # beside reading the configuration and the data. A configuration refused below ends it at once (it has only
+    # imported).
     with started_sidecar() as side:
+        from keel.application.train import train as run_train
         from keel.config import load_config, split_arguments
 
         files, overrides = split_arguments(args or [])

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import json
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -115,17 +114,6 @@ class TrainResult:
         }
 
 
-@contextlib.contextmanager
-def started_sidecar(warm: str = "warm") -> Iterator[Sidecar]:
-    """A sidecar for :func:`train`, already carrying out ``warm``; ended when the block ends.
-
-    ``warm`` imports MLflow's client (the sidecar of the registry); ``warm_plots`` imports matplotlib (the painter).
-    """
-    with sidecar() as side:
-        side.call(warm)
-        yield side
-
-
 def train(
     loaded: LoadedConfig,
     reporter: Reporter | None = None,
@@ -160,7 +148,7 @@ def train(
         # MLflow's client is imported in the sidecar while this process reads and validates the data. Its SQL
         # store (in the sidecar) and matplotlib (in the painter) are imported after the fit: imported before it,
         # they held up the fit longer than they hold up the plots and the registration after it.
-        side = side or owned.enter_context(started_sidecar())
+        side = side or owned.enter_context(sidecar())
         with engine_for(config.engine, scheduler=config.scheduler, workers=config.dask_workers) as engine:
             prepared = engine.prepare(loaded, reporter)
             data, parts, schema, train_y = prepared.data, prepared.parts, prepared.schema, prepared.train_y
@@ -177,7 +165,7 @@ def train(
         # The plots are drawn by a process of their own, started now: after the fit the sidecar's store and the
         # plots are each about as long as this process's evaluation and artifacts, so on two cores they run beside
         # them instead of one after the other.
-        painter = owned.enter_context(started_sidecar(warm="warm_plots"))
+        painter = owned.enter_context(sidecar(warm="warm_plots"))
         # Opened now (a new workspace's store is created) that the data passed validation and a model exists.
         side.call("open", workspace=registry.workspace, tracking_uri=registry.tracking_uri)
         # Looked up now, so the report's comparison does not wait behind the plots.
