@@ -62,9 +62,7 @@ def build_feature_plan(schema: FeatureSchema, features: FeaturesConfig, estimato
     """
     import numpy as np
     from sklearn.compose import ColumnTransformer
-    from sklearn.impute import SimpleImputer
     from sklearn.pipeline import Pipeline
-    from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler
 
     encoding = choose_encoding(features, estimator)
     by_type: dict[str, list[str]] = {}
@@ -75,6 +73,8 @@ def build_feature_plan(schema: FeatureSchema, features: FeaturesConfig, estimato
     steps: list[tuple[str, Any, Any]] = []
     if encoding == "ordinal":
         if categorical:
+            from sklearn.preprocessing import OrdinalEncoder
+
             encoder = OrdinalEncoder(
                 handle_unknown="use_encoded_value",
                 unknown_value=np.nan,
@@ -85,6 +85,10 @@ def build_feature_plan(schema: FeatureSchema, features: FeaturesConfig, estimato
         if numeric:
             steps.append(("numeric", "passthrough", numeric))
     else:
+        # Imported here: a tree model's plan (ordinal codes, numbers passed through) needs neither.
+        from sklearn.impute import SimpleImputer
+        from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
         if categorical:
             onehot = OneHotEncoder(
                 handle_unknown="infrequent_if_exist",
@@ -115,6 +119,8 @@ def build_feature_plan(schema: FeatureSchema, features: FeaturesConfig, estimato
 
 def _derived_steps(features: FeaturesConfig, numeric: list[str], encoding: Encoding) -> list[tuple[str, Any, Any]]:
     """One pipeline step per ``features.derived`` entry, reading only numeric feature columns."""
+    if not features.derived:
+        return []
     from sklearn.impute import SimpleImputer
     from sklearn.pipeline import Pipeline
     from sklearn.preprocessing import StandardScaler
