@@ -47,3 +47,48 @@ def test_regression_shows_every_residual() -> None:
     figures = plots.evaluation_figures("regression", [], y_true=y_true, values=np.array([1.5, 2.0, 3.0]))
     assert figures["residuals"]["residual"].tolist() == [-0.5, 0.0, 1.0]
     assert figures["residuals"]["predicted"].tolist() == [1.5, 2.0, 3.0]
+
+
+def _roc_and_calibration(seed: int = 5) -> dict:
+    rng = np.random.default_rng(seed)
+    y_true = rng.integers(0, 2, 2000)
+    p = np.clip(y_true * 0.3 + rng.random(2000) * 0.7, 0, 1)
+    return plots.evaluation_figures("binary", ["no", "yes"], y_true=y_true, proba=np.column_stack([1 - p, p]))
+
+
+@pytest.mark.parametrize("draw", ["roc", "calibration"])
+def test_the_fixed_margins_are_where_tight_layout_puts_the_axes(
+    draw: str, tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The ROC and calibration plots skip the layout pass; their fixed margins are what it would give."""
+    figures = _roc_and_calibration()
+    laid_out: dict[str, tuple[float, ...]] = {}
+    save = plots.save_figure
+
+    def tight_instead(figure, path, margins=None):  # type: ignore[no-untyped-def]
+        assert margins == plots.UNIT_SQUARE_MARGINS
+        figure.tight_layout()
+        p = figure.subplotpars
+        laid_out["tight"] = (p.left, p.bottom, p.right, p.top)
+        return save(figure, path)
+
+    monkeypatch.setattr(plots, "save_figure", tight_instead)
+    if draw == "roc":
+        plots.roc_plot(figures["roc"], tmp_path / "plot.png")
+    else:
+        plots.calibration_plot(figures["calibration"], tmp_path / "plot.png")
+    fixed = plots.UNIT_SQUARE_MARGINS
+    assert laid_out["tight"] == pytest.approx((fixed["left"], fixed["bottom"], fixed["right"], fixed["top"]), abs=0.002)
+
+
+def test_a_users_matplotlib_style_does_not_change_the_plots(tmp_path) -> None:
+    import matplotlib
+
+    figures = _roc_and_calibration()
+    plots.evaluation_plots(tmp_path / "default", figures, {"age": 3.0, "hours": 1.0})
+    with matplotlib.rc_context({"font.size": 22, "axes.facecolor": "black", "lines.linewidth": 5}):
+        plots.evaluation_plots(tmp_path / "styled", figures, {"age": 3.0, "hours": 1.0})
+    names = sorted(p.name for p in (tmp_path / "default").iterdir())
+    assert names == ["calibration.png", "confusion_matrix.png", "feature_importance.png", "roc.png"]
+    for name in names:
+        assert (tmp_path / "styled" / name).read_bytes() == (tmp_path / "default" / name).read_bytes(), name

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from keel.io.plots import pyplot, save_figure
+from keel.io.plots import default_style, pyplot, save_figure
 
 if TYPE_CHECKING:
     from jinja2 import Environment
@@ -82,6 +82,7 @@ def _figure_bytes(figure: Any) -> bytes:
     return buffer.getvalue()
 
 
+@default_style
 def drift_histogram(drift: FeatureDrift) -> bytes:
     """Side-by-side bars of the reference and current share per bucket, as PNG bytes."""
     import numpy as np
@@ -109,6 +110,7 @@ def _short(label: str, limit: int = 22) -> str:
     return label if len(label) <= limit else label[: limit - 1] + "…"
 
 
+@default_style
 def waterfall_plot(explanation: RecordExplanation, path: Path, title: str) -> Path:
     """A waterfall of one record's contributions: from the base value, each feature's push, to the raw score."""
     plt = pyplot()
@@ -136,6 +138,7 @@ def waterfall_plot(explanation: RecordExplanation, path: Path, title: str) -> Pa
     return save_figure(figure, path)
 
 
+@default_style
 def contributions_plot(values: dict[str, float], path: Path, limit: int = 20) -> Path:
     """Horizontal bars of the mean absolute contribution per input column."""
     plt = pyplot()
