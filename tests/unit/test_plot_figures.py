@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import confusion_matrix, roc_auc_score
 
-from keel.io import plots
+from keel.io import plots, reports
 
 
 @pytest.mark.parametrize("classes", [["no", "yes"], ["a", "b", "c", "d"]])
@@ -92,3 +92,46 @@ def test_a_users_matplotlib_style_does_not_change_the_plots(tmp_path) -> None:
     assert names == ["calibration.png", "confusion_matrix.png", "feature_importance.png", "roc.png"]
     for name in names:
         assert (tmp_path / "styled" / name).read_bytes() == (tmp_path / "default" / name).read_bytes(), name
+
+
+BAR_CHARTS = {
+    "adult": {"capital_gain": 1200.0, "relationship": 900.0, "age": 300.0, "native_country": 40.0},
+    "long names": {f"a_rather_long_feature_name_number_{i}": float(i * i * 1000) for i in range(25)},
+    "tiny values": {"x": 0.000123, "y": 0.000456},
+    "decimals": {"x": 0.123456, "y": 0.0456, "z": 0.3},
+    "six digits": {"x": 987654.0, "y": 5.0},
+    "huge values": {f"f{i}": 1e9 * (i + 1) for i in range(8)},
+    "non-ASCII and dollars": {"Größe (m²)": 2.5, "price $ paid $": 1.0, "данные ε": 0.5},
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAR_CHARTS))
+@pytest.mark.parametrize("chart", ["importance", "contributions"])
+def test_bar_charts_laid_out_without_tight_layout_clip_no_text(
+    case: str, chart: str, tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every label, tick, title and offset text of a bar chart lies inside the saved image."""
+    values = dict(sorted(BAR_CHARTS[case].items(), key=lambda item: -item[1]))
+    checked: list[str] = []
+    save = plots.save_figure
+
+    def check_then_save(figure, path, margins=None):  # type: ignore[no-untyped-def]
+        assert margins is not None  # laid out without tight_layout
+        figure.subplots_adjust(**margins)
+        figure.canvas.draw()
+        renderer = figure.canvas.get_renderer()
+        drawn = figure.get_tightbbox(renderer)  # what is drawn (inches), ticks outside the axes' range left out
+        image = figure.bbox_inches
+        inside = (drawn.x0 >= image.x0, drawn.y0 >= image.y0, drawn.x1 <= image.x1, drawn.y1 <= image.y1)
+        assert all(inside), f"drawn {drawn.bounds} beyond the image {image.bounds} (left, bottom, right, top: {inside})"
+        checked.extend(label.get_text() for label in figure.axes[0].get_yticklabels())
+        return save(figure, path, margins)
+
+    monkeypatch.setattr(plots, "save_figure", check_then_save)
+    monkeypatch.setattr(reports, "save_figure", check_then_save)
+    if chart == "importance":
+        plots.importance_plot(values, tmp_path / "plot.png")
+    else:
+        reports.contributions_plot(values, tmp_path / "plot.png")
+    assert set(checked) == set(list(values)[:20])  # the 20 largest
+    assert (tmp_path / "plot.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -52,6 +52,34 @@ def default_style(draw: Callable[_P, _R]) -> Callable[_P, _R]:
     return drawn
 
 
+def bar_chart_margins(figure: Any, labels: Sequence[str]) -> dict[str, float]:
+    """Subplot margins for a horizontal bar chart in the default style: the widest bar label measured, the rest fixed.
+
+    What ``tight_layout`` finds, to a few pixels, without its layout pass (a third of drawing the chart): at 100 dpi it
+    leaves 25 px beside the widest label. The rest is fixed: 40 px above the axes for the chart's title (a figure
+    title, centred on the image: above axes narrowed by long labels it would overhang them), 60 px below for the x
+    axis' numbers, its offset text (``1e6``) and an x label, and 40 px to the right (the last tick label, up to 7
+    characters before matplotlib writes an offset, overhangs the axes by half its width).
+    """
+    import matplotlib
+    from matplotlib.text import Text
+
+    renderer = figure.canvas.get_renderer()
+    size = matplotlib.rcParams["ytick.labelsize"]
+    widest = max(
+        (Text(text=label, figure=figure, fontsize=size).get_window_extent(renderer).width for label in labels),
+        default=0,
+    )
+    width, height = figure.get_size_inches() * figure.dpi
+    scale = figure.dpi / 100
+    return {
+        "left": max(widest + 25 * scale, 45 * scale) / width,
+        "right": 1 - 40 * scale / width,
+        "bottom": 60 * scale / height,
+        "top": 1 - 40 * scale / height,
+    }
+
+
 def save_figure(figure: Any, path: Path, margins: dict[str, float] | None = None) -> Path:
     """Lay out ``figure`` (``tight_layout``, or the subplot ``margins`` given), save it as PNG at ``path``, free it."""
     plt = pyplot()
@@ -179,9 +207,10 @@ def importance_plot(importance: dict[str, float], path: Path, title: str = "Feat
     top = sorted(importance.items(), key=lambda item: item[1], reverse=True)[:MAX_IMPORTANCE_BARS]
     top.reverse()
     figure, axes = plt.subplots(figsize=(6, max(3.0, 0.3 * len(top) + 1)))
-    axes.barh([name for name, _ in top], [value for _, value in top])
-    axes.set_title(title)
-    return save_figure(figure, path)
+    names = [name for name, _ in top]
+    axes.barh(names, [value for _, value in top])
+    figure.suptitle(title)
+    return save_figure(figure, path, bar_chart_margins(figure, names))
 
 
 def evaluation_figures(

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from keel.io.plots import default_style, pyplot, save_figure
+from keel.io.plots import bar_chart_margins, default_style, pyplot, save_figure
 
 if TYPE_CHECKING:
     from jinja2 import Environment
@@ -144,10 +144,11 @@ def contributions_plot(values: dict[str, float], path: Path, limit: int = 20) ->
     plt = pyplot()
     top = list(values.items())[:limit][::-1]
     figure, axes = plt.subplots(figsize=(6, max(3.0, 0.3 * len(top) + 1)))
-    axes.barh([name for name, _ in top], [value for _, value in top], color="#1f5fa8")
+    names = [name for name, _ in top]
+    axes.barh(names, [value for _, value in top], color="#1f5fa8")
     axes.set_xlabel("mean |contribution|")
-    axes.set_title("What drives the predictions (test data)")
-    return save_figure(figure, path)
+    figure.suptitle("What drives the predictions (test data)")
+    return save_figure(figure, path, bar_chart_margins(figure, names))
 
 
 def plot_list(folder: Path, titles: Sequence[tuple[str, str]]) -> list[dict[str, str]]:
