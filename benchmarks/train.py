@@ -100,7 +100,7 @@ def main() -> None:
     ]
     print(f"{'figure':<24}{'seconds':>9}  {'baseline':<31}{'seconds':>9}{'ratio':>8}  goal")
     for name, value, base_name, base, goal in rows:
-        print(f"{name:<24}{value:>9.2f}  {base_name:<31}{base:>9.2f}{value / base:>7.1f}×  {goal}")
+        print(f"{name:<24}{value:>9.2f}  {base_name:<31}{base:>9.2f}{value / base:>7.2f}×  {goal}")
     print(
         f"\nkeel train, median seconds per step (--json): interpreter start-up and imports before the first step "
         f"and the exit are the rest ({job - sum(median(v) for v in steps.values()):.2f} s)"
@@ -109,7 +109,7 @@ def main() -> None:
         print(f"  {title:<38}{median(values):>7.2f}")
     print(
         f"\n{os.cpu_count()} cores; medians of {args.runs} runs (help: 5), keel train and the bare script in turn "
-        f"after a warm-up of each (median of the pairs' ratios: {pair_ratio:.1f}×); each train run starts a fresh "
+        f"after a warm-up of each (median of the pairs' ratios: {pair_ratio:.2f}×); each train run starts a fresh "
         f"workspace; load average {os.getloadavg()[0]:.1f} at the end; {bytecode_note()}."
     )
 
