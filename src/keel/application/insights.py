@@ -214,6 +214,8 @@ def write_report(directory: Path, provenance: dict[str, Any], drawn: Pending) ->
         provenance: What the manifest carries besides the files' hashes.
         drawn: The last plot request (see :func:`write_insights`).
     """
+    # Compiled while the painter finishes the plots: after them, the report is the last thing before registering.
+    reports.load_template(reports.REPORT_TEMPLATE)
     drawn.result()
     html = reports.model_report(directory, provenance, version=None)
     reports.write_html(directory / reports.REPORT_FILE, html)

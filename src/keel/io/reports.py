@@ -45,6 +45,11 @@ def render(template: str, **context: Any) -> str:
     return _environment().get_template(template).render(**context)
 
 
+def load_template(template: str) -> None:
+    """Import Jinja2 and compile one of keel's page templates now (once per process), so rendering it later is quick."""
+    _environment().get_template(template)
+
+
 def fmt(value: Any, digits: int = 4) -> str:
     """A metric value for a table (``–`` when absent or NaN)."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
