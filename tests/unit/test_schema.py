@@ -120,3 +120,21 @@ def test_text_columns_read_as_numbers_when_enough_rows_parse_counting_repeated_s
     schema = infer_schema(table, data_config())
     types = {column.name: column.type for column in schema.features}
     assert types == {"mostly_numbers": "numeric", "mostly_unknown": "categorical"}
+
+
+def test_target_labels_are_encoded_in_class_order_and_unknown_ones_are_refused_with_examples() -> None:
+    from keel.domain.training import encode_target
+
+    data = pd.DataFrame({"x": range(40), "y": ["no", "yes", "maybe", "no"] * 10})
+    schema = infer_schema(data, DataConfig.model_validate({"train": {"path": "x"}, "target": "y"}))
+    assert schema.target.classes == ["maybe", "no", "yes"]
+    codes = encode_target(pd.Series(["yes", "no", "maybe", "yes"], dtype="str"), schema)
+    assert codes.tolist() == [2, 1, 0, 2]
+    assert codes.dtype == np.int64
+    with pytest.raises(DataError) as refused:
+        encode_target(pd.Series(["yes", "Yes", None, "nope"]), schema)
+    message = str(refused.value)
+    assert "3 value(s)" in message
+    assert "'Yes'" in message
+    assert "'nope'" in message
+    assert "known classes: ['maybe', 'no', 'yes']" in message

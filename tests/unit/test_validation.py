@@ -88,3 +88,22 @@ def test_only_empty_cells_and_configured_tokens_are_missing(tmp_path) -> None:  
     pandas_way = read_table(tmp_path / "t.csv", csv=CsvOptions(default_na=True))
     assert pandas_way["country"].isna().tolist() == [True, True, False]
     assert pandas_way["score"].isna().tolist() == [False, True, True]
+
+
+@pytest.mark.parametrize("dtype", ["str", "object", "category"])
+def test_categories_and_texts_come_out_as_python_strings_whatever_their_input_dtype(dtype: str) -> None:
+    """Coerced categories and texts are object columns of str (what the encoders read without converting again)."""
+    data = pd.DataFrame(
+        {"job": ["a", "b"] * 20, "note": ["some words here", "other words there"] * 20, "y": ["n", "y"] * 20}
+    )
+    config = DataConfig.model_validate({"train": {"path": "x"}, "target": "y", "types": {"note": "text"}})
+    schema = infer_schema(data, config)
+    rows = pd.DataFrame({"job": ["a", None, "zzz"], "note": ["w x", None, "y z"]}).astype(dtype)
+    coerced = coerce_features(rows, schema).frame
+    for column in ("job", "note"):
+        assert coerced[column].dtype == object
+    assert coerced["job"].iloc[0] == "a"
+    assert type(coerced["job"].iloc[0]) is str
+    assert coerced["job"].iloc[2] == "zzz"
+    assert pd.isna(coerced["job"].iloc[1])  # a missing category stays missing
+    assert coerced["note"].tolist() == ["w x", "", "y z"]  # missing text is empty text
