@@ -114,17 +114,20 @@ def _to_text(raw: pd.Series, *, text: bool) -> pd.Series:
     import numpy as np
     import pandas as pd
 
-    # Missing categories are NaN (what scikit-learn's encoders and imputers treat as missing); missing text is "".
-    missing = "" if text else np.nan
     if pd.api.types.is_float_dtype(raw):
         # A categorical column read as floats (codes such as 1.0) is keyed by its integer spelling, as in training.
         as_text = raw.map(lambda v: str(int(v)) if float(v).is_integer() else str(v), na_action="ignore")
-        values = as_text.to_numpy(dtype=object, na_value=missing)
     else:
-        values = raw.astype("string").to_numpy(dtype=object, na_value=missing)
+        as_text = raw.astype("string")
     # Plain Python strings (object dtype), what scikit-learn's encoders and the compiled encoding read: from pandas'
-    # Arrow-backed ``str`` dtype each of them would convert every column again (about 40 % of the encoding's time).
-    return pd.Series(values, name=raw.name, dtype=object)
+    # Arrow-backed ``str`` dtype each of them converted every column again (40 % of fitting Adult's pipeline). Each
+    # distinct value is one string object that every row holding it shares: 8 bytes a row, less than Arrow's copy.
+    codes, uniques = pd.factorize(as_text)
+    table = np.empty(len(uniques) + 1, dtype=object)
+    table[:-1] = np.asarray(uniques, dtype=object)
+    # Missing categories are NaN (what scikit-learn's encoders and imputers treat as missing); missing text is "".
+    table[-1] = "" if text else np.nan  # code -1
+    return pd.Series(table[codes], name=raw.name, dtype=object)
 
 
 def _note(errors: np.ndarray, bad: np.ndarray, reason: str) -> None:
