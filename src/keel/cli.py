@@ -145,12 +145,12 @@ def train(
     Examples: `keel train`, `keel train configs/adult.yaml model.params.n_estimators=300 split.seed=7`,
     `keel train my.yaml model.estimator=auto --time-budget 120`.
     """
-    from keel.application.sidecars import started_sidecar
+    from keel.application.sidecars import sidecar
 
     # Started first, before keel's own training modules are imported: MLflow's import (seconds) runs beside them and
     # beside reading the configuration and the data. A configuration refused below ends it at once (it has only
     # imported).
-    with started_sidecar() as side:
+    with sidecar() as side:
         from keel.application.train import train as run_train
         from keel.config import load_config, split_arguments
 
